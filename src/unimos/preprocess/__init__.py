@@ -1,0 +1,1 @@
+"""Preprocessing: fingerprint, plan, reorientation, resampling, normalisation, on-disk cache."""

@@ -1,0 +1,233 @@
+"""The preprocessing cache: per case, memory-mappable arrays on the plan's grid, keyed by the plan.
+
+Layout: CACHE/<plan cache_key>/<case_id>/{image.npy (C,X,Y,Z) float32, label.npy uint8, region.npy bool,
+meta.json}. Each case folder is written under a temporary name and renamed, so a killed run never leaves a
+half case; a case whose inputs and plan did not change is not redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unimos.data.io import read_volume
+from unimos.data.labels import candidate_table, to_project_labels
+from unimos.data.manifest import Case, Manifest
+from unimos.data.taxonomy import Taxonomy
+from unimos.data.volume import Volume
+from unimos.preprocess.normalise import body_bbox, body_mask, normalise
+from unimos.preprocess.plan import plan_taxonomy
+from unimos.preprocess.resample import (map_annotated_slices, orientation_to_ras, reorient, reorient_slices,
+                                        resample_image, resample_nearest, target_shape)
+from unimos.utils.atomic import atomic_path, is_partial, write_json_atomic
+
+CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class CachedCase:
+    """A preprocessed case opened from the cache (arrays memory-mapped, read-only)."""
+
+    folder: Path
+    meta: dict[str, Any]
+
+    @property
+    def case_id(self) -> str:
+        return self.meta["case_id"]
+
+    def image(self) -> np.ndarray:
+        return np.load(self.folder / "image.npy", mmap_mode="r", allow_pickle=False)
+
+    def label(self) -> np.ndarray | None:
+        path = self.folder / "label.npy"
+        return np.load(path, mmap_mode="r", allow_pickle=False) if path.exists() else None
+
+    def region(self) -> np.ndarray | None:
+        path = self.folder / "region.npy"
+        return np.load(path, mmap_mode="r", allow_pickle=False) if path.exists() else None
+
+    @property
+    def candidate_table(self) -> np.ndarray:
+        return np.asarray(self.meta["candidate_table"], dtype=bool)
+
+
+def input_signature(case: Case) -> str:
+    """Hash of what the cached arrays depend on besides the plan: input files (size, mtime) and annotation."""
+    files = list(case.image_paths) + ([case.label_path] if case.label_path else [])
+    parts: list[Any] = []
+    for path in files:
+        stat = path.stat()
+        parts.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns])
+    parts.append([case.source.name, case.kind, case.modality, case.split, sorted(case.annotated_classes),
+                  sorted((k, v.kind, v.classes) for k, v in case.source.label_map.items()),
+                  sorted((a, list(v)) for a, v in (case.annotated_slices or {}).items())])
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def preprocess_arrays(case: Case, plan: dict[str, Any], taxonomy: Taxonomy) -> dict[str, Any]:
+    """Read, reorient to RAS, resample, crop to the body and normalise one case; return arrays and metadata."""
+    channels = [read_volume(p, kind="image") for p in case.image_paths]
+    original = channels[0]
+    ornt = orientation_to_ras(original.affine)
+    channels = [reorient(c, ornt) for c in channels]
+    spacing = channels[0].spacing_mm
+    new_shape = target_shape(channels[0].shape, spacing, plan["target_spacing_mm"])
+    resampled = [resample_image(c, new_shape) for c in channels]
+    grid_affine = resampled[0].affine
+
+    label_arr = region_arr = None
+    annotated_target: dict[int, list[int]] | None = None
+    if case.label_path is not None:
+        label_volume = read_volume(case.label_path, kind="label")
+        labels, region = to_project_labels(case, taxonomy, label_volume, original)
+        labels_ras = reorient(label_volume.with_array(labels), ornt)
+        region_ras = reorient(label_volume.with_array(region), ornt)
+        pins = None
+        if case.annotated_slices is not None:
+            slices = reorient_slices(case.annotated_slices, ornt, original.shape)
+            pins = map_annotated_slices(slices, labels_ras.shape, new_shape)
+            annotated_target = {axis: sorted(p) for axis, p in pins.items()}
+        label_arr = resample_nearest(labels_ras, new_shape, pins).array
+        if pins is not None:
+            # Only the pinned target slices carry an annotated slice; nothing else is annotated.
+            region_arr = np.zeros(new_shape, dtype=bool)
+            pinned = resample_nearest(region_ras, new_shape, pins).array
+            for axis, targets in annotated_target.items():  # type: ignore[union-attr]
+                index: list[Any] = [slice(None)] * 3
+                index[axis] = targets
+                region_arr[tuple(index)] = pinned[tuple(index)]
+        else:
+            region_arr = resample_nearest(region_ras, new_shape).array
+        label_arr = np.where(region_arr, label_arr, 0).astype(np.uint8)
+
+    box = tuple((0, n) for n in new_shape)
+    if plan.get("crop_to_body", True):
+        box = body_bbox(body_mask(resampled[0].array, case.modality))
+    crop = tuple(slice(a, b) for a, b in box)
+    scheme = plan["normalisation"].get(case.modality)
+    if scheme is None:
+        raise ValueError(f"plan has no normalisation for modality {case.modality}")
+    image = np.stack([normalise(c.array[crop], case.modality, scheme) for c in resampled]).astype(np.float32)
+    crop_affine = grid_affine.copy()
+    crop_affine[:3, 3] = (grid_affine @ np.array([box[0][0], box[1][0], box[2][0], 1.0]))[:3]
+    meta = {
+        "cache_format": CACHE_FORMAT,
+        "case_id": case.case_id,
+        "source": case.source.name,
+        "modality": case.modality,
+        "kind": case.kind,
+        "split": case.split,
+        "has_label": label_arr is not None,
+        "annotated_classes": sorted(taxonomy.index(c) for c in case.annotated_classes),
+        "candidate_table": candidate_table(taxonomy, case.annotated_classes).astype(int).tolist(),
+        "annotated_slices": annotated_target,
+        "original_shape": list(original.shape),
+        "original_affine": original.affine.tolist(),
+        "ras_orientation": ornt.tolist(),
+        "resampled_shape": list(new_shape),
+        "crop_box": [list(b) for b in box],
+        "affine": crop_affine.tolist(),
+        "shape": list(image.shape[1:]),
+    }
+    out = {"image": image, "meta": meta}
+    if label_arr is not None:
+        out["label"] = np.ascontiguousarray(label_arr[crop])
+        out["region"] = np.ascontiguousarray(region_arr[crop])  # type: ignore[index]
+    return out
+
+
+def case_folder(cache_dir: Path, plan: dict[str, Any], case_id: str) -> Path:
+    return Path(cache_dir) / plan["cache_key"] / case_id
+
+
+def is_cached(case: Case, plan: dict[str, Any], cache_dir: Path) -> bool:
+    meta_path = case_folder(cache_dir, plan, case.case_id) / "meta.json"
+    if not meta_path.exists():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return meta.get("input_signature") == input_signature(case) and meta.get("cache_format") == CACHE_FORMAT
+
+
+def preprocess_case(case: Case, plan: dict[str, Any], cache_dir: Path) -> Path:
+    """Preprocess one case into its cache folder (atomically: temporary folder, then rename)."""
+    torch_threads_for_worker()
+    final = case_folder(cache_dir, plan, case.case_id)
+    result = preprocess_arrays(case, plan, plan_taxonomy(plan))
+    result["meta"]["input_signature"] = input_signature(case)
+    result["meta"]["plan_cache_key"] = plan["cache_key"]
+    with atomic_path(final) as tmp:
+        tmp.mkdir()
+        for name in ("image", "label", "region"):
+            if name in result:
+                np.save(tmp / f"{name}.npy", result[name], allow_pickle=False)
+        write_json_atomic(tmp / "meta.json", result["meta"])
+        if final.exists():
+            shutil.rmtree(final)
+    return final
+
+
+def torch_threads_for_worker() -> None:
+    """One torch thread per worker process: parallelism comes from the processes."""
+    if os.environ.get("UNIMOS_WORKER") == "1":
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def _worker_init() -> None:
+    os.environ["UNIMOS_WORKER"] = "1"
+
+
+def preprocess_manifest(manifest: Manifest, plan: dict[str, Any], cache_dir: str | Path, workers: int = 2,
+                        progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+    """Preprocess every case not yet cached; returns (cases done now, cases already cached)."""
+    cache_dir = Path(cache_dir)
+    root = cache_dir / plan["cache_key"]
+    root.mkdir(parents=True, exist_ok=True)
+    for leftover in root.iterdir():
+        if is_partial(leftover):
+            shutil.rmtree(leftover, ignore_errors=True)
+    todo = [c for c in manifest.cases if not is_cached(c, plan, cache_dir)]
+    skipped = len(manifest.cases) - len(todo)
+    write_json_atomic(root / "plan.json", plan)
+    if not todo:
+        return 0, skipped
+    if workers <= 1 or len(todo) == 1:
+        for i, case in enumerate(todo, start=1):
+            preprocess_case(case, plan, cache_dir)
+            if progress:
+                progress(i, len(todo))
+        return len(todo), skipped
+    # spawn, not fork: a forked child of a process that already ran OpenMP work can hang.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, mp_context=context) as pool:
+        futures = [pool.submit(preprocess_case, case, plan, cache_dir) for case in todo]
+        for i, future in enumerate(futures, start=1):
+            future.result()
+            if progress:
+                progress(i, len(todo))
+    return len(todo), skipped
+
+
+def open_cache(cache_dir: str | Path, plan: dict[str, Any]) -> list[CachedCase]:
+    """All cached cases of a plan, sorted by case id."""
+    root = Path(cache_dir) / plan["cache_key"]
+    cases = []
+    for folder in sorted(root.iterdir()) if root.exists() else []:
+        meta_path = folder / "meta.json"
+        if folder.is_dir() and not is_partial(folder) and meta_path.exists():
+            cases.append(CachedCase(folder, json.loads(meta_path.read_text())))
+    return cases

@@ -1,0 +1,144 @@
+"""The plan: a readable JSON file derived from the fingerprint (spacing, patch, normalisation, network size).
+
+Like nnU-Net's plans, a user may read and edit it; its hash names the cache and is checked by checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from unimos.data.taxonomy import Taxonomy
+from unimos.errors import PlanError
+from unimos.utils.atomic import write_json_atomic
+
+PLAN_VERSION = 1
+Preset = Literal["3mm", "fine"]
+# Keys whose values change the cached arrays; the cache is keyed by their hash alone.
+PREPROCESSING_KEYS = ("unimos_plan_version", "target_spacing_mm", "normalisation", "crop_to_body", "classes")
+PRESETS: dict[str, dict[str, Any]] = {
+    "3mm": {"max_patch_voxels": 96 ** 3, "max_patch": 96, "base_features": 16, "max_features": 256},
+    "fine": {"max_patch_voxels": 128 ** 3, "max_patch": 192, "base_features": 32, "max_features": 320},
+}
+MIN_BOTTLENECK = 4
+MAX_DOWNSAMPLINGS = 5
+
+
+def target_spacing(fingerprint: dict[str, Any], preset: Preset) -> list[float]:
+    """3 mm isotropic for the fast preset; the median spacing for `fine`, with nnU-Net's anisotropy rule."""
+    if preset == "3mm":
+        return [3.0, 3.0, 3.0]
+    median = np.asarray(fingerprint["median_spacing_mm"], dtype=float)
+    spacing = median.copy()
+    worst = int(np.argmax(median))
+    others = [a for a in range(3) if a != worst]
+    if median[worst] > 3 * max(median[others]):
+        # nnU-Net's rule for a very coarse axis: its 10th percentile, but no finer than the other axes.
+        spacing[worst] = max(float(fingerprint["spacing_percentile_10_mm"][worst]), float(max(median[others])))
+    return [round(float(s), 4) for s in spacing]
+
+
+def patch_and_network(extent_mm: list[float], spacing: list[float], preset: Preset) -> tuple[list[int], dict[str, Any]]:
+    """Patch size (the median case at target spacing, within the preset's voxel budget) and a U-Net to fit it."""
+    rules = PRESETS[preset]
+    shape = [max(16, int(round(e / s))) for e, s in zip(extent_mm, spacing)]
+    shape = [min(n, rules["max_patch"]) for n in shape]
+    while int(np.prod(shape)) > rules["max_patch_voxels"]:
+        largest = int(np.argmax(shape))
+        shape[largest] = int(shape[largest] * 0.9)
+    strides: list[list[int]] = [[1, 1, 1]]
+    size = list(shape)
+    for _ in range(MAX_DOWNSAMPLINGS):
+        step = [2 if n // 2 >= MIN_BOTTLENECK else 1 for n in size]
+        if step == [1, 1, 1]:
+            break
+        strides.append(step)
+        size = [n // s for n, s in zip(size, step)]
+    multiple = np.prod(np.array(strides), axis=0)
+    patch = [max(int(m), int(n // m * m)) for n, m in zip(shape, multiple)]
+    filters = [min(rules["base_features"] * 2 ** i, rules["max_features"]) for i in range(len(strides))]
+    network = {
+        "name": "dynunet",
+        "spatial_dims": 3,
+        "kernel_size": [[3, 3, 3]] * len(strides),
+        "strides": strides,
+        "filters": filters,
+        "deep_supervision": False,
+    }
+    return patch, network
+
+
+def make_plan(fingerprint: dict[str, Any], taxonomy: Taxonomy, preset: Preset = "3mm") -> dict[str, Any]:
+    """Derive a plan from a fingerprint; the result includes its own hash."""
+    if preset not in PRESETS:
+        raise PlanError("plan", f"unknown preset '{preset}'", f"use one of {sorted(PRESETS)}")
+    spacing = target_spacing(fingerprint, preset)
+    patch, network = patch_and_network(fingerprint["median_extent_mm"], spacing, preset)
+    normalisation: dict[str, Any] = {}
+    for modality, stats in fingerprint["modalities"].items():
+        if modality == "CT":
+            normalisation[modality] = {"scheme": "ct_clip_zscore",
+                                       "clip": [round(stats["percentile_00_5"], 2), round(stats["percentile_99_5"], 2)],
+                                       "mean": round(stats["mean"], 4), "std": round(stats["std"], 4)}
+        else:
+            normalisation[modality] = {"scheme": "zscore_per_volume"}
+    plan = {
+        "unimos_plan_version": PLAN_VERSION,
+        "preset": preset,
+        "target_spacing_mm": spacing,
+        "patch_size": patch,
+        "batch_size": 2,
+        "normalisation": normalisation,
+        "crop_to_body": True,
+        "network": network,
+        "classes": taxonomy.to_json(),
+        "fingerprint": {k: v for k, v in fingerprint.items() if k != "cases"},
+    }
+    return with_hashes(plan)
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def with_hashes(plan: dict[str, Any]) -> dict[str, Any]:
+    """Return the plan with `cache_key` (preprocessing fields) and `hash` (everything) recomputed."""
+    body = {k: v for k, v in plan.items() if k not in ("hash", "cache_key")}
+    body["cache_key"] = _digest({k: body[k] for k in PREPROCESSING_KEYS})
+    body["hash"] = _digest({k: v for k, v in body.items() if k != "cache_key"})
+    return body
+
+
+def save_plan(plan: dict[str, Any], path: str | Path) -> Path:
+    """Write the plan JSON atomically."""
+    return write_json_atomic(path, plan)
+
+
+def load_plan(path: str | Path) -> dict[str, Any]:
+    """Read a plan, check its fields, and recompute its hashes (so a hand-edited plan gets a new hash)."""
+    path = Path(path)
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlanError(path, "does not exist", "run `unimos plan MANIFEST --out PLAN.json` first") from None
+    except (OSError, json.JSONDecodeError) as err:
+        raise PlanError(path, f"cannot be read as JSON ({err})", "fix it or run `unimos plan` again") from None
+    required = ["unimos_plan_version", "target_spacing_mm", "patch_size", "normalisation", "network", "classes"]
+    missing = [k for k in required if not isinstance(plan, dict) or k not in plan]
+    if missing:
+        raise PlanError(path, f"is not a unimos plan (missing {missing})", "run `unimos plan` to make one")
+    if plan["unimos_plan_version"] != PLAN_VERSION:
+        raise PlanError(path, f"has plan version {plan['unimos_plan_version']}, this unimos reads {PLAN_VERSION}",
+                        "run `unimos plan` again")
+    if any(not isinstance(s, (int, float)) or s <= 0 for s in plan["target_spacing_mm"]):
+        raise PlanError(path, f"target_spacing_mm {plan['target_spacing_mm']} is not three positive numbers",
+                        "fix the value or run `unimos plan` again")
+    return with_hashes(plan)
+
+
+def plan_taxonomy(plan: dict[str, Any]) -> Taxonomy:
+    return Taxonomy.from_json(plan["classes"])
