@@ -165,6 +165,7 @@ def resolve_label_name(name: str | Sequence[str], taxonomy: Taxonomy, context: S
         right, left = (_resolve_single(n, taxonomy, context, where) for n in name)
         return LabelMeaning("sided", (_as_project_class(right), _as_project_class(left)))
     key = cat.normalise_name(name)
+    key = cat.SYNONYMS.get(key, key)
     if key in cat.IGNORE_NAMES:
         return LabelMeaning("ignore")
     if key in cat.BACKGROUND_NAMES:

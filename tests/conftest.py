@@ -1,0 +1,72 @@
+"""Shared test helpers: tiny real NIfTI files and manifests written into tmp_path, and the shared data folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data beside the repository; tests that need it skip with the reason when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (it sits beside the repo in CI)")
+    return SHARED_DATA
+
+
+def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+def tiny_case(folder: Path, case_id: str, *, shape=(24, 20, 12), spacing=(2.0, 2.0, 3.0),
+              labels: dict[int, tuple[slice, slice, slice]] | None = None, seed: int = 0) -> tuple[Path, Path]:
+    """A small CT-like image (body at 40 HU, air -1000) and a label map with boxes of the given values."""
+    rng = np.random.default_rng(seed)
+    image = np.full(shape, -1000, dtype=np.int16)
+    image[2:-2, 2:-2, :] = 40 + rng.integers(-5, 5, size=(shape[0] - 4, shape[1] - 4, shape[2]))
+    label = np.zeros(shape, dtype=np.uint8)
+    for value, box in (labels or {1: (slice(4, 10), slice(4, 10), slice(2, 8))}).items():
+        label[box] = value
+        image[box] = 60 + 20 * value
+    affine = np.diag([*spacing, 1.0])
+    return (write_nifti(folder / "images" / f"{case_id}_0000.nii.gz", image, affine),
+            write_nifti(folder / "labels" / f"{case_id}.nii.gz", label, affine))
+
+
+def write_manifest(folder: Path, payload: dict) -> Path:
+    path = folder / "manifest.yaml"
+    path.write_text(yaml.safe_dump(payload, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def tiny_manifest(tmp_path: Path) -> Path:
+    """Two CT sources: a full one (liver=1, spleen=2) and a partial liver-only one; plus one unlabeled case."""
+    boxes = {1: (slice(4, 10), slice(4, 10), slice(2, 8)), 2: (slice(14, 20), slice(4, 10), slice(2, 8))}
+    cases_full, cases_part = [], []
+    for i in range(2):
+        img, lab = tiny_case(tmp_path, f"full_{i}", labels=boxes, seed=i)
+        cases_full.append({"id": f"full_{i}", "image": str(img.relative_to(tmp_path)),
+                           "label": str(lab.relative_to(tmp_path))})
+        img, lab = tiny_case(tmp_path, f"part_{i}", labels={1: boxes[1]}, seed=10 + i)
+        cases_part.append({"id": f"part_{i}", "image": str(img.relative_to(tmp_path)),
+                           "label": str(lab.relative_to(tmp_path))})
+    img, _ = tiny_case(tmp_path, "unl_0", seed=20)
+    return write_manifest(tmp_path, {
+        "project": {"name": "tiny", "classes": ["liver", "spleen"]},
+        "sources": [
+            {"name": "full", "modality": "CT", "kind": "full", "labels": {1: "liver", 2: "spleen"},
+             "cases": cases_full},
+            {"name": "liver_only", "modality": "CT", "kind": "partial", "labels": {1: "liver"}, "cases": cases_part},
+            {"name": "unlabeled", "modality": "CT", "kind": "unlabeled",
+             "cases": [{"id": "unl_0", "image": str(img.relative_to(tmp_path))}]},
+        ],
+    })
