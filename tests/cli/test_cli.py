@@ -1,0 +1,73 @@
+import json
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tests.conftest import write_nifti
+from unimos.cli.main import app
+
+runner = CliRunner()
+
+
+def test_help_of_every_command_gives_an_example():
+    for command in ["make-demo-data", "inspect", "plan", "preprocess", "demo"]:
+        result = runner.invoke(app, [command, "--help"])
+        assert result.exit_code == 0 and "Example" in result.output
+
+
+def test_inspect_prints_coverage_and_exits_zero(tiny_manifest):
+    result = runner.invoke(app, ["inspect", str(tiny_manifest)])
+    assert result.exit_code == 0, result.output
+    assert "Coverage" in result.output and "liver_only" in result.output and "0/2" in result.output
+    assert "no problems found" in result.output
+
+
+def test_inspect_of_a_broken_manifest_lists_problems_without_traceback(tiny_manifest):
+    payload = yaml.safe_load(tiny_manifest.read_text())
+    payload["sources"][0]["cases"][0]["image"] = "images/gone_0000.nii.gz"
+    label = np.full((24, 20, 12), 7, np.uint8)
+    label[:5] = 1
+    write_nifti(tiny_manifest.parent / payload["sources"][1]["cases"][0]["label"], label, np.diag([2.0, 2.0, 3.0, 1.0]))
+    tiny_manifest.write_text(yaml.safe_dump(payload))
+    before = sorted(p.name for p in tiny_manifest.parent.rglob("*"))
+    result = runner.invoke(app, ["inspect", str(tiny_manifest)])
+    assert result.exit_code == 1
+    assert "2 problem(s)" in result.output and "gone_0000.nii.gz" in result.output and "[7]" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tiny_manifest.parent.rglob("*")) == before
+
+
+def test_plan_refuses_an_invalid_manifest_and_writes_nothing(tiny_manifest, tmp_path):
+    payload = yaml.safe_load(tiny_manifest.read_text())
+    payload["sources"][0]["cases"][0]["image"] = "images/gone_0000.nii.gz"
+    tiny_manifest.write_text(yaml.safe_dump(payload))
+    result = runner.invoke(app, ["plan", str(tiny_manifest), "--out", str(tmp_path / "work" / "plan.json")])
+    assert result.exit_code == 1 and not (tmp_path / "work" / "plan.json").exists()
+
+
+def test_plan_then_preprocess_twice_reuses_the_cache(tiny_manifest, tmp_path):
+    plan = tmp_path / "work" / "plan.json"
+    result = runner.invoke(app, ["plan", str(tiny_manifest), "--out", str(plan)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(plan.read_text())["target_spacing_mm"] == [3.0, 3.0, 3.0]
+    args = ["preprocess", str(tiny_manifest), "--plan", str(plan), "--cache", str(tmp_path / "cache"), "--workers", "1"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0 and "preprocessed 5 case(s), 0 already cached" in first.output
+    second = runner.invoke(app, args)
+    assert "preprocessed 0 case(s), 5 already cached" in second.output
+
+
+def test_unknown_class_is_one_readable_error(tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"project": {"classes": ["liverr"]}, "sources": [{"name": "s"}]}))
+    result = runner.invoke(app, ["inspect", str(manifest)])
+    assert result.exit_code == 1 and "'liver'" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("bad", ["missing.yaml", "folder"])
+def test_missing_manifest_or_plain_folder_is_refused(tmp_path, bad):
+    (tmp_path / "folder").mkdir()
+    result = runner.invoke(app, ["inspect", str(tmp_path / bad)])
+    assert result.exit_code == 1 and "Fix" in result.output
