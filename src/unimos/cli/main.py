@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 from rich.console import Console
 
-from unimos.cli.render import coverage_table, geometry_table, print_problems, progress_bars
+from unimos.cli.render import coverage_table, geometry_tables, print_problems, progress_bars
 from unimos.errors import UnimosError, ValidationFailed
 
 app = typer.Typer(
@@ -88,8 +88,8 @@ def inspect_command(manifest: ManifestArg, workers: WorkersOpt = 2) -> None:
     console.print(f"[bold]{loaded.name}[/]: {len(loaded.sources)} sources, {len(loaded.cases)} cases, "
                   f"{loaded.taxonomy.num_classes - 1} classes")
     console.print(coverage_table(report))
-    if report.cases:
-        console.print(geometry_table(report))
+    for table in geometry_tables(report):
+        console.print(table)
     if not report.ok:
         raise ValidationFailed(report.problems)
     console.print("[green]no problems found[/]")

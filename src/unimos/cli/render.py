@@ -15,45 +15,40 @@ from unimos.errors import Problem
 
 
 def coverage_table(report: InspectReport) -> Table:
-    """Sources x classes: cases annotating the class / cases in the source."""
+    """Classes x sources: cases annotating the class / cases in the source (classes as rows: there are more)."""
     coverage = report.coverage()
-    classes = report.manifest.taxonomy.names[1:]
-    table = Table(title="Coverage (cases annotated / cases)", show_lines=False)
-    table.add_column("source")
-    table.add_column("modality")
-    table.add_column("kind")
-    for name in classes:
-        table.add_column(name.replace("_", " "), justify="center")
-    for source in report.manifest.sources:
+    sources = report.manifest.sources
+    table = Table(title="Coverage (cases annotated / cases)")
+    table.add_column("class")
+    for source in sources:
+        table.add_column(f"{source.name}\n{source.modality} {source.kind}", justify="center")
+    for name in report.manifest.taxonomy.names[1:]:
         cells = []
-        for name in classes:
+        for source in sources:
             done, total = coverage[source.name][name]
             style = "green" if done == total and total else ("yellow" if done else "dim")
             cells.append(f"[{style}]{done}/{total}[/]")
-        table.add_row(source.name, source.modality, source.kind, *cells)
+        table.add_row(name, *cells)
     return table
 
 
-def geometry_table(report: InspectReport) -> Table:
-    """Modalities, splits, and spacing/size ranges of the readable cases."""
-    table = Table(title="Images")
-    for column in ("modality", "cases", "splits", "spacing mm (min / median / max)", "size voxels (min / median / max)",
-                   "orientations"):
-        table.add_column(column)
+def geometry_tables(report: InspectReport) -> list[Table]:
+    """Per modality: case counts by split, orientations, and min / median / max of spacing and size."""
+    tables = []
     for modality in sorted({c.modality for c in report.cases}):
         group = [c for c in report.cases if c.modality == modality]
-        spacing = np.array([c.spacing_mm for c in group])
-        shape = np.array([c.shape for c in group])
         splits = ", ".join(f"{s} {sum(c.split == s for c in group)}" for s in ("train", "validation", "test")
                            if any(c.split == s for c in group))
-
-        def trio(values: np.ndarray, fmt: str) -> str:
+        orientations = ", ".join(sorted({c.orientation for c in group}))
+        table = Table(title=f"{modality}: {len(group)} cases ({splits}); orientations {orientations}")
+        for column in ("", "min", "median", "max"):
+            table.add_column(column, justify="right")
+        for label, values, fmt in (("spacing mm", np.array([c.spacing_mm for c in group]), ".2f"),
+                                   ("size voxels", np.array([c.shape for c in group]), ".0f")):
             rows = [values.min(axis=0), np.median(values, axis=0), values.max(axis=0)]
-            return " / ".join("x".join(format(v, fmt) for v in row) for row in rows)
-
-        table.add_row(modality, str(len(group)), splits, trio(spacing, ".2f"), trio(shape, ".0f"),
-                      ", ".join(sorted({c.orientation for c in group})))
-    return table
+            table.add_row(label, *("x".join(format(v, fmt) for v in row) for row in rows))
+        tables.append(table)
+    return tables
 
 
 def print_problems(console: Console, problems: list[Problem]) -> None:
