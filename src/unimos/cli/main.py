@@ -22,8 +22,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Logs and pipes get a wide fixed width so the coverage table is not squeezed to 80 columns.
+console = Console(highlight=False, width=None if Console().is_terminal else 160)
+err_console = Console(stderr=True, highlight=False, width=None if Console(stderr=True).is_terminal else 160)
 F = TypeVar("F", bound=Callable[..., Any])
 
 ManifestArg = Annotated[Path, typer.Argument(help="A manifest.yaml, or an nnU-Net v2 raw folder or MSD task folder.")]
