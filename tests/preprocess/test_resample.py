@@ -85,3 +85,17 @@ def test_nearest_resampling_to_the_same_shape_is_identity(shape):
     array = np.arange(np.prod(shape)).reshape(shape)
     out = resample_nearest(Volume(array, np.eye(4)), shape)
     assert np.array_equal(out.array, array)
+
+
+def test_per_class_linear_label_resampling_keeps_structures_and_matches_nearest_on_2x_upsampling():
+    from unimos.preprocess.resample import resample_label_linear
+
+    labels = np.zeros((12, 12, 12), dtype=np.uint8)
+    labels[4:8, 4:8, 4:8] = 1
+    labels[:, :, 9] = 2  # a one-voxel-thick sheet
+    volume = Volume(labels, np.eye(4))
+    linear = resample_label_linear(volume, (6, 6, 6)).array
+    assert set(np.unique(linear)) == {0, 1, 2}
+    assert (linear[2:4, 2:4, 2:4] == 1).all()
+    upsampled = resample_label_linear(volume, (24, 24, 24)).array
+    assert np.array_equal(upsampled, labels.repeat(2, 0).repeat(2, 1).repeat(2, 2))  # 2x: weight 3/4 on the nearest

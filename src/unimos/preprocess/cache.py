@@ -28,7 +28,7 @@ from unimos.data.volume import Volume
 from unimos.preprocess.normalise import body_bbox, body_mask, normalise
 from unimos.preprocess.plan import plan_taxonomy
 from unimos.preprocess.resample import (map_annotated_slices, orientation_to_ras, reorient, reorient_slices,
-                                        resample_image, resample_nearest, target_shape)
+                                        resample_image, resample_label_linear, resample_nearest, target_shape)
 from unimos.utils.atomic import atomic_path, is_partial, write_json_atomic
 
 CACHE_FORMAT = 1
@@ -97,7 +97,10 @@ def preprocess_arrays(case: Case, plan: dict[str, Any], taxonomy: Taxonomy) -> d
             slices = reorient_slices(case.annotated_slices, ornt, original.shape)
             pins = map_annotated_slices(slices, labels_ras.shape, new_shape)
             annotated_target = {axis: sorted(p) for axis, p in pins.items()}
-        label_arr = resample_nearest(labels_ras, new_shape, pins).array
+        if pins is None and plan.get("label_resampling", "nearest") == "linear_argmax":
+            label_arr = resample_label_linear(labels_ras, new_shape).array
+        else:
+            label_arr = resample_nearest(labels_ras, new_shape, pins).array
         if pins is not None:
             # Only the pinned target slices carry an annotated slice; nothing else is annotated.
             region_arr = np.zeros(new_shape, dtype=bool)

@@ -19,7 +19,8 @@ from unimos.utils.atomic import write_json_atomic
 PLAN_VERSION = 1
 Preset = Literal["3mm", "fine"]
 # Keys whose values change the cached arrays; the cache is keyed by their hash alone.
-PREPROCESSING_KEYS = ("unimos_plan_version", "target_spacing_mm", "normalisation", "crop_to_body", "classes")
+PREPROCESSING_KEYS = ("unimos_plan_version", "target_spacing_mm", "normalisation", "crop_to_body", "classes",
+                      "label_resampling")
 PRESETS: dict[str, dict[str, Any]] = {
     "3mm": {"max_patch_voxels": 96 ** 3, "max_patch": 96, "base_features": 16, "max_features": 256},
     "fine": {"max_patch_voxels": 128 ** 3, "max_patch": 192, "base_features": 32, "max_features": 320},
@@ -94,6 +95,8 @@ def make_plan(fingerprint: dict[str, Any], taxonomy: Taxonomy, preset: Preset = 
         "batch_size": 2,
         "normalisation": normalisation,
         "crop_to_body": True,
+        # "nearest" or "linear_argmax" (per-class linear, then argmax); sparse slices always use nearest.
+        "label_resampling": "nearest",
         "network": network,
         "classes": taxonomy.to_json(),
         "fingerprint": {k: v for k, v in fingerprint.items() if k != "cases"},
@@ -108,7 +111,7 @@ def _digest(payload: Any) -> str:
 def with_hashes(plan: dict[str, Any]) -> dict[str, Any]:
     """Return the plan with `cache_key` (preprocessing fields) and `hash` (everything) recomputed."""
     body = {k: v for k, v in plan.items() if k not in ("hash", "cache_key")}
-    body["cache_key"] = _digest({k: body[k] for k in PREPROCESSING_KEYS})
+    body["cache_key"] = _digest({k: body.get(k) for k in PREPROCESSING_KEYS})
     body["hash"] = _digest({k: v for k, v in body.items() if k != "cache_key"})
     return body
 

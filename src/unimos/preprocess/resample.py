@@ -108,3 +108,20 @@ def map_annotated_slices(slices: dict[int, tuple[int, ...]], shape: Sequence[int
                 pins[t] = (distance, s)
         out[axis] = {t: s for t, (_, s) in sorted(pins.items())}
     return out
+
+
+def resample_label_linear(volume: Volume, new_shape: Sequence[int]) -> Volume:
+    """Labels resampled per class (trilinear on each class's mask) then argmax: smoother than nearest.
+
+    Classes are done one at a time, keeping the running best, so memory stays at two float volumes.
+    """
+    new_shape = tuple(int(n) for n in new_shape)
+    best = np.full(new_shape, -1.0, dtype=np.float32)
+    out = np.zeros(new_shape, dtype=volume.array.dtype)
+    for value in np.unique(volume.array):
+        mask = Volume((volume.array == value).astype(np.float32), volume.affine)
+        score = resample_image(mask, new_shape).array
+        better = score > best
+        out[better] = value
+        best[better] = score[better]
+    return Volume(out, resampled_affine(volume.affine, volume.shape, new_shape), volume.path)
