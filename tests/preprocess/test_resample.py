@@ -92,7 +92,7 @@ def test_per_class_linear_label_resampling_keeps_structures_and_matches_nearest_
 
     labels = np.zeros((12, 12, 12), dtype=np.uint8)
     labels[4:8, 4:8, 4:8] = 1
-    labels[:, :, 9:11] = 2
+    labels[:, :, 8:10] = 2
     volume = Volume(labels, np.eye(4))
     linear = resample_label_linear(volume, (6, 6, 6)).array
     assert set(np.unique(linear)) == {0, 1, 2}
