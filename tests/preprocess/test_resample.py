@@ -98,4 +98,6 @@ def test_per_class_linear_label_resampling_keeps_structures_and_matches_nearest_
     assert set(np.unique(linear)) == {0, 1, 2}
     assert (linear[2:4, 2:4, 2:4] == 1).all()
     upsampled = resample_label_linear(volume, (24, 24, 24)).array
-    assert np.array_equal(upsampled, labels.repeat(2, 0).repeat(2, 1).repeat(2, 2))  # 2x: weight 3/4 on the nearest
+    nearest = labels.repeat(2, 0).repeat(2, 1).repeat(2, 2)
+    # per-class linear rounds box corners off (0.75^3 < 0.5 at a corner voxel), nearest keeps them: close, not equal
+    assert 0.97 < (upsampled == nearest).mean() < 1.0
