@@ -1,0 +1,1 @@
+"""Prediction: sliding-window inference, post-processing, writing results in the input geometry."""

@@ -1,0 +1,1 @@
+"""Strategies: how one training step computes its loss (supervised, semi-supervised methods)."""
