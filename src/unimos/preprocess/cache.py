@@ -24,11 +24,10 @@ from unimos.data.io import read_volume
 from unimos.data.labels import candidate_table, to_project_labels
 from unimos.data.manifest import Case, Manifest
 from unimos.data.taxonomy import Taxonomy
-from unimos.data.volume import Volume
-from unimos.preprocess.normalise import body_bbox, body_mask, normalise
 from unimos.preprocess.plan import plan_taxonomy
-from unimos.preprocess.resample import (map_annotated_slices, orientation_to_ras, reorient, reorient_slices,
-                                        resample_image, resample_label_linear, resample_nearest, target_shape)
+from unimos.preprocess.prepare import prepare_image
+from unimos.preprocess.resample import (map_annotated_slices, reorient, reorient_slices, resample_label_linear,
+                                        resample_nearest)
 from unimos.utils.atomic import atomic_path, is_partial, write_json_atomic
 
 CACHE_FORMAT = 1
@@ -77,75 +76,59 @@ def input_signature(case: Case) -> str:
 def preprocess_arrays(case: Case, plan: dict[str, Any], taxonomy: Taxonomy) -> dict[str, Any]:
     """Read, reorient to RAS, resample, crop to the body and normalise one case; return arrays and metadata."""
     channels = [read_volume(p, kind="image") for p in case.image_paths]
-    original = channels[0]
-    ornt = orientation_to_ras(original.affine)
-    channels = [reorient(c, ornt) for c in channels]
-    spacing = channels[0].spacing_mm
-    new_shape = target_shape(channels[0].shape, spacing, plan["target_spacing_mm"])
-    resampled = [resample_image(c, new_shape) for c in channels]
-    grid_affine = resampled[0].affine
+    image, geometry = prepare_image(channels, case.modality, plan)
+    new_shape = geometry.resampled_shape
+    ornt = geometry.ras_orientation
+    crop = geometry.crop
 
-    label_arr = region_arr = None
+    out: dict[str, Any] = {"image": image}
     annotated_target: dict[int, list[int]] | None = None
     if case.label_path is not None:
         label_volume = read_volume(case.label_path, kind="label")
-        labels, region = to_project_labels(case, taxonomy, label_volume, original)
+        labels, region = to_project_labels(case, taxonomy, label_volume, channels[0])
         labels_ras = reorient(label_volume.with_array(labels), ornt)
         region_ras = reorient(label_volume.with_array(region), ornt)
         pins = None
         if case.annotated_slices is not None:
-            slices = reorient_slices(case.annotated_slices, ornt, original.shape)
+            slices = reorient_slices(case.annotated_slices, ornt, label_volume.shape)
             pins = map_annotated_slices(slices, labels_ras.shape, new_shape)
             annotated_target = {axis: sorted(p) for axis, p in pins.items()}
         if pins is None and plan.get("label_resampling", "nearest") == "linear_argmax":
             label_arr = resample_label_linear(labels_ras, new_shape).array
         else:
             label_arr = resample_nearest(labels_ras, new_shape, pins).array
-        if pins is not None:
+        region_arr = resample_nearest(region_ras, new_shape, pins).array
+        if annotated_target is not None:
             # Only the pinned target slices carry an annotated slice; nothing else is annotated.
-            region_arr = np.zeros(new_shape, dtype=bool)
-            pinned = resample_nearest(region_ras, new_shape, pins).array
-            for axis, targets in annotated_target.items():  # type: ignore[union-attr]
+            on_slices = np.zeros(new_shape, dtype=bool)
+            for axis, targets in annotated_target.items():
                 index: list[Any] = [slice(None)] * 3
                 index[axis] = targets
-                region_arr[tuple(index)] = pinned[tuple(index)]
-        else:
-            region_arr = resample_nearest(region_ras, new_shape).array
+                on_slices[tuple(index)] = True
+            region_arr &= on_slices
         label_arr = np.where(region_arr, label_arr, 0).astype(np.uint8)
+        out["label"] = np.ascontiguousarray(label_arr[crop])
+        out["region"] = np.ascontiguousarray(region_arr[crop])
 
-    box = tuple((0, n) for n in new_shape)
-    if plan.get("crop_to_body", True):
-        box = body_bbox(body_mask(resampled[0].array, case.modality))
-    crop = tuple(slice(a, b) for a, b in box)
-    scheme = plan["normalisation"].get(case.modality)
-    if scheme is None:
-        raise ValueError(f"plan has no normalisation for modality {case.modality}")
-    image = np.stack([normalise(c.array[crop], case.modality, scheme) for c in resampled]).astype(np.float32)
-    crop_affine = grid_affine.copy()
-    crop_affine[:3, 3] = (grid_affine @ np.array([box[0][0], box[1][0], box[2][0], 1.0]))[:3]
-    meta = {
+    out["meta"] = {
         "cache_format": CACHE_FORMAT,
         "case_id": case.case_id,
         "source": case.source.name,
         "modality": case.modality,
         "kind": case.kind,
         "split": case.split,
-        "has_label": label_arr is not None,
+        "has_label": case.label_path is not None,
         "annotated_classes": sorted(taxonomy.index(c) for c in case.annotated_classes),
         "candidate_table": candidate_table(taxonomy, case.annotated_classes).astype(int).tolist(),
         "annotated_slices": annotated_target,
-        "original_shape": list(original.shape),
-        "original_affine": original.affine.tolist(),
+        "original_shape": list(geometry.original_shape),
+        "original_affine": geometry.original_affine.tolist(),
         "ras_orientation": ornt.tolist(),
         "resampled_shape": list(new_shape),
-        "crop_box": [list(b) for b in box],
-        "affine": crop_affine.tolist(),
+        "crop_box": [list(b) for b in geometry.crop_box],
+        "affine": geometry.cropped_affine.tolist(),
         "shape": list(image.shape[1:]),
     }
-    out = {"image": image, "meta": meta}
-    if label_arr is not None:
-        out["label"] = np.ascontiguousarray(label_arr[crop])
-        out["region"] = np.ascontiguousarray(region_arr[crop])  # type: ignore[index]
     return out
 
 

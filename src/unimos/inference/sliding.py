@@ -1,0 +1,41 @@
+"""Network outputs for a whole (preprocessed) volume: MONAI sliding-window inference, optional mirror TTA."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+from monai.inferers import sliding_window_inference
+from torch import nn
+
+
+def _plain_logits(network: nn.Module):
+    """Deep-supervision networks return lists in training mode; inference wants the full-resolution output."""
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = network(x)
+        return out[0] if isinstance(out, (list, tuple)) else out
+    return run
+
+
+@torch.no_grad()
+def predict_probabilities(network: nn.Module, image: torch.Tensor, patch_size: Sequence[int], overlap: float = 0.5,
+                          mirror: bool = False, sw_batch_size: int = 2, gaussian: bool = True) -> torch.Tensor:
+    """Softmax probabilities (1, C, *spatial) for an image (1, C_in, *spatial), by Gaussian-weighted windows.
+
+    With `mirror`, the average over every combination of flipped spatial axes (2^d passes).
+    """
+    network.eval()
+    run = _plain_logits(network)
+    spatial = list(range(2, image.ndim))
+    flips = [()] + [combo for r in range(1, len(spatial) + 1) for combo in itertools.combinations(spatial, r)] \
+        if mirror else [()]
+    total = None
+    for axes in flips:
+        x = torch.flip(image, axes) if axes else image
+        logits = sliding_window_inference(x, roi_size=list(patch_size), sw_batch_size=sw_batch_size, predictor=run,
+                                          overlap=overlap, mode="gaussian" if gaussian else "constant")
+        probs = torch.softmax(logits.float(), dim=1)
+        probs = torch.flip(probs, axes) if axes else probs
+        total = probs if total is None else total + probs
+    return total / len(flips)

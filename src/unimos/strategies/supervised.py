@@ -1,0 +1,19 @@
+"""`supervised`: the loss of the labeled batch only (partial, naive, ignore... are losses, not strategies)."""
+
+from __future__ import annotations
+
+import torch
+
+from unimos.strategies.base import STRATEGIES, StepOutput, Strategy
+from unimos.training.batches import targets_of
+
+
+@STRATEGIES.register("supervised")
+class Supervised(Strategy):
+    """Forward the labeled batch, apply the configured loss to its candidate-set targets."""
+
+    def step(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None,
+             step: int, total_steps: int) -> StepOutput:
+        logits = self.main(labeled["image"])
+        loss = self.loss(logits, targets_of(labeled))
+        return StepOutput(loss, {"loss_labeled": float(loss.detach())})

@@ -1,0 +1,60 @@
+"""Training batches: sampler draws -> patches from the cache -> tensors (image, label, region, candidate tables)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from unimos.losses.targets import Targets
+from unimos.preprocess.cache import CachedCase
+from unimos.training.patches import cut_patch
+from unimos.training.sampler import Draw, Sampler, build_sampler, index_case
+
+
+class PatchSource:
+    """Cuts batches of patches from cached cases, centred where a sampler says."""
+
+    def __init__(self, cases: Sequence[CachedCase], patch_size: Sequence[int], sampler: str = "cmd",
+                 foreground_fraction: float = 0.67, seed: int = 0) -> None:
+        self.cases = list(cases)
+        self.patch_size = tuple(int(p) for p in patch_size)
+        index_rng = np.random.default_rng(seed)
+        self.sampler: Sampler = build_sampler(sampler, [index_case(c, index_rng) for c in self.cases],
+                                              foreground_fraction)
+        self._fill = [float(np.min(c.image())) for c in self.cases]
+        self.num_classes = len(self.cases[0].meta["candidate_table"]) if self.cases else 0
+
+    def cut(self, draw: Draw) -> dict[str, np.ndarray]:
+        """One patch (image, label, region) for a draw; overhang is padded with no supervision."""
+        case = self.cases[draw.case]
+        image = cut_patch(case.image(), draw.centre, self.patch_size, self._fill[draw.case])
+        label_array, region_array = case.label(), case.region()
+        if label_array is None:
+            label = np.zeros(self.patch_size, dtype=np.int64)
+            region = np.zeros(self.patch_size, dtype=bool)
+        else:
+            label = cut_patch(label_array, draw.centre, self.patch_size, 0).astype(np.int64)
+            region = cut_patch(region_array, draw.centre, self.patch_size, False)
+        return {"image": image, "label": label, "region": region}
+
+    def batch(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """A batch of `batch_size` patches with each sample's candidate table."""
+        draws = [self.sampler.draw(rng) for _ in range(batch_size)]
+        return self.batch_from_draws(draws)
+
+    def batch_from_draws(self, draws: Sequence[Draw]) -> dict[str, torch.Tensor]:
+        parts = [self.cut(d) for d in draws]
+        tables = np.stack([np.asarray(self.cases[d.case].meta["candidate_table"], dtype=bool) for d in draws])
+        return {
+            "image": torch.from_numpy(np.stack([p["image"] for p in parts]).astype(np.float32)),
+            "label": torch.from_numpy(np.stack([p["label"] for p in parts])),
+            "region": torch.from_numpy(np.stack([p["region"] for p in parts])),
+            "tables": torch.from_numpy(tables),
+        }
+
+
+def targets_of(batch: dict[str, torch.Tensor]) -> Targets:
+    """The loss-facing view of a batch."""
+    return Targets(batch["label"], batch["region"], batch["tables"])

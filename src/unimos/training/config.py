@@ -1,0 +1,59 @@
+"""Training settings: one dataclass, saved as JSON beside the run, so a run can be repeated exactly."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from unimos.errors import UnimosError
+
+
+@dataclass
+class TrainConfig:
+    """What to train and how; defaults suit the 3 mm plan on 2 CPU cores.
+
+    method: loss from the loss registry (`partial`, `naive`, `ignore`, `partial_focal_dice`, ...).
+    strategy: step strategy (`supervised`, later the semi-supervised ones); options in `strategy_options`.
+    iterations: optimisation steps; batch_size 0 = the plan's.
+    sampler: `cmd` (class -> modality -> dataset -> case, paper 002), `mdc` or `random`.
+    """
+
+    method: str = "partial"
+    strategy: str = "supervised"
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    network: str = "dynunet"
+    deep_supervision: bool = False
+    iterations: int = 500
+    batch_size: int = 0
+    optimizer: str = "adamw"
+    learning_rate: float = 2e-3
+    weight_decay: float = 3e-5
+    momentum: float = 0.99
+    schedule: str = "poly"
+    poly_power: float = 0.9
+    step_every: int = 0
+    step_gamma: float = 0.5
+    sampler: str = "cmd"
+    foreground_fraction: float = 0.67
+    augment: bool = True
+    entropy_weight: float = 0.0
+    exclusion_weight: float = 0.0
+    amp: bool = False
+    validate_every: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    train_splits: list[str] = field(default_factory=lambda: ["train"])
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, payload: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(payload) - known)
+        if unknown:
+            raise UnimosError("training config", f"unknown settings {unknown}", f"use only {sorted(known)}")
+        return cls(**payload)

@@ -1,0 +1,249 @@
+"""The one training loop: device, AMP, DDP, checkpoints, logging. Methods differ only by strategy, loss,
+network and sampler (DESIGN.md section 2).
+
+Data parallelism: every rank draws the same global batch (same seeded sampler) and keeps its own slice, so a
+run on N processes sees exactly the data of a single process with N times the batch; DDP averages gradients.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from unimos.errors import UnimosError
+from unimos.preprocess.cache import CachedCase
+from unimos.training import checkpoint as ckpt
+from unimos.training.batches import PatchSource
+from unimos.training.config import TrainConfig
+from unimos.training.optim import build_optimizer, build_schedule
+from unimos.training.validate import validation_dice
+from unimos.utils.atomic import write_json_atomic
+
+LOG_FIELDS = ["step", "loss", "lr", "seconds", "data_seconds", "val_dice"]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    steps: int
+    seconds: float
+    data_wait_share: float
+    val_dice: dict[int, float] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UnimosError("--device", f"'{name}' was asked for but no CUDA GPU is available", "use --device cpu")
+    return torch.device(name)
+
+
+def distributed_context() -> tuple[int, int]:
+    """(rank, world size), initialising the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def build_strategy(config: TrainConfig, plan: dict[str, Any], in_channels: int, num_classes: int) -> nn.Module:
+    """The configured strategy with freshly initialised network(s) (seeded) and loss."""
+    import unimos.losses  # noqa: F401  (registers losses)
+    import unimos.strategies  # noqa: F401  (registers strategies)
+    from unimos.losses.registry import build_loss
+    from unimos.networks.registry import build_network, network_config_for
+    from unimos.strategies.base import STRATEGIES
+
+    net_config = dict(network_config_for(plan, config.network))
+    net_config["deep_supervision"] = config.deep_supervision
+    torch.manual_seed(config.seed)
+    nets = {"main": build_network(net_config, in_channels, num_classes)}
+    strategy_cls = STRATEGIES.get(config.strategy)
+    for extra in getattr(strategy_cls, "extra_networks", ()):
+        torch.manual_seed(config.seed + 1000 + len(nets))
+        nets[extra] = build_network(net_config, in_channels, num_classes)
+    loss = build_loss(config.method, entropy_weight=config.entropy_weight, exclusion_weight=config.exclusion_weight)
+    return strategy_cls(nets, loss, config.strategy_options)
+
+
+def _unwrapped_nets(strategy: nn.Module) -> nn.ModuleDict:
+    return nn.ModuleDict({k: (v.module if isinstance(v, nn.parallel.DistributedDataParallel) else v)
+                          for k, v in strategy.nets.items()})
+
+
+def _augmenter(config: TrainConfig) -> Callable[[dict[str, torch.Tensor], torch.Generator], dict[str, torch.Tensor]]:
+    if not config.augment:
+        return lambda batch, generator: batch
+    from unimos.training.augment import AugmentConfig, augment_batch
+
+    settings = AugmentConfig()
+
+    def run(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        out = augment_batch({k: batch[k] for k in ("image", "label", "region")}, settings, generator)
+        return {**batch, **out}
+    return run
+
+
+def _checkpoint_meta(config: TrainConfig, plan: dict[str, Any], step: int, rng: np.random.Generator,
+                     schedule: torch.optim.lr_scheduler.LRScheduler, in_channels: int) -> dict[str, Any]:
+    from unimos.networks.registry import network_config_for
+
+    return {
+        "step": step,
+        "plan_hash": plan["hash"],
+        "plan": {k: plan[k] for k in ("target_spacing_mm", "patch_size", "network", "normalisation", "crop_to_body",
+                                      "classes", "cache_key", "hash") if k in plan},
+        "classes": plan["classes"],
+        "network": {**network_config_for(plan, config.network), "deep_supervision": config.deep_supervision},
+        "in_channels": in_channels,
+        "strategy": config.strategy,
+        "method": config.method,
+        "config": config.to_json(),
+        "sampler_state": rng.bit_generator.state,
+        "schedule_state": {k: v for k, v in schedule.state_dict().items() if k != "lr_lambdas"},
+    }
+
+
+def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig, run_dir: str | Path,
+          validation_cases: Sequence[CachedCase] = (), resume: bool = False,
+          progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
+    """Train on cached cases; checkpoints and a CSV log go to `run_dir`; returns the final checkpoint path."""
+    run_dir = Path(run_dir)
+    rank, world = distributed_context()
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if not cases:
+        raise UnimosError(run_dir, "no training cases", "check the manifest's splits and the preprocessing cache")
+    in_channels = int(cases[0].image().shape[0])
+    num_classes = len(plan["classes"]) + 1
+    batch_size = config.batch_size or int(plan.get("batch_size", 2))
+    strategy = build_strategy(config, plan, in_channels, num_classes).to(device)
+    if world > 1:
+        for key in list(strategy.nets.keys()):
+            strategy.nets[key] = nn.parallel.DistributedDataParallel(strategy.nets[key])
+    optimizer = build_optimizer(strategy.parameters(), config)
+    schedule = build_schedule(optimizer, config)
+    rng = np.random.default_rng(config.seed)
+    torch_gen = torch.Generator().manual_seed(config.seed)
+    labeled = PatchSource(cases, plan["patch_size"], config.sampler, config.foreground_fraction, seed=config.seed)
+    labeled_cases = [c for c in cases if c.meta["has_label"]]
+    if not labeled_cases:
+        raise UnimosError(run_dir, "none of the training cases has a label", "add labeled cases to the manifest")
+    if len(labeled_cases) != len(cases):
+        labeled = PatchSource(labeled_cases, plan["patch_size"], config.sampler, config.foreground_fraction,
+                              seed=config.seed)
+    unlabeled_cases = [c for c in cases if not c.meta["has_label"]]
+    unlabeled = PatchSource(unlabeled_cases, plan["patch_size"], "random", 0.0, seed=config.seed + 1) \
+        if getattr(strategy, "needs_unlabeled", False) and unlabeled_cases else None
+    augment = _augmenter(config)
+    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
+
+    start = 0
+    latest = run_dir / "checkpoint_latest"
+    if resume:
+        start = _resume(latest, strategy, optimizer, schedule, rng, torch_gen, plan)
+    elif rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(run_dir / "config.json", config.to_json())
+        write_json_atomic(run_dir / "plan.json", plan)
+    log_path = run_dir / "log.csv"
+    if rank == 0 and (not resume or not log_path.exists()):
+        with open(log_path, "w", newline="") as handle:
+            csv.writer(handle).writerow(LOG_FIELDS)
+
+    strategy.train()
+    losses: list[float] = []
+    data_seconds = step_seconds = 0.0
+    val: dict[int, float] = {}
+    begun = time.perf_counter()
+    for step in range(start, config.iterations):
+        t0 = time.perf_counter()
+        global_batch = labeled.batch(batch_size * world, rng)
+        batch = {k: v[rank * batch_size:(rank + 1) * batch_size] for k, v in global_batch.items()}
+        batch = augment(batch, torch_gen)
+        unl = None
+        if unlabeled is not None:
+            global_unl = unlabeled.batch(batch_size * world, rng)
+            unl = augment({k: v[rank * batch_size:(rank + 1) * batch_size] for k, v in global_unl.items()}, torch_gen)
+            unl = {k: v.to(device) for k, v in unl.items()}
+        batch = {k: v.to(device) for k, v in batch.items()}
+        t1 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=config.amp and device.type == "cuda"):
+            out = strategy.step(batch, unl, step, config.iterations)
+        if not torch.isfinite(out.loss):
+            raise UnimosError(run_dir, f"the loss became {float(out.loss)} at step {step}",
+                              "lower --learning-rate, or check the inputs for extreme intensities")
+        scaler.scale(out.loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(strategy.parameters(), 12.0)
+        scaler.step(optimizer)
+        scaler.update()
+        schedule.step()
+        t2 = time.perf_counter()
+        data_seconds += t1 - t0
+        step_seconds += t2 - t0
+        loss_value = float(out.loss.detach())
+        losses.append(loss_value)
+        done = step + 1
+        is_last = done == config.iterations
+        row_val = ""
+        if config.validate_every and validation_cases and (done % config.validate_every == 0 or is_last) and rank == 0:
+            val = validation_dice(_unwrapped_nets(strategy)["main"], validation_cases, plan["patch_size"], device)
+            row_val = f"{np.mean(list(val.values())):.4f}" if val else ""
+        if rank == 0 and (done % config.log_every == 0 or is_last or row_val):
+            with open(log_path, "a", newline="") as handle:
+                csv.writer(handle).writerow([done, f"{loss_value:.5f}", f"{optimizer.param_groups[0]['lr']:.6g}",
+                                             f"{t2 - t0:.4f}", f"{t1 - t0:.4f}", row_val])
+        if rank == 0 and (is_last or (config.checkpoint_every and done % config.checkpoint_every == 0)):
+            _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels)
+        if progress is not None and rank == 0:
+            progress(done, config.iterations, loss_value)
+    final = run_dir / "checkpoint_final"
+    if rank == 0:
+        _save(final, strategy, optimizer, schedule, rng, torch_gen, config, plan, config.iterations, in_channels)
+    if world > 1:
+        dist.barrier()
+    return TrainResult(run_dir, final, config.iterations - start, time.perf_counter() - begun,
+                       data_seconds / step_seconds if step_seconds else 0.0, val, losses)
+
+
+def _save(path: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
+          schedule: torch.optim.lr_scheduler.LRScheduler, rng: np.random.Generator, torch_gen: torch.Generator,
+          config: TrainConfig, plan: dict[str, Any], step: int, in_channels: int) -> None:
+    meta = _checkpoint_meta(config, plan, step, rng, schedule, in_channels)
+    extra = {"torch_rng": torch.get_rng_state(), "augment_rng": torch_gen.get_state()}
+    ckpt.save_checkpoint(path, _unwrapped_nets(strategy), meta, optimizer, extra)
+
+
+def _resume(latest: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
+            schedule: torch.optim.lr_scheduler.LRScheduler, rng: np.random.Generator, torch_gen: torch.Generator,
+            plan: dict[str, Any]) -> int:
+    meta = ckpt.read_checkpoint_meta(latest)
+    ckpt.check_compatible(meta, plan, latest)
+    tensors = ckpt.load_tensors(latest)
+    ckpt.load_model_weights(_unwrapped_nets(strategy), tensors, latest)
+    ckpt.restore_optimizer(optimizer, tensors, meta)
+    state = schedule.state_dict()
+    state.update(meta["schedule_state"])
+    schedule.load_state_dict(state)
+    rng.bit_generator.state = meta["sampler_state"]
+    torch.set_rng_state(tensors["extra.torch_rng"])
+    torch_gen.set_state(tensors["extra.augment_rng"])
+    return int(meta["step"])
