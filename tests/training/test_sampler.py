@@ -1,0 +1,73 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from unimos.training.patches import cut_patch
+from unimos.training.sampler import CaseIndex, build_sampler
+
+
+def _case(modality, source, classes):
+    centres = {c: np.array([[c, c, c]], dtype=np.int32) for c in classes}
+    return CaseIndex(modality, source, frozenset(classes), (20, 20, 20), centres)
+
+
+def _skewed_collection():
+    # 40 CT cases annotate liver (1) and spleen (2); 3 annotate pancreas (3); 2 MR cases annotate kidney (4).
+    cases = [_case("CT", "big", [1, 2]) for _ in range(40)]
+    cases += [_case("CT", "small", [3]) for _ in range(3)]
+    cases += [_case("MR", "mr", [4]) for _ in range(2)]
+    return cases
+
+
+def test_hierarchical_sampler_balances_classes_on_a_skewed_collection():
+    sampler = build_sampler("cmd", _skewed_collection(), foreground_fraction=1.0)
+    rng = np.random.default_rng(0)
+    counts = Counter(sampler.draw(rng).cls for _ in range(8000))
+    shares = np.array([counts[c] for c in (1, 2, 3, 4)]) / 8000
+    assert np.allclose(shares, 0.25, atol=0.03)
+
+
+def test_uniform_random_sampler_follows_the_case_counts_instead():
+    sampler = build_sampler("random", _skewed_collection(), foreground_fraction=1.0)
+    rng = np.random.default_rng(0)
+    counts = Counter(sampler.draw(rng).cls for _ in range(8000))
+    assert counts[3] / 8000 < 0.1 and counts[4] / 8000 < 0.05
+
+
+def test_modality_first_sampler_gives_each_modality_half():
+    sampler = build_sampler("mdc", _skewed_collection(), foreground_fraction=1.0)
+    rng = np.random.default_rng(1)
+    draws = [sampler.draw(rng) for _ in range(4000)]
+    assert abs(sum(d.cls == 4 for d in draws) / 4000 - 0.5) < 0.03
+
+
+def test_class_centre_is_only_picked_in_cases_annotating_the_class():
+    cases = _skewed_collection()
+    sampler = build_sampler("cmd", cases, foreground_fraction=1.0)
+    rng = np.random.default_rng(2)
+    for _ in range(500):
+        draw = sampler.draw(rng)
+        assert draw.cls in cases[draw.case].annotated
+        assert draw.centre == (draw.cls,) * 3
+
+
+def test_same_seed_same_draws():
+    sampler = build_sampler("cmd", _skewed_collection())
+    a = [sampler.draw(np.random.default_rng(5)) for _ in range(3)]
+    b = [sampler.draw(np.random.default_rng(5)) for _ in range(3)]
+    assert a == b
+
+
+def test_unknown_sampler_name_lists_known_ones():
+    from unimos.errors import UnimosError
+
+    with pytest.raises(UnimosError, match="cmd"):
+        build_sampler("nope", _skewed_collection())
+
+
+def test_patch_overhanging_the_volume_is_padded():
+    array = np.arange(5 * 6 * 7).reshape(1, 5, 6, 7)
+    patch = cut_patch(array, (0, 3, 6), (4, 4, 4), fill=-1)
+    assert patch.shape == (1, 4, 4, 4)
+    assert (patch[0, :2] == -1).all() and patch[0, 2, 0, 0] == array[0, 0, 1, 4]
