@@ -1,0 +1,390 @@
+"""Score a folder of predictions against a manifest's references: only what each reference annotates.
+
+For every labeled case of the chosen split, `<pred_dir>/<case_id>.nii.gz` (a label map in project class
+indices on the case's image grid, as `unimos predict` writes it) is compared with the case's label mapped to
+project classes (`to_project_labels`). Only the classes the case annotates are scored, and only inside its
+annotated region (sparse references: the annotated slices, scored slice by slice; ignore values left out).
+A class with children (liver -> liver_tumor) is scored as its whole region, itself plus its descendants, in
+prediction and reference alike: the parent's region contains the child's (DESIGN.md, data model).
+
+Aggregates (NaN scores are left out of means and medians; a 'both_empty' row is not scored at all):
+- per structure, per case and per source: mean and median over the group's scored rows (case x structure),
+  with `n` the rows scored and `n_hd95` those with a defined HD95 (both masks non-empty);
+- `mean`: the mean over structures of the per-structure means, each structure weighing the same.
+
+Outputs in `out_dir`, each written atomically: `scores.csv` (one row per case x structure; 'nan' where a score
+is not defined), `summary.json` (NaN written as null) and `summary.md` (tables for people).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from unimos.data.io import read_volume
+from unimos.data.labels import to_project_labels
+from unimos.data.manifest import Case, Manifest
+from unimos.data.taxonomy import Taxonomy
+from unimos.data.volume import Volume
+from unimos.errors import InputError, UnimosError
+from unimos.evaluation.metrics import DEFAULT_TOLERANCE_MM, ScoringRegion, StructureScore, score_structure
+from unimos.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
+
+SPLITS = ("train", "validation", "test")
+PREDICTION_EXTENSIONS = (".nii.gz", ".nii")
+METRICS = ("dsc", "nsd", "hd95")
+CSV_COLUMNS = ("case_id", "source", "modality", "structure", "dsc", "nsd", "hd95", "status")
+# Prediction and reference affines may differ by float32 header rounding, never by more (mm).
+AFFINE_TOLERANCE_MM = 1e-3
+
+
+@dataclass(frozen=True)
+class StructureRecord:
+    """One scored structure of one case: a row of scores.csv."""
+
+    case_id: str
+    source: str
+    modality: str
+    structure: str
+    dsc: float
+    nsd: float
+    hd95: float
+    status: str
+
+    @property
+    def scored(self) -> bool:
+        """False for 'both_empty' rows, which no mean counts."""
+        return self.status != "both_empty"
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """Means and medians of the scored rows of one group (a structure, a case, a source)."""
+
+    dsc: float
+    nsd: float
+    hd95: float
+    median_dsc: float
+    median_nsd: float
+    median_hd95: float
+    n: int
+    n_hd95: int
+
+    @classmethod
+    def of(cls, records: Iterable[StructureRecord]) -> "Aggregate":
+        scored = [r for r in records if r.scored]
+        columns = {m: np.array([getattr(r, m) for r in scored], dtype=np.float64) for m in METRICS}
+        means = {m: _nan_stat(np.mean, columns[m]) for m in METRICS}
+        medians = {m: _nan_stat(np.median, columns[m]) for m in METRICS}
+        return cls(means["dsc"], means["nsd"], means["hd95"], medians["dsc"], medians["nsd"], medians["hd95"],
+                   len(scored), int(np.count_nonzero(np.isfinite(columns["hd95"]))))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dsc": _json_float(self.dsc), "nsd": _json_float(self.nsd), "hd95": _json_float(self.hd95),
+                "n": self.n, "n_hd95": self.n_hd95,
+                "median": {"dsc": _json_float(self.median_dsc), "nsd": _json_float(self.median_nsd),
+                           "hd95": _json_float(self.median_hd95)}}
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Everything `evaluate_predictions` computed and where it wrote it.
+
+    Attributes:
+        records: one row per case x annotated structure, in manifest and taxonomy order.
+        per_structure: structure name -> aggregate over cases (structures with no scored case are left out).
+        per_source: source name -> aggregate over its rows.
+        per_source_structure: source name -> structure name -> aggregate.
+        per_case: case id -> aggregate over its structures.
+        mean: mean over structures of the per-structure means: {'dsc', 'nsd', 'hd95'}.
+        split: the split scored (None = all labeled cases).
+        tolerance_mm: NSD tolerance, mm.
+        missing: case ids without a prediction (only when allowed).
+        scores_csv, summary_json, summary_md: the files written.
+    """
+
+    records: tuple[StructureRecord, ...]
+    per_structure: dict[str, Aggregate]
+    per_source: dict[str, Aggregate]
+    per_source_structure: dict[str, dict[str, Aggregate]]
+    per_case: dict[str, Aggregate]
+    mean: dict[str, float]
+    split: str | None
+    tolerance_mm: float
+    missing: tuple[str, ...]
+    scores_csv: Path
+    summary_json: Path
+    summary_md: Path
+    case_sources: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The content of summary.json (NaN as None)."""
+        return {
+            "split": self.split,
+            "tolerance_mm": self.tolerance_mm,
+            "n_cases": len(self.per_case),
+            "missing": list(self.missing),
+            "mean": {m: _json_float(v) for m, v in self.mean.items()} | {"structures": len(self.per_structure)},
+            "per_structure": {name: agg.to_json() for name, agg in self.per_structure.items()},
+            "per_source": {name: agg.to_json() | {
+                "cases": sum(1 for s in self.case_sources.values() if s == name),
+                "per_structure": {s: a.to_json() for s, a in self.per_source_structure[name].items()}}
+                for name, agg in self.per_source.items()},
+            "per_case": {case_id: {"source": self.case_sources.get(case_id)} | agg.to_json()
+                         for case_id, agg in self.per_case.items()},
+        }
+
+
+def evaluate_predictions(pred_dir: Path, manifest: Manifest, out_dir: Path, split: str | None = "test",
+                         tolerance_mm: float = DEFAULT_TOLERANCE_MM, *, allow_missing: bool = False,
+                         progress: Callable[[str], None] | None = None) -> EvaluationResult:
+    """Score predictions against the manifest's references and write scores.csv, summary.json, summary.md.
+
+    Args:
+        pred_dir: folder of `<case_id>.nii.gz` label maps in project class indices, on each case's image grid.
+        manifest: the project; its labeled cases of `split` are scored.
+        out_dir: where the three files go (created if needed).
+        split: 'train', 'validation' or 'test'; None scores every labeled case.
+        tolerance_mm: NSD tolerance, mm.
+        allow_missing: score the cases that have a prediction instead of refusing when some have none.
+        progress: called with each case id before it is scored (for a progress display).
+
+    Raises:
+        UnimosError: no labeled case in the split, or (unless `allow_missing`) predictions missing, listed.
+        InputError: a prediction off the reference's grid or with values outside the project's classes, or a
+            reference holding label values its source does not declare.
+    """
+    pred_dir, out_dir = Path(pred_dir), Path(out_dir)
+    cases = _cases_to_score(manifest, split)
+    predictions = {case.case_id: _prediction_path(pred_dir, case.case_id) for case in cases}
+    missing = tuple(case_id for case_id, path in predictions.items() if path is None)
+    if missing and not allow_missing:
+        raise _missing_error(pred_dir, missing, split)
+    records: list[StructureRecord] = []
+    case_sources: dict[str, str] = {}
+    for case in cases:
+        path = predictions[case.case_id]
+        if path is None:
+            continue
+        if progress is not None:
+            progress(case.case_id)
+        records.extend(score_case(case, manifest.taxonomy, path, tolerance_mm))
+        case_sources[case.case_id] = case.source.name
+    result = _aggregate(records, manifest.taxonomy, case_sources, split, tolerance_mm, missing, out_dir)
+    _write_outputs(result)
+    return result
+
+
+def score_case(case: Case, taxonomy: Taxonomy, prediction_path: Path,
+               tolerance_mm: float = DEFAULT_TOLERANCE_MM) -> list[StructureRecord]:
+    """Score one case's prediction on the classes it annotates, inside its annotated region.
+
+    Raises:
+        InputError: the prediction is not on the reference's grid or holds values outside the project classes;
+            the reference holds undeclared label values.
+    """
+    if case.label_path is None:
+        raise InputError(case.case_id, "has no reference label to score against",
+                         "evaluate labeled cases only (give each case a label in the manifest)")
+    label = read_volume(case.label_path, "label")
+    image = _image_if_needed(case)
+    reference, annotated_region = to_project_labels(case, taxonomy, label, image)
+    prediction = read_volume(prediction_path, "label")
+    _check_same_grid(prediction, label, prediction_path, case.label_path)
+    pred_boxes = _label_boxes(prediction.array, taxonomy, prediction_path)
+    ref_boxes = ndimage.find_objects(reference)
+    region = ScoringRegion.from_mask(annotated_region, case.annotated_slices)
+    spacing = label.spacing_mm
+
+    records = []
+    for index in sorted(taxonomy.index(name) for name in case.annotated_classes):
+        structure = taxonomy.names[index]
+        members = [index, *_descendants(taxonomy, index)]
+        box = _union_box([pred_boxes, ref_boxes], members, reference.shape, margin=1)
+        if box is None:
+            score = StructureScore(math.nan, math.nan, math.nan, "both_empty")
+        else:
+            score = score_structure(np.isin(prediction.array[box], members), np.isin(reference[box], members),
+                                    spacing, tolerance_mm=tolerance_mm, evaluation_mask=region.crop(box))
+        records.append(StructureRecord(case.case_id, case.source.name, case.modality, structure,
+                                       score.dsc, score.nsd, score.hd95, score.status))
+    return records
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+
+
+def _cases_to_score(manifest: Manifest, split: str | None) -> list[Case]:
+    if split is not None and split not in SPLITS:
+        raise UnimosError(manifest.path, f"has no split '{split}'",
+                          f"choose one of {', '.join(SPLITS)}, or None for every labeled case")
+    cases = [c for c in manifest.cases if c.label_path is not None and (split is None or c.split == split)]
+    if not cases:
+        which = f"in split '{split}'" if split is not None else "at all"
+        raise UnimosError(manifest.path, f"has no labeled cases {which}",
+                          "give cases `split: test` (and a label) in the manifest, or evaluate another split")
+    return cases
+
+
+def _prediction_path(pred_dir: Path, case_id: str) -> Path | None:
+    for extension in PREDICTION_EXTENSIONS:
+        path = pred_dir / f"{case_id}{extension}"
+        if path.is_file():
+            return path
+    return None
+
+
+def _missing_error(pred_dir: Path, missing: Sequence[str], split: str | None) -> UnimosError:
+    shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
+    which = f"split '{split}'" if split is not None else "the manifest"
+    return InputError(pred_dir.absolute(), f"holds no prediction (<case_id>.nii.gz) for {len(missing)} case(s) "
+                      f"of {which}: {shown}",
+                      "predict these cases into this folder, or allow missing predictions to score only the others")
+
+
+def _image_if_needed(case: Case) -> Volume | None:
+    """The case's image, read only when a merged left/right label needs the body midline (it is large)."""
+    if any(m.kind == "sided" for m in case.source.label_map.values()) and case.image_paths:
+        return read_volume(case.image_paths[0], "image")
+    return None
+
+
+def _check_same_grid(prediction: Volume, reference: Volume, pred_path: Path, ref_path: Path) -> None:
+    same_affine = np.allclose(prediction.affine, reference.affine, rtol=0.0, atol=AFFINE_TOLERANCE_MM)
+    if prediction.shape == reference.shape and same_affine:
+        return
+    raise InputError(pred_path, f"is not on the reference's grid: the prediction has shape {prediction.shape}, "
+                     f"voxel size {_mm(prediction.spacing_mm)} mm, orientation {prediction.orientation}, origin "
+                     f"{_mm(prediction.affine[:3, 3])} mm; the reference {ref_path} has shape {reference.shape}, "
+                     f"voxel size {_mm(reference.spacing_mm)} mm, orientation {reference.orientation}, origin "
+                     f"{_mm(reference.affine[:3, 3])} mm",
+                     "write predictions on the case's image grid (as `unimos predict` does), or resample this "
+                     "prediction onto the reference with nearest-neighbour interpolation")
+
+
+def _label_boxes(array: np.ndarray, taxonomy: Taxonomy, path: Path) -> list:
+    """Bounding boxes per project class of a prediction, refusing values that are not project classes."""
+    n = taxonomy.num_classes
+    low = int(array.min()) if array.size and np.issubdtype(array.dtype, np.signedinteger) else 0
+    boxes = ndimage.find_objects(array) if low >= 0 else []
+    if low < 0 or len(boxes) >= n:
+        values = np.unique(array)
+        bad = [int(v) for v in values if v < 0 or v >= n]
+        raise InputError(path, f"holds label values {bad[:10]} that are not project classes (0..{n - 1})",
+                         "give predictions in project class indices, as `unimos predict` writes them")
+    return boxes
+
+
+def _descendants(taxonomy: Taxonomy, index: int) -> list[int]:
+    found: list[int] = []
+    stack = list(taxonomy.children_of(index))
+    while stack:
+        child = stack.pop()
+        if child not in found:
+            found.append(child)
+            stack.extend(taxonomy.children_of(child))
+    return found
+
+
+def _union_box(box_lists: Sequence[list], labels: Sequence[int], shape: tuple[int, ...],
+               margin: int) -> tuple[slice, ...] | None:
+    """Box holding label values `labels` in every `find_objects` list, grown by `margin` voxels; None if none."""
+    boxes = [boxes[v - 1] for boxes in box_lists for v in labels if v - 1 < len(boxes) and boxes[v - 1]]
+    if not boxes:
+        return None
+    return tuple(slice(max(min(b[a].start for b in boxes) - margin, 0),
+                       min(max(b[a].stop for b in boxes) + margin, shape[a])) for a in range(len(shape)))
+
+
+# ----------------------------------------------------------------------------------------------- aggregates
+
+
+def _aggregate(records: list[StructureRecord], taxonomy: Taxonomy, case_sources: dict[str, str],
+               split: str | None, tolerance_mm: float, missing: tuple[str, ...], out_dir: Path) -> EvaluationResult:
+    structures = [s for s in taxonomy.names[1:] if any(r.structure == s and r.scored for r in records)]
+    per_structure = {s: Aggregate.of(r for r in records if r.structure == s) for s in structures}
+    sources = list(dict.fromkeys(case_sources.values()))
+    per_source = {src: Aggregate.of(r for r in records if r.source == src) for src in sources}
+    per_source_structure = {
+        src: {s: Aggregate.of(r for r in records if r.source == src and r.structure == s) for s in structures
+              if any(r.source == src and r.structure == s and r.scored for r in records)}
+        for src in sources}
+    per_case = {case_id: Aggregate.of(r for r in records if r.case_id == case_id) for case_id in case_sources}
+    mean = {m: _nan_stat(np.mean, np.array([getattr(a, m) for a in per_structure.values()], dtype=np.float64))
+            for m in METRICS}
+    return EvaluationResult(tuple(records), per_structure, per_source, per_source_structure, per_case, mean,
+                            split, float(tolerance_mm), missing, out_dir / "scores.csv", out_dir / "summary.json",
+                            out_dir / "summary.md", dict(case_sources))
+
+
+def _nan_stat(stat: Callable[[np.ndarray], Any], values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(stat(finite)) if finite.size else math.nan
+
+
+# ----------------------------------------------------------------------------------------------- outputs
+
+
+def _write_outputs(result: EvaluationResult) -> None:
+    with atomic_path(result.scores_csv) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(CSV_COLUMNS)
+            for r in result.records:
+                writer.writerow([r.case_id, r.source, r.modality, r.structure,
+                                 _csv_float(r.dsc), _csv_float(r.nsd), _csv_float(r.hd95), r.status])
+    write_json_atomic(result.summary_json, result.summary())
+    write_text_atomic(result.summary_md, _markdown(result))
+
+
+def _markdown(result: EvaluationResult) -> str:
+    tol = f"{result.tolerance_mm:g}"
+    split = result.split if result.split is not None else "all labeled cases"
+    out = io.StringIO()
+    out.write(f"# Evaluation: {split}\n\n{len(result.per_case)} case(s); NSD at {tol} mm; mean (median) over "
+              "the cases that annotate each structure; HD95 over cases where both masks are non-empty.\n\n")
+    out.write(f"| structure | n | DSC | NSD@{tol}mm | HD95 (mm) |\n|---|---:|---:|---:|---:|\n")
+    for name, agg in result.per_structure.items():
+        out.write(f"| {name} | {agg.n} | {_pair(agg.dsc, agg.median_dsc)} | {_pair(agg.nsd, agg.median_nsd)} | "
+                  f"{_pair(agg.hd95, agg.median_hd95, 2)} |\n")
+    mean = result.mean
+    out.write(f"| **mean over structures** | {len(result.per_structure)} | {_num(mean['dsc'])} | "
+              f"{_num(mean['nsd'])} | {_num(mean['hd95'], 2)} |\n")
+    if result.per_source:
+        out.write(f"\n## Per source\n\n| source | cases | n | DSC | NSD@{tol}mm | HD95 (mm) |\n"
+                  "|---|---:|---:|---:|---:|---:|\n")
+        for name, agg in result.per_source.items():
+            cases = sum(1 for s in result.case_sources.values() if s == name)
+            out.write(f"| {name} | {cases} | {agg.n} | {_pair(agg.dsc, agg.median_dsc)} | "
+                      f"{_pair(agg.nsd, agg.median_nsd)} | {_pair(agg.hd95, agg.median_hd95, 2)} |\n")
+    if result.missing:
+        out.write(f"\nNot scored (no prediction): {', '.join(result.missing)}\n")
+    return out.getvalue()
+
+
+def _num(value: float, digits: int = 3) -> str:
+    return "–" if not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _pair(mean: float, median: float, digits: int = 3) -> str:
+    return "–" if not math.isfinite(mean) else f"{_num(mean, digits)} ({_num(median, digits)})"
+
+
+def _mm(values: Iterable[float]) -> str:
+    return "(" + ", ".join(f"{float(v):.4g}" for v in values) + ")"
+
+
+def _csv_float(value: float) -> str:
+    return "nan" if not math.isfinite(value) else f"{value:.6g}"
+
+
+def _json_float(value: float) -> float | None:
+    return None if not math.isfinite(value) else float(value)
