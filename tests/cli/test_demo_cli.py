@@ -57,12 +57,28 @@ def test_broken_copy_lists_every_problem(demo_data, tmp_path):
     assert "Traceback" not in out
 
 
-def test_demo_quick_runs_to_the_cache_and_says_where_it_stops(tmp_path):
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "run"), "--quick"])
+def test_demo_quick_runs_end_to_end_and_writes_the_results_table(tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["demo", "--out", str(out), "--quick"])
     assert result.exit_code == 0, result.output
-    assert "make data -> inspect -> plan -> preprocess" in result.output and "not built yet" in result.output
-    assert (tmp_path / "run" / "plan_3mm.json").exists()
-    assert any((tmp_path / "run" / "cache").rglob("image.npy"))
+    results = json.loads((out / "demo_results.json").read_text())
+    organs = ["liver", "spleen", "kidney_right", "kidney_left", "pancreas", "aorta", "inferior_vena_cava",
+              "stomach", "gallbladder"]
+    assert sorted(results) == ["naive", "partial", "upper_bound"]
+    for method, rows in results.items():
+        assert sorted(rows) == sorted(organs + ["mean"])
+        for organ in organs + ["mean"]:
+            assert set(rows[organ]) == {"dsc", "nsd"}
+            assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in rows[organ].values())
+        assert abs(rows["mean"]["dsc"] - sum(rows[o]["dsc"] for o in organs) / len(organs)) < 1e-9
+    meta = json.loads((out / "demo_meta.json").read_text())
+    assert meta["quick"] is True and meta["iterations_per_method"] > 0
+    assert "Held-out test set" in result.output
+    for method in results:
+        assert (out / "runs" / method / "checkpoint_final.safetensors").exists()
+        assert len(list((out / "predictions" / method).glob("*.nii.gz"))) == len(meta["test_cases"])
 
 
 def test_demo_refuses_a_non_empty_out_folder(tmp_path):

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 from rich.console import Console
 
-from unimos.cli.render import coverage_table, geometry_tables, print_problems, progress_bars
+from unimos.cli.render import coverage_table, geometry_tables, print_problems, progress_bars, results_table
 from unimos.errors import UnimosError, ValidationFailed
 
 app = typer.Typer(
@@ -101,7 +101,7 @@ def inspect_command(manifest: ManifestArg, workers: WorkersOpt = 2) -> None:
 def plan_command(
     manifest: ManifestArg,
     out: Annotated[Path, typer.Option(help="Where to write the plan JSON.")] = Path("unimos_work/plan_3mm.json"),
-    preset: Annotated[str, typer.Option(help="'3mm' (fast, 3 mm isotropic) or 'fine' (median spacing).")] = "3mm",
+    preset: Annotated[str, typer.Option(help="'3mm' (fast, 3 mm isotropic), '3mm-small' (narrower net, CPU demo) or 'fine' (median spacing).")] = "3mm",
     seed: Annotated[int, typer.Option(help="Seed for intensity sampling.")] = 0,
     workers: WorkersOpt = 2,
 ) -> None:
@@ -146,31 +146,140 @@ def preprocess_command(
                   f"[bold]{Path(cache) / loaded_plan['cache_key']}[/]")
 
 
+@app.command("train")
+@friendly_errors
+def train_command(
+    manifest: ManifestArg,
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, log.csv, config.json.")] = Path("unimos_work/run"),
+    plan: Annotated[Path, typer.Option(help="Plan JSON written by `unimos plan`.")] = Path("unimos_work/plan_3mm.json"),
+    cache: Annotated[Path, typer.Option(help="Cache folder of `unimos preprocess` (filled if needed).")] = Path("unimos_work/cache"),
+    method: Annotated[str, typer.Option(help="Loss: partial, partial_focal_dice, naive, ignore.")] = "partial",
+    strategy: Annotated[str, typer.Option(help="Step strategy: supervised (semi-supervised ones join later).")] = "supervised",
+    network: Annotated[str, typer.Option(help="Network: dynunet (3D) or pipofan2d.")] = "dynunet",
+    iterations: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 500,
+    sampler: Annotated[str, typer.Option(help="cmd (class->modality->dataset), mdc or random.")] = "cmd",
+    optimizer: Annotated[str, typer.Option(help="adamw, sgd or rmsprop.")] = "adamw",
+    learning_rate: Annotated[float, typer.Option(help="Initial learning rate.")] = 3e-3,
+    schedule: Annotated[str, typer.Option(help="poly or step.")] = "poly",
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, sampling and augmentation.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    validate_every: Annotated[int, typer.Option(help="Validation Dice every N steps (0: never).")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 100,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint_latest.")] = False,
+    workers: WorkersOpt = 2,
+) -> None:
+    """Train one model on every training case of the manifest, whatever each source annotates.
+
+    Example:  unimos train /tmp/d/manifest.yaml --plan work/plan_3mm.json --cache work/cache --out work/run
+    """
+    from unimos.preprocess.cache import preprocess_manifest
+    from unimos.preprocess.plan import load_plan
+    from unimos.training.config import TrainConfig
+    from unimos.workflow import checked_manifest, train_from_cache
+
+    loaded_plan = load_plan(plan)
+    config = TrainConfig(method=method, strategy=strategy, network=network, iterations=iterations, sampler=sampler,
+                         optimizer=optimizer, learning_rate=learning_rate, schedule=schedule, seed=seed,
+                         device=device, validate_every=validate_every, checkpoint_every=checkpoint_every)
+    with progress_bars(err_console) as bars:
+        loaded, _ = checked_manifest(manifest, workers=workers, progress=bars("inspect"))
+        preprocess_manifest(loaded, loaded_plan, cache, workers=workers, progress=bars("preprocess"))
+        bar = bars("train")
+        result = train_from_cache(cache, loaded_plan, config, out, resume=resume,
+                                  progress=lambda done, total, _loss: bar(done, total))
+    console.print(f"trained {result.steps} steps in {result.seconds:.0f} s (data wait {100 * result.data_wait_share:.1f}%"
+                  f" of step time); checkpoint [bold]{result.checkpoint}[/]")
+
+
+@app.command("predict")
+@friendly_errors
+def predict_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (NAME, NAME.json or NAME.safetensors).")],
+    inputs: Annotated[Path, typer.Argument(help="An image file, a DICOM series folder, or a folder of them.")],
+    out: Annotated[Path, typer.Option(help="Folder for <case>.nii.gz label maps.")] = Path("unimos_predictions"),
+    overlap: Annotated[float, typer.Option(min=0.0, max=0.95, help="Sliding-window overlap.")] = 0.5,
+    mirror: Annotated[bool, typer.Option("--mirror", help="Mirror test-time augmentation (2^3 passes).")] = False,
+    largest_component: Annotated[bool, typer.Option(help="Keep each organ's largest component.")] = True,
+    modality: Annotated[Optional[str], typer.Option(help="CT or MR, when the model knows several.")] = None,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip cases whose output exists.")] = False,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Segment every organ of the model's taxonomy in one pass; outputs keep each input's exact geometry.
+
+    Example:  unimos predict work/run/checkpoint_final scans/ --out predictions/
+    """
+    from unimos.data.io import list_inputs
+    from unimos.inference.predictor import PredictOptions, load_model, predict_files
+
+    model = load_model(checkpoint, device)
+    files = list_inputs(inputs)
+    options = PredictOptions(overlap=overlap, mirror=mirror, largest_component=largest_component, modality=modality)
+    with progress_bars(err_console) as bars:
+        records = predict_files(model, files, out, options, skip_existing=skip_existing, progress=bars("predict"))
+    failed = [r for r in records if r.error]
+    for record in records:
+        if not record.error:
+            console.print(f"{record.case_id}: {record.seconds:.1f} s, peak {record.peak_rss_mib:.0f} MiB -> {record.output}")
+    if failed:
+        err_console.print(f"[bold red]{len(failed)} of {len(records)} case(s) failed[/]:")
+        for record in failed:
+            err_console.print(f"  - {record.error}", soft_wrap=True)
+        raise typer.Exit(code=1)
+
+
+@app.command("evaluate")
+@friendly_errors
+def evaluate_command(
+    predictions: Annotated[Path, typer.Argument(help="Folder of <case_id>.nii.gz predictions.")],
+    manifest: ManifestArg,
+    out: Annotated[Optional[Path], typer.Option(help="Where scores go (default: PREDICTIONS/evaluation).")] = None,
+    split: Annotated[str, typer.Option(help="train, validation, test, or all.")] = "test",
+    tolerance_mm: Annotated[float, typer.Option(help="NSD tolerance in mm.")] = 2.0,
+) -> None:
+    """Score predictions (DSC, NSD, HD95) only on what each reference annotates.
+
+    Example:  unimos evaluate predictions/ /tmp/d/manifest.yaml --split test
+    """
+    from unimos.data.manifest import load_manifest
+    from unimos.evaluation.evaluate import evaluate_predictions
+
+    target = out or predictions / "evaluation"
+    evaluate_predictions(predictions, load_manifest(manifest), target, split=None if split == "all" else split,
+                         tolerance_mm=tolerance_mm)
+    console.print((target / "summary.md").read_text())
+    console.print(f"scores in [bold]{target}[/]")
+
+
 @app.command("demo")
 @friendly_errors
 def demo_command(
     out: Annotated[Path, typer.Option(help="New or empty folder for everything the demo writes.")] = Path("unimos-demo"),
-    quick: Annotated[bool, typer.Option("--quick", help="Smaller data for a smoke test.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller data and budget: a smoke test of a few minutes.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for the data and every later stage.")] = 0,
+    iterations: Annotated[Optional[int], typer.Option(help="Training steps per method (default 500, quick 40).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     workers: WorkersOpt = 2,
 ) -> None:
-    """Run unimos end to end on built-in synthetic data.
+    """Run unimos end to end on built-in synthetic data and compare methods at one budget.
 
-    Today: make data -> inspect -> plan (3 mm) -> preprocess. Training, prediction and evaluation join as they
-    land.
+    make data -> inspect -> plan (3 mm) -> preprocess -> train `partial` (candidate-set losses), `naive`
+    (unannotated = background) and `upper_bound` (complete labels) -> predict the held-out test set -> evaluate.
+    Writes OUT/demo_results.json ({method: {organ: {dsc, nsd}, ..., mean}}) and OUT/demo_meta.json.
 
     Example:  unimos demo --out /tmp/unimos-demo --quick
     """
-    from unimos.workflow import run_demo
+    from unimos.workflow import DEMO_METHODS, run_demo
 
     with progress_bars(err_console) as bars:
-        result = run_demo(out, quick=quick, seed=seed, workers=workers, progress_factory=bars)
+        def train_bar(method: str):
+            bar = bars(f"train {method}")
+            return lambda done, total, _loss: bar(done, total)
+
+        result = run_demo(out, quick=quick, seed=seed, workers=workers, iterations=iterations, device=device,
+                          progress_factory=bars, train_progress=train_bar)
     console.print(coverage_table(result.report))
-    done, skipped = result.preprocessed
-    console.print(f"data: [bold]{result.manifest_path}[/]\nplan: [bold]{result.plan_path}[/]\n"
-                  f"cache: [bold]{result.cache_dir}[/] ({done} cases preprocessed, {skipped} reused)")
-    console.print(f"[green]demo stages done:[/] {' -> '.join(result.stages_done)}. "
-                  "[yellow]Training, prediction and evaluation are not built yet[/] (next issue).")
+    console.print(results_table(result.results, list(DEMO_METHODS)))
+    console.print(f"results: [bold]{result.out / 'demo_results.json'}[/]   stages: {' -> '.join(result.stages_done)}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -73,3 +73,17 @@ def progress_bars(console: Console) -> Iterator[Callable[[str], Callable[[int, i
 
     with bars:
         yield factory
+
+
+def results_table(results: dict, methods: list[str]) -> Table:
+    """Organs x methods, DSC / NSD, with the mean row last."""
+    table = Table(title="Held-out test set: DSC / NSD (2 mm)")
+    table.add_column("organ")
+    for method in methods:
+        table.add_column(method, justify="right")
+    organs = [k for k in results[methods[0]] if k != "mean"] + ["mean"]
+    for organ in organs:
+        style = "bold" if organ == "mean" else ""
+        table.add_row(f"[{style}]{organ}[/]" if style else organ,
+                      *(f"{results[m][organ]['dsc']:.3f} / {results[m][organ]['nsd']:.3f}" for m in methods))
+    return table

@@ -14,6 +14,9 @@ from unimos.preprocess.normalise import body_mask
 from unimos.preprocess.resample import orientation_to_ras
 
 SAMPLES_PER_CASE = 20_000
+# Gas inside hollow organs (stomach, bowel) is labeled with them; counting it would put the CT clip's lower
+# percentile in air and squash soft-tissue contrast after normalisation, so CT statistics leave it out.
+CT_GAS_HU = -500.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ def fingerprint_case(case: Case, seed: int) -> CaseFingerprint:
         foreground = body_mask(image.array, case.modality)
     values = image.array[foreground]
     values = values[np.isfinite(values)]
+    if case.modality == "CT" and from_labels:
+        values = values[values > CT_GAS_HU]
     rng = np.random.default_rng(seed)
     if len(values) > SAMPLES_PER_CASE:
         values = rng.choice(values, SAMPLES_PER_CASE, replace=False)

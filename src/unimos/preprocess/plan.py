@@ -17,12 +17,14 @@ from unimos.errors import PlanError
 from unimos.utils.atomic import write_json_atomic
 
 PLAN_VERSION = 1
-Preset = Literal["3mm", "fine"]
+Preset = Literal["3mm", "3mm-small", "fine"]
 # Keys whose values change the cached arrays; the cache is keyed by their hash alone.
 PREPROCESSING_KEYS = ("unimos_plan_version", "target_spacing_mm", "normalisation", "crop_to_body", "classes",
                       "label_resampling")
 PRESETS: dict[str, dict[str, Any]] = {
     "3mm": {"max_patch_voxels": 96 ** 3, "max_patch": 96, "base_features": 16, "max_features": 256},
+    # The demo's budget on 2 CPU cores: 3 mm, smaller patches and a narrower network.
+    "3mm-small": {"max_patch_voxels": 64 * 48 * 48, "max_patch": 64, "base_features": 16, "max_features": 128},
     "fine": {"max_patch_voxels": 128 ** 3, "max_patch": 192, "base_features": 32, "max_features": 320},
 }
 MIN_BOTTLENECK = 4
@@ -31,7 +33,7 @@ MAX_DOWNSAMPLINGS = 5
 
 def target_spacing(fingerprint: dict[str, Any], preset: Preset) -> list[float]:
     """3 mm isotropic for the fast preset; the median spacing for `fine`, with nnU-Net's anisotropy rule."""
-    if preset == "3mm":
+    if preset.startswith("3mm"):
         return [3.0, 3.0, 3.0]
     median = np.asarray(fingerprint["median_spacing_mm"], dtype=float)
     spacing = median.copy()

@@ -26,7 +26,7 @@ class TrainConfig:
     iterations: int = 500
     batch_size: int = 0
     optimizer: str = "adamw"
-    learning_rate: float = 2e-3
+    learning_rate: float = 3e-3
     weight_decay: float = 3e-5
     momentum: float = 0.99
     schedule: str = "poly"

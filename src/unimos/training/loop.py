@@ -77,7 +77,9 @@ def build_strategy(config: TrainConfig, plan: dict[str, Any], in_channels: int, 
     for extra in getattr(strategy_cls, "extra_networks", ()):
         torch.manual_seed(config.seed + 1000 + len(nets))
         nets[extra] = build_network(net_config, in_channels, num_classes)
-    loss = build_loss(config.method, entropy_weight=config.entropy_weight, exclusion_weight=config.exclusion_weight)
+    extra_terms = {k: v for k, v in (("entropy_weight", config.entropy_weight),
+                                     ("exclusion_weight", config.exclusion_weight)) if v}
+    loss = build_loss(config.method, **extra_terms)
     return strategy_cls(nets, loss, config.strategy_options)
 
 
