@@ -53,7 +53,7 @@ def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: "Train
 
 DEMO_METHODS = ("partial", "naive", "upper_bound")
 # Iterations per method: default fits the demo in about 15 minutes on 2 CPU cores, quick in about 3.
-DEMO_ITERATIONS = {"default": 500, "quick": 40}
+DEMO_ITERATIONS = {"default": 700, "quick": 40}
 
 
 @dataclass

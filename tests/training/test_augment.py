@@ -72,7 +72,7 @@ def test_flips_move_image_label_and_region_together():
 
 def test_random_flips_keep_the_marker_in_all_three_for_every_seed():
     sample = marker_sample()
-    config = AugmentConfig(**{**SPATIAL_ONLY, "rotation_probability": 0.0, "scale_probability": 0.0})
+    config = AugmentConfig(**{**SPATIAL_ONLY, "flip_probability": 0.5, "rotation_probability": 0.0, "scale_probability": 0.0})
     seen = set()
     for seed in range(16):
         out = augment(sample, config, seed)
@@ -317,3 +317,11 @@ def test_batch_draws_its_parameters_per_sample():
     out = augment_batch(stack(box_sample(), 4), AugmentConfig(**EVERYTHING), 8)
     images = out["image"]
     assert all(not torch.equal(images[0], images[b]) for b in range(1, 4))
+
+
+def test_default_augmentation_never_mirrors_left_and_right():
+    # sided classes (kidney_right / kidney_left) would become indistinguishable if patches were mirrored
+    sample = marker_sample()
+    config = AugmentConfig(**{**SPATIAL_ONLY, "rotation_probability": 0.0, "scale_probability": 0.0})
+    where = {tuple(torch.nonzero(augment(sample, config, seed)["label"] == 3).tolist()[0]) for seed in range(16)}
+    assert where == {tuple(torch.nonzero(sample["label"] == 3).tolist()[0])}

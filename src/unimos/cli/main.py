@@ -256,7 +256,7 @@ def demo_command(
     out: Annotated[Path, typer.Option(help="New or empty folder for everything the demo writes.")] = Path("unimos-demo"),
     quick: Annotated[bool, typer.Option("--quick", help="Smaller data and budget: a smoke test of a few minutes.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for the data and every later stage.")] = 0,
-    iterations: Annotated[Optional[int], typer.Option(help="Training steps per method (default 500, quick 40).")] = None,
+    iterations: Annotated[Optional[int], typer.Option(help="Training steps per method (default 700, quick 40).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     workers: WorkersOpt = 2,
 ) -> None:

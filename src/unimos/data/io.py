@@ -525,43 +525,34 @@ def _folder_error(path: Path) -> InputError:
                       "give one image file or a folder holding one DICOM series")
 
 
-def read_volume(path: str | Path, kind: Kind = "image") -> Volume:
-    """Read one 3D image (float32) or label map (integers) from NIfTI, NRRD, MetaImage or a DICOM series folder."""
-    _check_kind(kind)
-    path = Path(path)
+def _dispatch(path: Path, on_dicom, on_nifti, on_sitk):
+    """Pick the reader for `path` by what it is (DICOM folder, NIfTI, SimpleITK file); clear errors otherwise."""
     _check_access(path)
     try:
         if path.is_dir():
             if not is_dicom_series_folder(path):
                 raise _folder_error(path)
-            return _read_dicom(path, kind)
+            return on_dicom(path)
         ext = image_extension(path)
         if ext in NIFTI_EXTENSIONS:
-            return _read_nifti(path, kind)
+            return on_nifti(path)
         if ext in SITK_EXTENSIONS:
-            return _read_sitk_file(path, kind)
+            return on_sitk(path)
         raise _format_error(path)
     except PermissionError as err:
         raise _permission_error(err.filename or path) from err
+
+
+def read_volume(path: str | Path, kind: Kind = "image") -> Volume:
+    """Read one 3D image (float32) or label map (integers) from NIfTI, NRRD, MetaImage or a DICOM series folder."""
+    _check_kind(kind)
+    return _dispatch(Path(path), lambda p: _read_dicom(p, kind), lambda p: _read_nifti(p, kind),
+                     lambda p: _read_sitk_file(p, kind))
 
 
 def read_geometry(path: str | Path) -> tuple[Shape3, np.ndarray]:
     """Shape and RAS+ affine of an input from its header only (no voxels), for fast validation of many files."""
-    path = Path(path)
-    _check_access(path)
-    try:
-        if path.is_dir():
-            if not is_dicom_series_folder(path):
-                raise _folder_error(path)
-            return _dicom_geometry(path)
-        ext = image_extension(path)
-        if ext in NIFTI_EXTENSIONS:
-            return _nifti_geometry(path)
-        if ext in SITK_EXTENSIONS:
-            return _sitk_file_geometry(path)
-        raise _format_error(path)
-    except PermissionError as err:
-        raise _permission_error(err.filename or path) from err
+    return _dispatch(Path(path), _dicom_geometry, _nifti_geometry, _sitk_file_geometry)
 
 
 def list_inputs(path: str | Path) -> list[Path]:

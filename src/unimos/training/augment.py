@@ -50,7 +50,9 @@ class AugmentConfig:
     """Which transforms a training patch gets; each is drawn independently per sample with its own probability.
 
     Attributes:
-        flip_probability: chance of mirroring each allowed spatial axis, independently per axis (nnU-Net: 0.5).
+        flip_probability: chance of mirroring each allowed spatial axis, independently per axis. 0 by default
+            (nnU-Net: 0.5): mirroring swaps the patient's left and right, so a network trained with it cannot tell
+            kidney_right from kidney_left, nor (by position) the liver from the spleen.
         flip_axes: spatial axes that may be mirrored (0 = X); None: all.
         rotation_probability: chance a sample is rotated (nnU-Net: 0.2); a rotated 3D sample gets its own angle around
             each axis in `rotation_axes`, a 2D sample one in-plane angle.
@@ -81,7 +83,7 @@ class AugmentConfig:
         blur_sigma_range: the blur sigma in voxels, drawn per sample and axis (separable kernel, replicate edges).
     """
 
-    flip_probability: float = 0.5
+    flip_probability: float = 0.0
     flip_axes: tuple[int, ...] | None = None
     rotation_probability: float = 0.2
     max_rotation_degrees: float = 15.0

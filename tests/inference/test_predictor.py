@@ -1,0 +1,76 @@
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tests.conftest import write_nifti
+from unimos.data.io import read_volume
+from unimos.data.manifest import load_manifest
+from unimos.inference.postprocess import largest_component_per_class
+from unimos.inference.predictor import PredictOptions, load_model, predict_files
+from unimos.preprocess.cache import open_cache, preprocess_manifest
+from unimos.preprocess.fingerprint import collect_fingerprint
+from unimos.preprocess.plan import make_plan, with_hashes
+from unimos.training.config import TrainConfig
+from unimos.training.loop import train
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from tests.conftest import tiny_case, write_manifest
+
+    root = tmp_path_factory.mktemp("model")
+    img, lab = tiny_case(root, "a", labels={1: (slice(4, 10), slice(4, 10), slice(2, 8))})
+    path = write_manifest(root, {"project": {"classes": ["liver"]}, "sources": [
+        {"name": "s", "kind": "full", "labels": {1: "liver"},
+         "cases": [{"id": "a", "image": str(img), "label": str(lab)}]}]})
+    manifest = load_manifest(path)
+    plan = make_plan(collect_fingerprint(manifest), manifest.taxonomy, "3mm")
+    plan["patch_size"] = [16, 16, 16]
+    plan["network"].update(kernel_size=[[3, 3, 3]] * 3, strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]], filters=[4, 8, 16])
+    plan = with_hashes(plan)
+    preprocess_manifest(manifest, plan, root / "cache", workers=1)
+    result = train(open_cache(root / "cache", plan), plan, TrainConfig(iterations=2, checkpoint_every=0, device="cpu"),
+                   root / "run")
+    return load_model(result.checkpoint)
+
+
+@pytest.mark.parametrize("affine", [np.diag([1.5, 1.5, 4.0, 1.0]), np.diag([-0.9, -0.9, 2.5, 1.0]),
+                                    np.array([[0, -1.2, 0, 5], [1.1, 0, 0, -3], [0, 0, 3.0, 7], [0, 0, 0, 1]])])
+def test_prediction_has_the_exact_geometry_of_the_input(tiny_model, tmp_path, affine):
+    image = np.full((30, 26, 14), 40, dtype=np.int16)
+    path = write_nifti(tmp_path / "in" / "scan_0000.nii.gz", image, affine)
+    records = predict_files(tiny_model, [path], tmp_path / "out", PredictOptions())
+    assert records[0].error is None and records[0].seconds > 0 and records[0].peak_rss_mib > 0
+    written = nib.load(tmp_path / "out" / "scan.nii.gz")
+    assert written.shape == image.shape
+    assert np.allclose(written.affine, affine, atol=1e-5)
+    assert (tmp_path / "out" / "labels.json").exists()
+
+
+def test_a_bad_case_does_not_stop_the_batch(tiny_model, tmp_path):
+    good = write_nifti(tmp_path / "in" / "good_0000.nii.gz", np.zeros((20, 20, 10), np.int16), np.eye(4))
+    bad = tmp_path / "in" / "bad_0000.nii.gz"
+    bad.write_bytes(good.read_bytes()[:200])
+    records = {r.case_id: r for r in predict_files(tiny_model, [bad, good], tmp_path / "out", PredictOptions())}
+    assert records["good"].error is None and (tmp_path / "out" / "good.nii.gz").exists()
+    assert "bad_0000.nii.gz" in records["bad"].error and not (tmp_path / "out" / "bad.nii.gz").exists()
+
+
+@pytest.mark.parametrize("relative", ["totalseg/example_ct.nii.gz", "dicom_ct/series"])
+def test_prediction_on_real_ct_keeps_its_geometry(tiny_model, shared_data, tmp_path, relative):
+    source = shared_data / relative
+    records = predict_files(tiny_model, [source], tmp_path / "out", PredictOptions(overlap=0.25))
+    assert records[0].error is None, records[0].error
+    written = nib.load(records[0].output)
+    reference = read_volume(source)
+    assert written.shape == reference.shape
+    assert np.allclose(written.affine, reference.affine, atol=1e-4)
+
+
+def test_largest_component_keeps_only_the_biggest_piece_per_class():
+    labels = np.zeros((10, 10, 10), dtype=np.uint8)
+    labels[0:4, 0:4, 0:4] = 1
+    labels[8, 8, 8] = 1
+    labels[6:8, 0:2, 0:2] = 2
+    out = largest_component_per_class(labels)
+    assert out[8, 8, 8] == 0 and (out[0:4, 0:4, 0:4] == 1).all() and (out[6:8, 0:2, 0:2] == 2).all()
