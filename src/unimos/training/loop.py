@@ -123,8 +123,12 @@ def _checkpoint_meta(config: TrainConfig, plan: dict[str, Any], step: int, rng: 
 
 def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig, run_dir: str | Path,
           validation_cases: Sequence[CachedCase] = (), resume: bool = False,
-          progress: Callable[[int, int, float], None] | None = None) -> TrainResult:
-    """Train on cached cases; checkpoints and a CSV log go to `run_dir`; returns the final checkpoint path."""
+          progress: Callable[[int, int, float], None] | None = None, stop_after: int | None = None) -> TrainResult:
+    """Train on cached cases; checkpoints and a CSV log go to `run_dir`; returns the final checkpoint path.
+
+    `stop_after` ends this invocation after that many steps in total (checkpointed), for time-boxed jobs that
+    continue later with `resume`.
+    """
     run_dir = Path(run_dir)
     rank, world = distributed_context()
     device = resolve_device(config.device)
@@ -217,6 +221,11 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
             _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels)
         if progress is not None and rank == 0:
             progress(done, config.iterations, loss_value)
+        if stop_after is not None and done >= stop_after and not is_last:
+            if rank == 0:
+                _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels)
+            return TrainResult(run_dir, latest, done - start, time.perf_counter() - begun,
+                               data_seconds / step_seconds if step_seconds else 0.0, val, losses)
     final = run_dir / "checkpoint_final"
     if rank == 0:
         _save(final, strategy, optimizer, schedule, rng, torch_gen, config, plan, config.iterations, in_channels)
