@@ -31,7 +31,7 @@ def validation_dice(network: nn.Module, cases: Sequence[CachedCase], patch_size:
         label = case.label()
         if label is None:
             continue
-        image = torch.from_numpy(np.asarray(case.image(), dtype=np.float32))[None].to(device)
+        image = torch.from_numpy(np.array(case.image(), dtype=np.float32))[None].to(device)
         probs = predict_probabilities(network, image, patch_size, overlap=overlap)
         prediction = probs.argmax(1)[0].cpu().numpy()
         scores = dice_per_class(prediction, np.asarray(label), np.asarray(case.region()), case.meta["annotated_classes"])
