@@ -48,9 +48,10 @@ def test_prediction_has_the_exact_geometry_of_the_input(tiny_model, tmp_path, af
 
 
 def test_a_bad_case_does_not_stop_the_batch(tiny_model, tmp_path):
-    good = write_nifti(tmp_path / "in" / "good_0000.nii.gz", np.zeros((20, 20, 10), np.int16), np.eye(4))
+    noise = np.random.default_rng(0).integers(-100, 100, (20, 20, 10)).astype(np.int16)
+    good = write_nifti(tmp_path / "in" / "good_0000.nii.gz", noise, np.eye(4))
     bad = tmp_path / "in" / "bad_0000.nii.gz"
-    bad.write_bytes(good.read_bytes()[:200])
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])  # truncated mid-stream
     records = {r.case_id: r for r in predict_files(tiny_model, [bad, good], tmp_path / "out", PredictOptions())}
     assert records["good"].error is None and (tmp_path / "out" / "good.nii.gz").exists()
     assert "bad_0000.nii.gz" in records["bad"].error and not (tmp_path / "out" / "bad.nii.gz").exists()
