@@ -70,3 +70,14 @@ def tiny_manifest(tmp_path: Path) -> Path:
              "cases": [{"id": "unl_0", "image": str(img.relative_to(tmp_path))}]},
         ],
     })
+
+
+def tiny_training_plan(manifest) -> dict:
+    """A 3 mm plan shrunk for tests: 8^3 patches and a 3-level DynUNet with 4-16 filters."""
+    from unimos.preprocess.fingerprint import collect_fingerprint
+    from unimos.preprocess.plan import make_plan, with_hashes
+
+    plan = make_plan(collect_fingerprint(manifest), manifest.taxonomy, "3mm")
+    plan["patch_size"] = [8, 8, 8]
+    plan["network"].update(kernel_size=[[3, 3, 3]] * 3, strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]], filters=[4, 8, 16])
+    return with_hashes(plan)

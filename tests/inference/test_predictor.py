@@ -2,14 +2,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tests.conftest import tiny_training_plan
+
 from tests.conftest import write_nifti
 from unimos.data.io import read_volume
 from unimos.data.manifest import load_manifest
 from unimos.inference.postprocess import largest_component_per_class
 from unimos.inference.predictor import PredictOptions, load_model, predict_files
 from unimos.preprocess.cache import open_cache, preprocess_manifest
-from unimos.preprocess.fingerprint import collect_fingerprint
-from unimos.preprocess.plan import make_plan, with_hashes
+from unimos.preprocess.plan import with_hashes
 from unimos.training.config import TrainConfig
 from unimos.training.loop import train
 
@@ -24,10 +25,8 @@ def tiny_model(tmp_path_factory):
         {"name": "s", "kind": "full", "labels": {1: "liver"},
          "cases": [{"id": "a", "image": str(img), "label": str(lab)}]}]})
     manifest = load_manifest(path)
-    plan = make_plan(collect_fingerprint(manifest), manifest.taxonomy, "3mm")
-    plan["patch_size"] = [16, 16, 16]
-    plan["network"].update(kernel_size=[[3, 3, 3]] * 3, strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]], filters=[4, 8, 16])
-    plan = with_hashes(plan)
+    plan = tiny_training_plan(manifest)
+    plan = with_hashes({**plan, "patch_size": [16, 16, 16]})
     preprocess_manifest(manifest, plan, root / "cache", workers=1)
     result = train(open_cache(root / "cache", plan), plan, TrainConfig(iterations=2, checkpoint_every=0, device="cpu"),
                    root / "run")

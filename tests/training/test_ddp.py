@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import tiny_training_plan
 import torch
 
 from unimos.data.manifest import load_manifest
 from unimos.preprocess.cache import preprocess_manifest
-from unimos.preprocess.fingerprint import collect_fingerprint
-from unimos.preprocess.plan import make_plan, save_plan, with_hashes
+from unimos.preprocess.plan import save_plan
 from unimos.training.checkpoint import load_tensors
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -33,10 +34,7 @@ def _run(args, nproc):
 @pytest.mark.slow
 def test_two_rank_training_equals_one_process_on_the_union(tiny_manifest, tmp_path):
     manifest = load_manifest(tiny_manifest)
-    plan = make_plan(collect_fingerprint(manifest), manifest.taxonomy, "3mm")
-    plan["patch_size"] = [8, 8, 8]
-    plan["network"].update(kernel_size=[[3, 3, 3]] * 3, strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]], filters=[4, 8, 16])
-    plan = with_hashes(plan)
+    plan = tiny_training_plan(manifest)
     plan_path = save_plan(plan, tmp_path / "plan.json")
     preprocess_manifest(manifest, plan, tmp_path / "cache", workers=1)
     # merged Dice averages per sample, so the mean over 2 ranks of 1 sample equals the mean over 1 rank of 2

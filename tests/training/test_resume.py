@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 
+from tests.conftest import tiny_training_plan
+
 from unimos.data.manifest import load_manifest
 from unimos.preprocess.cache import open_cache, preprocess_manifest
-from unimos.preprocess.fingerprint import collect_fingerprint
-from unimos.preprocess.plan import make_plan, with_hashes
+from unimos.preprocess.plan import with_hashes
 from unimos.training.checkpoint import load_tensors
 from unimos.training.config import TrainConfig
 from unimos.training.loop import train
@@ -15,10 +16,7 @@ from unimos.training.loop import train
 @pytest.fixture
 def tiny_cache(tiny_manifest, tmp_path):
     manifest = load_manifest(tiny_manifest)
-    plan = make_plan(collect_fingerprint(manifest), manifest.taxonomy, "3mm")
-    plan["patch_size"] = [8, 8, 8]
-    plan["network"].update(kernel_size=[[3, 3, 3]] * 3, strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]], filters=[4, 8, 16])
-    plan = with_hashes(plan)
+    plan = tiny_training_plan(manifest)
     preprocess_manifest(manifest, plan, tmp_path / "cache", workers=1)
     return open_cache(tmp_path / "cache", plan), plan
 

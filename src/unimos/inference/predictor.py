@@ -8,7 +8,6 @@ resampling onto the input's grid -> atomic NIfTI write.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
