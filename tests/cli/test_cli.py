@@ -71,3 +71,33 @@ def test_missing_manifest_or_plain_folder_is_refused(tmp_path, bad):
     (tmp_path / "folder").mkdir()
     result = runner.invoke(app, ["inspect", str(tmp_path / bad)])
     assert result.exit_code == 1 and "Fix" in result.output
+
+
+def test_train_predict_evaluate_through_the_cli(tiny_manifest, tmp_path):
+    from tests.conftest import tiny_training_plan
+    from unimos.data.manifest import load_manifest
+    from unimos.preprocess.plan import save_plan
+
+    plan = save_plan(tiny_training_plan(load_manifest(tiny_manifest)), tmp_path / "plan.json")
+    run = tmp_path / "run"
+    trained = runner.invoke(app, ["train", str(tiny_manifest), "--plan", str(plan), "--cache", str(tmp_path / "cache"),
+                                  "--out", str(run), "--iterations", "2", "--device", "cpu", "--workers", "1"])
+    assert trained.exit_code == 0, trained.output
+    assert (run / "checkpoint_final.safetensors").exists() and (run / "log.csv").exists()
+    predicted = runner.invoke(app, ["predict", str(run / "checkpoint_final"), str(tiny_manifest.parent / "images"),
+                                    "--out", str(tmp_path / "pred")])
+    assert predicted.exit_code == 0, predicted.output
+    assert len(list((tmp_path / "pred").glob("*.nii.gz"))) == 5
+    scored = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(tiny_manifest), "--split", "all"])
+    assert scored.exit_code == 0, scored.output
+    assert (tmp_path / "pred" / "evaluation" / "scores.csv").exists()
+    resumed = runner.invoke(app, ["train", str(tiny_manifest), "--plan", str(plan), "--cache", str(tmp_path / "cache"),
+                                  "--out", str(tmp_path / "other"), "--iterations", "2", "--resume", "--workers", "1"])
+    assert resumed.exit_code == 1 and "checkpoint_latest" in resumed.output and "Traceback" not in resumed.output
+
+
+def test_predict_refuses_a_pickle_checkpoint(tmp_path):
+    evil = tmp_path / "model.pth"
+    evil.write_bytes(b"\x80\x04not really")
+    result = runner.invoke(app, ["predict", str(evil), str(tmp_path)])
+    assert result.exit_code == 1 and "pickle" in result.output

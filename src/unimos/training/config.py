@@ -16,6 +16,8 @@ class TrainConfig:
     strategy: step strategy (`supervised`, later the semi-supervised ones); options in `strategy_options`.
     iterations: optimisation steps; batch_size 0 = the plan's.
     sampler: `cmd` (class -> modality -> dataset -> case, paper 002), `mdc` or `random`.
+    foreground_fraction: share of patches centred on a sampled class (paper 002 centres every patch on one);
+        the rest are random, so background far from organs is seen too.
     """
 
     method: str = "partial"
@@ -34,7 +36,7 @@ class TrainConfig:
     step_every: int = 0
     step_gamma: float = 0.5
     sampler: str = "cmd"
-    foreground_fraction: float = 0.67
+    foreground_fraction: float = 0.9
     augment: bool = True
     entropy_weight: float = 0.0
     exclusion_weight: float = 0.0
