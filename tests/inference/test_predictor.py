@@ -74,3 +74,23 @@ def test_largest_component_keeps_only_the_biggest_piece_per_class():
     labels[6:8, 0:2, 0:2] = 2
     out = largest_component_per_class(labels)
     assert out[8, 8, 8] == 0 and (out[0:4, 0:4, 0:4] == 1).all() and (out[6:8, 0:2, 0:2] == 2).all()
+
+
+def test_2d_network_trains_on_axial_slices_and_predicts_a_volume(tiny_manifest, tmp_path):
+    from tests.conftest import tiny_training_plan
+
+    manifest = load_manifest(tiny_manifest)
+    plan = tiny_training_plan(manifest)
+    plan["network"]["filters"] = [4, 8, 16]
+    plan = with_hashes(plan)
+    preprocess_manifest(manifest, plan, tmp_path / "cache", workers=1)
+    config = TrainConfig(network="pipofan2d", iterations=2, checkpoint_every=0, device="cpu")
+    result = train(open_cache(tmp_path / "cache", plan), plan, config, tmp_path / "run")
+    model = load_model(result.checkpoint)
+    assert model.network.spatial_dims == 2 and model.meta["patch_size"] == [8, 8]
+    image = write_nifti(tmp_path / "in" / "scan_0000.nii.gz", np.full((30, 26, 14), 40, np.int16),
+                        np.diag([-1.5, 1.5, 3.0, 1.0]))
+    record = predict_files(model, [image], tmp_path / "out", PredictOptions())[0]
+    assert record.error is None, record.error
+    written = nib.load(record.output)
+    assert written.shape == (30, 26, 14) and np.allclose(written.affine, np.diag([-1.5, 1.5, 3.0, 1.0]))

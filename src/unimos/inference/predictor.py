@@ -112,7 +112,8 @@ def predict_volume(model: LoadedModel, channels: list[Volume], options: PredictO
     timings["prepare"] = time.perf_counter() - clock
     clock = time.perf_counter()
     tensor = torch.from_numpy(image)[None].to(model.device)
-    probs = predict_probabilities(model.network, tensor, model.plan["patch_size"], options.overlap, options.mirror,
+    probs = predict_probabilities(model.network, tensor, model.meta.get("patch_size", model.plan["patch_size"]),
+                                  options.overlap, options.mirror,
                                   options.sw_batch_size)
     labels = probs.argmax(1)[0].to(torch.uint8).cpu().numpy()
     timings["network"] = time.perf_counter() - clock

@@ -26,6 +26,12 @@ def predict_probabilities(network: nn.Module, image: torch.Tensor, patch_size: S
     With `mirror`, the average over every combination of flipped spatial axes (2^d passes).
     """
     network.eval()
+    if int(getattr(network, "spatial_dims", 3)) == 2 and image.ndim == 5:
+        # A 2D network sees axial slices: (1, C, X, Y, Z) -> a batch of Z slices (Z, C, X, Y) and back.
+        slices = image[0].permute(3, 0, 1, 2)
+        probs = torch.cat([predict_probabilities(network, slices[i:i + 16], patch_size[:2], overlap, mirror,
+                                                 sw_batch_size, gaussian) for i in range(0, slices.shape[0], 16)])
+        return probs.permute(1, 2, 3, 0)[None]
     run = _plain_logits(network)
     spatial = list(range(2, image.ndim))
     flips = [()] + [combo for r in range(1, len(spatial) + 1) for combo in itertools.combinations(spatial, r)] \

@@ -18,8 +18,10 @@ class PatchSource:
 
     def __init__(self, cases: Sequence[CachedCase], patch_size: Sequence[int], sampler: str = "cmd",
                  foreground_fraction: float = 0.67, seed: int = 0) -> None:
+        """`patch_size` of 3 values cuts 3D patches; of 2 values, axial slices (X, Y) through the drawn centre."""
         self.cases = list(cases)
-        self.patch_size = tuple(int(p) for p in patch_size)
+        self.slices = len(patch_size) == 2
+        self.patch_size = tuple(int(p) for p in patch_size) + ((1,) if self.slices else ())
         index_rng = np.random.default_rng(seed)
         self.sampler: Sampler = build_sampler(sampler, [index_case(c, index_rng) for c in self.cases],
                                               foreground_fraction)
@@ -37,6 +39,8 @@ class PatchSource:
         else:
             label = cut_patch(label_array, draw.centre, self.patch_size, 0).astype(np.int64)
             region = cut_patch(region_array, draw.centre, self.patch_size, False)
+        if self.slices:
+            image, label, region = image[..., 0], label[..., 0], region[..., 0]
         return {"image": image, "label": label, "region": region}
 
     def batch(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:

@@ -83,6 +83,13 @@ def build_strategy(config: TrainConfig, plan: dict[str, Any], in_channels: int, 
     return strategy_cls(nets, loss, config.strategy_options)
 
 
+def training_patch(plan_patch: Sequence[int], network: nn.Module) -> list[int]:
+    """The plan's patch for a 3D network, its in-plane (X, Y) part for a 2D one; rounded up to the divisor."""
+    dims = int(getattr(network, "spatial_dims", 3))
+    divisor = network.required_divisor() if hasattr(network, "required_divisor") else (1,) * dims
+    return [int(-(-int(p) // int(d)) * int(d)) for p, d in zip(list(plan_patch)[:dims], divisor)]
+
+
 def _unwrapped_nets(strategy: nn.Module) -> nn.ModuleDict:
     return nn.ModuleDict({k: (v.module if isinstance(v, nn.parallel.DistributedDataParallel) else v)
                           for k, v in strategy.nets.items()})
@@ -102,7 +109,8 @@ def _augmenter(config: TrainConfig) -> Callable[[dict[str, torch.Tensor], torch.
 
 
 def _checkpoint_meta(config: TrainConfig, plan: dict[str, Any], step: int, rng: np.random.Generator,
-                     schedule: torch.optim.lr_scheduler.LRScheduler, in_channels: int) -> dict[str, Any]:
+                     schedule: torch.optim.lr_scheduler.LRScheduler, in_channels: int,
+                     patch: list[int]) -> dict[str, Any]:
     from unimos.networks.registry import network_config_for
 
     return {
@@ -113,6 +121,7 @@ def _checkpoint_meta(config: TrainConfig, plan: dict[str, Any], step: int, rng: 
         "classes": plan["classes"],
         "network": {**network_config_for(plan, config.network), "deep_supervision": config.deep_supervision},
         "in_channels": in_channels,
+        "patch_size": patch,
         "strategy": config.strategy,
         "method": config.method,
         "config": config.to_json(),
@@ -143,19 +152,20 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     if world > 1:
         for key in list(strategy.nets.keys()):
             strategy.nets[key] = nn.parallel.DistributedDataParallel(strategy.nets[key])
+    patch = training_patch(plan["patch_size"], _unwrapped_nets(strategy)["main"])
     optimizer = build_optimizer(strategy.parameters(), config)
     schedule = build_schedule(optimizer, config)
     rng = np.random.default_rng(config.seed)
     torch_gen = torch.Generator().manual_seed(config.seed)
-    labeled = PatchSource(cases, plan["patch_size"], config.sampler, config.foreground_fraction, seed=config.seed)
+    labeled = PatchSource(cases, patch, config.sampler, config.foreground_fraction, seed=config.seed)
     labeled_cases = [c for c in cases if c.meta["has_label"]]
     if not labeled_cases:
         raise UnimosError(run_dir, "none of the training cases has a label", "add labeled cases to the manifest")
     if len(labeled_cases) != len(cases):
-        labeled = PatchSource(labeled_cases, plan["patch_size"], config.sampler, config.foreground_fraction,
+        labeled = PatchSource(labeled_cases, patch, config.sampler, config.foreground_fraction,
                               seed=config.seed)
     unlabeled_cases = [c for c in cases if not c.meta["has_label"]]
-    unlabeled = PatchSource(unlabeled_cases, plan["patch_size"], "random", 0.0, seed=config.seed + 1) \
+    unlabeled = PatchSource(unlabeled_cases, patch, "random", 0.0, seed=config.seed + 1) \
         if getattr(strategy, "needs_unlabeled", False) and unlabeled_cases else None
     augment = _augmenter(config)
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
@@ -211,24 +221,25 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
         is_last = done == config.iterations
         row_val = ""
         if config.validate_every and validation_cases and (done % config.validate_every == 0 or is_last) and rank == 0:
-            val = validation_dice(_unwrapped_nets(strategy)["main"], validation_cases, plan["patch_size"], device)
+            val = validation_dice(_unwrapped_nets(strategy)["main"], validation_cases, patch, device)
             row_val = f"{np.mean(list(val.values())):.4f}" if val else ""
         if rank == 0 and (done % config.log_every == 0 or is_last or row_val):
             with open(log_path, "a", newline="") as handle:
                 csv.writer(handle).writerow([done, f"{loss_value:.5f}", f"{optimizer.param_groups[0]['lr']:.6g}",
                                              f"{t2 - t0:.4f}", f"{t1 - t0:.4f}", row_val])
         if rank == 0 and (is_last or (config.checkpoint_every and done % config.checkpoint_every == 0)):
-            _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels)
+            _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels, patch)
         if progress is not None and rank == 0:
             progress(done, config.iterations, loss_value)
         if stop_after is not None and done >= stop_after and not is_last:
             if rank == 0:
-                _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels)
+                _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels, patch)
             return TrainResult(run_dir, latest, done - start, time.perf_counter() - begun,
                                data_seconds / step_seconds if step_seconds else 0.0, val, losses)
     final = run_dir / "checkpoint_final"
     if rank == 0:
-        _save(final, strategy, optimizer, schedule, rng, torch_gen, config, plan, config.iterations, in_channels)
+        _save(final, strategy, optimizer, schedule, rng, torch_gen, config, plan, config.iterations, in_channels,
+              patch)
     if world > 1:
         dist.barrier()
     return TrainResult(run_dir, final, config.iterations - start, time.perf_counter() - begun,
@@ -237,8 +248,8 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
 
 def _save(path: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
           schedule: torch.optim.lr_scheduler.LRScheduler, rng: np.random.Generator, torch_gen: torch.Generator,
-          config: TrainConfig, plan: dict[str, Any], step: int, in_channels: int) -> None:
-    meta = _checkpoint_meta(config, plan, step, rng, schedule, in_channels)
+          config: TrainConfig, plan: dict[str, Any], step: int, in_channels: int, patch: list[int]) -> None:
+    meta = _checkpoint_meta(config, plan, step, rng, schedule, in_channels, patch)
     extra = {"torch_rng": torch.get_rng_state(), "augment_rng": torch_gen.get_state()}
     ckpt.save_checkpoint(path, _unwrapped_nets(strategy), meta, optimizer, extra)
 
