@@ -158,6 +158,9 @@ def train_command(
     network: Annotated[str, typer.Option(help="Network: dynunet (3D) or pipofan2d.")] = "dynunet",
     iterations: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 500,
     sampler: Annotated[str, typer.Option(help="cmd (class->modality->dataset), mdc or random.")] = "cmd",
+    foreground_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of class-centred patches.")] = 0.9,
+    batch_size: Annotated[int, typer.Option(min=0, help="Patches per step (0: the plan's).")] = 0,
+    deep_supervision: Annotated[bool, typer.Option("--deep-supervision", help="Supervise coarser outputs too.")] = False,
     optimizer: Annotated[str, typer.Option(help="adamw, sgd or rmsprop.")] = "adamw",
     learning_rate: Annotated[float, typer.Option(help="Initial learning rate.")] = 3e-3,
     schedule: Annotated[str, typer.Option(help="poly or step.")] = "poly",
@@ -179,7 +182,8 @@ def train_command(
 
     loaded_plan = load_plan(plan)
     config = TrainConfig(method=method, strategy=strategy, network=network, iterations=iterations, sampler=sampler,
-                         optimizer=optimizer, learning_rate=learning_rate, schedule=schedule, seed=seed,
+                         foreground_fraction=foreground_fraction, batch_size=batch_size,
+                         deep_supervision=deep_supervision, optimizer=optimizer, learning_rate=learning_rate, schedule=schedule, seed=seed,
                          device=device, validate_every=validate_every, checkpoint_every=checkpoint_every)
     with progress_bars(err_console) as bars:
         loaded, _ = checked_manifest(manifest, workers=workers, progress=bars("inspect"))
