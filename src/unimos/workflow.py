@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from unimos.data.manifest import Manifest, load_manifest
-
-if TYPE_CHECKING:
-    from unimos.training.config import TrainConfig
-    from unimos.training.loop import TrainResult
 from unimos.data.validation import InspectReport, inspect_manifest
 from unimos.errors import OutputError, UnimosError, ValidationFailed
 from unimos.preprocess.cache import preprocess_manifest
 from unimos.preprocess.fingerprint import collect_fingerprint
 from unimos.preprocess.plan import Preset, make_plan, save_plan
+
+if TYPE_CHECKING:  # torch is imported only by the stages that train
+    from unimos.training.config import TrainConfig
+    from unimos.training.loop import TrainResult
 
 Progress = Callable[[int, int], None]
 
