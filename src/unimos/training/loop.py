@@ -157,13 +157,10 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     schedule = build_schedule(optimizer, config)
     rng = np.random.default_rng(config.seed)
     torch_gen = torch.Generator().manual_seed(config.seed)
-    labeled = PatchSource(cases, patch, config.sampler, config.foreground_fraction, seed=config.seed)
     labeled_cases = [c for c in cases if c.meta["has_label"]]
     if not labeled_cases:
         raise UnimosError(run_dir, "none of the training cases has a label", "add labeled cases to the manifest")
-    if len(labeled_cases) != len(cases):
-        labeled = PatchSource(labeled_cases, patch, config.sampler, config.foreground_fraction,
-                              seed=config.seed)
+    labeled = PatchSource(labeled_cases, patch, config.sampler, config.foreground_fraction, seed=config.seed)
     unlabeled_cases = [c for c in cases if not c.meta["has_label"]]
     unlabeled = PatchSource(unlabeled_cases, patch, "random", 0.0, seed=config.seed + 1) \
         if getattr(strategy, "needs_unlabeled", False) and unlabeled_cases else None
