@@ -81,3 +81,15 @@ def tiny_training_plan(manifest) -> dict:
     plan["patch_size"] = [8, 8, 8]
     plan["network"].update(kernel_size=[[3, 3, 3]] * 3, strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]], filters=[4, 8, 16])
     return with_hashes(plan)
+
+
+@pytest.fixture
+def tiny_cache(tiny_manifest, tmp_path):
+    """The tiny manifest preprocessed with the tiny training plan: (cached cases, plan)."""
+    from unimos.data.manifest import load_manifest
+    from unimos.preprocess.cache import open_cache, preprocess_manifest
+
+    manifest = load_manifest(tiny_manifest)
+    plan = tiny_training_plan(manifest)
+    preprocess_manifest(manifest, plan, tmp_path / "cache", workers=1)
+    return open_cache(tmp_path / "cache", plan), plan

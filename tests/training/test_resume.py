@@ -3,22 +3,10 @@
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_training_plan
-
-from unimos.data.manifest import load_manifest
-from unimos.preprocess.cache import open_cache, preprocess_manifest
 from unimos.preprocess.plan import with_hashes
 from unimos.training.checkpoint import load_tensors
 from unimos.training.config import TrainConfig
 from unimos.training.loop import train
-
-
-@pytest.fixture
-def tiny_cache(tiny_manifest, tmp_path):
-    manifest = load_manifest(tiny_manifest)
-    plan = tiny_training_plan(manifest)
-    preprocess_manifest(manifest, plan, tmp_path / "cache", workers=1)
-    return open_cache(tmp_path / "cache", plan), plan
 
 
 def test_resumed_run_repeats_the_uninterrupted_losses_and_weights(tiny_cache, tmp_path):

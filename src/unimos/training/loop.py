@@ -151,7 +151,8 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     strategy = build_strategy(config, plan, in_channels, num_classes).to(device)
     if world > 1:
         for key in list(strategy.nets.keys()):
-            strategy.nets[key] = nn.parallel.DistributedDataParallel(strategy.nets[key])
+            if any(p.requires_grad for p in strategy.nets[key].parameters()):  # an EMA teacher is not trained
+                strategy.nets[key] = nn.parallel.DistributedDataParallel(strategy.nets[key])
     patch = training_patch(plan["patch_size"], _unwrapped_nets(strategy)["main"])
     optimizer = build_optimizer(strategy.parameters(), config)
     schedule = build_schedule(optimizer, config)
@@ -209,6 +210,7 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
         scaler.step(optimizer)
         scaler.update()
         schedule.step()
+        strategy.after_step(step, config.iterations)
         t2 = time.perf_counter()
         data_seconds += t1 - t0
         step_seconds += t2 - t0

@@ -1,0 +1,131 @@
+"""`unimatch`: UniMOS's semi-supervised module (paper 000, section III.B, eqs. 2-5), UniMatch adapted to volumes.
+
+Per step: the weak view of the unlabeled batch gives pseudo-labels (argmax) and confidences (max softmax); two
+strong views of it (independent intensity jitter, noise, blur, then CutMix with another unlabeled sample, the
+pseudo-labels mixed by the same box) and a feature-perturbed pass (channel dropout 0.5 on the encoder features of
+the weak view) learn from the pseudo-labels where the confidence is at least tau.
+  L_u = 0.25 L_s1 + 0.25 L_s2 + 0.5 L_fp (eq. 4);  L = 0.5 L_l + 0.5 L_u (eq. 5).
+Partially labeled samples of the labeled batch join the unlabeled flow, their pseudo-labels restricted to the
+voxels whose class is unknown and to classes of the voxel's candidate set (DESIGN.md, candidate sets).
+
+The weak view is the loop's usual augmentation; the paper's random flips and 90-degree rotations are options that
+stay off by default because they swap left and right, which sided organs (kidney_left/right) cannot survive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from unimos.losses.targets import Targets
+from unimos.networks.base import Logits, full_resolution
+from unimos.strategies.base import STRATEGIES, StepOutput, Strategy
+from unimos.strategies.pseudo import (admissible, cutmix_box, has_ambiguous_voxels, masked_cross_entropy,
+                                      mix_with_partner, pseudo_labels)
+from unimos.training.augment import AugmentConfig, augment_intensity
+from unimos.training.batches import targets_of
+
+STRONG_INTENSITY = AugmentConfig(
+    flip_probability=0.0, rotation_probability=0.0, scale_probability=0.0, elastic_probability=0.0,
+    brightness_probability=0.8, brightness_range=(0.6, 1.4), contrast_probability=0.8, contrast_range=(0.6, 1.4),
+    gamma_probability=0.5, gamma_range=(0.6, 1.6), noise_probability=0.5, noise_max_sigma=0.15,
+    blur_probability=0.5, blur_sigma_range=(0.5, 1.5))
+"""The strong view's colour jitter (paper 000, Fig. 2) for one-channel scans: brightness, contrast, gamma, noise, blur."""
+
+
+def split_batch(logits: Logits, first: int) -> tuple[Logits, Logits]:
+    """Split the batch axis of a logits tensor (or of every scale of a deep-supervision list) at `first`."""
+    if isinstance(logits, list):
+        return [x[:first] for x in logits], [x[first:] for x in logits]
+    return logits[:first], logits[first:]
+
+
+def weak_view(image: torch.Tensor, flip: bool, rot90: bool, generator: torch.Generator) -> torch.Tensor:
+    """Per sample, optional random flips of the axial axes and a random multiple of 90 degrees in the axial plane."""
+    out = []
+    for sample in image:
+        if flip:
+            for axis in (1, 2):
+                if float(torch.rand((), generator=generator)) < 0.5:
+                    sample = sample.flip(axis)
+        if rot90 and sample.shape[1] == sample.shape[2]:
+            sample = torch.rot90(sample, int(torch.randint(0, 4, (), generator=generator)), dims=(1, 2))
+        out.append(sample)
+    return torch.stack(out)
+
+
+def strong_views(image: torch.Tensor, labels: torch.Tensor, confidence: torch.Tensor, valid: torch.Tensor,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A strong view: intensity jitter of the weak view, then CutMix with the next sample (pseudo-labels alike)."""
+    strong = augment_intensity(image, STRONG_INTENSITY, generator)
+    box = cutmix_box(image.shape[0], image.shape[2:], generator).to(image.device)
+    strong, labels, confidence, valid = mix_with_partner(box, strong, labels, confidence, valid)
+    return strong, labels, confidence, valid
+
+
+@STRATEGIES.register("unimatch")
+class UniMatch(Strategy):
+    """Options: `tau` confidence threshold (0.95), `feature_dropout` (0.5), `weak_flip` / `weak_rot90` (off, see
+    the module docstring), `use_partial` (partially labeled samples join the unlabeled flow)."""
+
+    needs_unlabeled = True
+    defaults: dict[str, Any] = {"tau": 0.95, "feature_dropout": 0.5, "weak_flip": False, "weak_rot90": False,
+                                "use_partial": True}
+
+    def step(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None,
+             step: int, total_steps: int) -> StepOutput:
+        net = self.main
+        targets = targets_of(labeled)
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
+        n_lab = labeled["image"].shape[0]
+        partial = bool(self.options["use_partial"]) and has_ambiguous_voxels(targets)
+        if unlabeled is None and not partial:
+            supervised = self.loss(net(labeled["image"]), targets)
+            return StepOutput(supervised, {"loss_labeled": float(supervised.detach())})
+
+        weak_unlabeled = None
+        if unlabeled is not None:
+            weak_unlabeled = weak_view(unlabeled["image"], bool(self.options["weak_flip"]),
+                                       bool(self.options["weak_rot90"]), generator)
+        images = labeled["image"] if weak_unlabeled is None else torch.cat([labeled["image"], weak_unlabeled])
+        logits_lab, logits_weak = split_batch(net(images), n_lab)
+        supervised = self.loss(logits_lab, targets)
+
+        weak_images, weak_logits, valid = self._unlabeled_flow(labeled, targets, weak_unlabeled,
+                                                               full_resolution(logits_weak),
+                                                               full_resolution(logits_lab), partial)
+        confidence, labels = pseudo_labels(weak_logits)
+        tau = float(self.options["tau"])
+        # paper 000, eq. 3: feature perturbation of the weak view
+        logits_fp = full_resolution(net(weak_images, feature_dropout=float(self.options["feature_dropout"])))
+        loss_fp = masked_cross_entropy(logits_fp, labels, (confidence >= tau) & valid)
+        # paper 000, eq. 2: two strong views
+        s1 = strong_views(weak_images, labels, confidence, valid, generator)
+        s2 = strong_views(weak_images, labels, confidence, valid, generator)
+        logits_s1, logits_s2 = split_batch(full_resolution(net(torch.cat([s1[0], s2[0]]))), weak_images.shape[0])
+        loss_s1 = masked_cross_entropy(logits_s1, s1[1], (s1[2] >= tau) & s1[3])
+        loss_s2 = masked_cross_entropy(logits_s2, s2[1], (s2[2] >= tau) & s2[3])
+        unsupervised = 0.25 * loss_s1 + 0.25 * loss_s2 + 0.5 * loss_fp  # paper 000, eq. 4
+        loss = 0.5 * supervised + 0.5 * unsupervised  # paper 000, eq. 5
+        confident = float(((confidence >= tau) & valid).float().mean())
+        return StepOutput(loss, {"loss_labeled": float(supervised.detach()), "loss_unlabeled": float(unsupervised.detach()),
+                                 "confident_share": confident})
+
+    @staticmethod
+    def _unlabeled_flow(labeled: dict[str, torch.Tensor], targets: Targets, weak_unlabeled: torch.Tensor | None,
+                        logits_weak: torch.Tensor, logits_lab: torch.Tensor,
+                        partial: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images, weak logits and the admissible-voxel mask of everything that learns from pseudo-labels."""
+        images, logits, valid = [], [], []
+        if weak_unlabeled is not None:
+            images.append(weak_unlabeled)
+            logits.append(logits_weak)
+            valid.append(torch.ones((weak_unlabeled.shape[0], *weak_unlabeled.shape[2:]), dtype=torch.bool,
+                                    device=weak_unlabeled.device))
+        if partial:
+            _, lab_labels = pseudo_labels(logits_lab)
+            images.append(labeled["image"])
+            logits.append(logits_lab)
+            valid.append(admissible(lab_labels, targets))
+        return torch.cat(images), torch.cat(logits), torch.cat(valid)
