@@ -48,7 +48,20 @@ def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: "Train
     cached = open_cache(cache_dir, plan)
     cases = [c for c in cached if c.meta["split"] in config.train_splits]
     validation = [c for c in cached if c.meta["split"] == "validation" and c.meta["has_label"]]
+    if is_multi_round(config.strategy):
+        from unimos.strategies.self_training import run_self_training
+
+        return run_self_training(cases, plan, config, run_dir, validation_cases=validation, resume=resume,
+                                 progress=progress)
     return train(cases, plan, config, run_dir, validation_cases=validation, resume=resume, progress=progress)
+
+
+def is_multi_round(strategy: str) -> bool:
+    """Whether a strategy runs the training loop several times (self-training) rather than once."""
+    import unimos.strategies  # noqa: F401  (registers)
+    from unimos.strategies.base import STRATEGIES
+
+    return bool(getattr(STRATEGIES.get(strategy), "multi_round", False))
 
 
 DEMO_METHODS = ("partial", "naive", "upper_bound")
@@ -87,64 +100,158 @@ def demo_results_table(summaries: dict[str, dict[str, Any]], organs: list[str]) 
     return table
 
 
+@dataclass
+class _Prepared:
+    """The demo's data made, inspected, planned and preprocessed."""
+
+    manifest_path: Path
+    manifest: Manifest
+    report: InspectReport
+    plan_path: Path
+    plan: dict[str, Any]
+    cache_dir: Path
+    counts: tuple[int, int]
+
+
+def _prepare_demo(out: Path, quick: bool, seed: int, workers: int, step: Callable[[str], Progress | None],
+                  subset: tuple[str, ...] | None = None) -> _Prepared:
+    """make data -> (optionally keep only some sources) -> inspect -> plan -> preprocess."""
+    from unimos.data.demo import make_demo_data
+
+    ensure_empty_output(out)
+    manifest_path = make_demo_data(out / "data", seed=seed, quick=quick)
+    if subset is not None:
+        manifest_path = write_source_subset(manifest_path, subset, out / "data" / "manifest_ssl.yaml")
+    manifest, report = checked_manifest(manifest_path, workers=workers, progress=step("inspect"))
+    plan_path = out / "plan_3mm.json"
+    plan = plan_manifest(manifest, plan_path, "3mm-small", seed=seed, workers=workers, progress=step("plan"))
+    cache_dir = out / "cache"
+    counts = preprocess_manifest(manifest, plan, cache_dir, workers=workers, progress=step("preprocess"))
+    return _Prepared(manifest_path, manifest, report, plan_path, plan, cache_dir, counts)
+
+
+def write_source_subset(manifest_path: Path, sources: tuple[str, ...], out: Path) -> Path:
+    """A copy of a manifest keeping only the named sources (same folder, so relative paths still hold)."""
+    import yaml
+
+    from unimos.utils.atomic import write_text_atomic
+
+    payload = yaml.safe_load(manifest_path.read_text())
+    payload["sources"] = [s for s in payload["sources"] if s["name"] in sources]
+    write_text_atomic(out, yaml.safe_dump(payload, sort_keys=False))
+    return out
+
+
+def _train_and_score(name: str, cache_dir: Path, prepared: _Prepared, config: "TrainConfig", out: Path,
+                     device: str, step: Callable[[str], Progress | None],
+                     train_progress: Callable[[str], Callable[[int, int, float], None]] | None) -> tuple[dict, float]:
+    """Train one row of a demo table, predict the test split, evaluate; (summary, training seconds)."""
+    import json
+    import time
+
+    from unimos.evaluation.evaluate import evaluate_predictions
+    from unimos.inference.predictor import PredictOptions, load_model, predict_files
+
+    clock = time.perf_counter()
+    result = train_from_cache(cache_dir, prepared.plan, config, out / "runs" / name,
+                              progress=train_progress(name) if train_progress else None)
+    seconds = time.perf_counter() - clock
+    model = load_model(result.checkpoint, device="cuda" if device == "cuda" else "cpu")
+    pred_dir = out / "predictions" / name
+    test_images = sorted({c.image_paths[0] for c in prepared.manifest.split("test")})
+    records = predict_files(model, test_images, pred_dir, PredictOptions(modality="CT"), progress=step(f"predict {name}"))
+    failed = [r.error for r in records if r.error]
+    if failed:
+        raise UnimosError(pred_dir, f"prediction failed for {len(failed)} test case(s): {failed[0]}",
+                          "see the message above; the demo data may be damaged, run the demo again")
+    evaluate_predictions(pred_dir, prepared.manifest, out / "evaluation" / name, split="test")
+    return json.loads((out / "evaluation" / name / "summary.json").read_text()), seconds
+
+
 def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int = 2, iterations: int | None = None,
              device: str = "auto", progress_factory: Callable[[str], Progress] | None = None,
              train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None) -> DemoResult:
     """The whole pipeline on built-in data: make data -> inspect -> plan -> preprocess -> train partial, naive and
     the complete-label upper bound with one budget -> predict the held-out test set -> evaluate -> one table."""
-    import json
     import time
 
-    from unimos.data.demo import make_demo_data
-    from unimos.evaluation.evaluate import evaluate_predictions
-    from unimos.inference.predictor import PredictOptions, load_model, predict_files
     from unimos.training.config import TrainConfig
     from unimos.utils.atomic import write_json_atomic
 
     out = Path(out)
-    ensure_empty_output(out)
     step = progress_factory or (lambda _label: None)
     started = time.perf_counter()
-    manifest_path = make_demo_data(out / "data", seed=seed, quick=quick)
-    manifest, report = checked_manifest(manifest_path, workers=workers, progress=step("inspect"))
+    prepared = _prepare_demo(out, quick, seed, workers, step)
     complete = load_manifest(out / "data" / "manifest_complete.yaml")
-    plan_path = out / "plan_3mm.json"
-    plan = plan_manifest(manifest, plan_path, "3mm-small", seed=seed, workers=workers, progress=step("plan"))
-    cache_dir = out / "cache"
-    counts = preprocess_manifest(manifest, plan, cache_dir, workers=workers, progress=step("preprocess"))
-    preprocess_manifest(complete, plan, out / "cache_complete", workers=workers, progress=step("complete labels"))
+    preprocess_manifest(complete, prepared.plan, out / "cache_complete", workers=workers, progress=step("complete labels"))
 
     budget = iterations or DEMO_ITERATIONS["quick" if quick else "default"]
-    test_images = sorted({c.image_paths[0] for c in manifest.split("test")})
     summaries: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
     for method in DEMO_METHODS:
         config = TrainConfig(method="partial" if method == "upper_bound" else method, iterations=budget, seed=seed,
-                             device=device, checkpoint_every=0)
-        clock = time.perf_counter()
-        result = train_from_cache(out / ("cache_complete" if method == "upper_bound" else "cache"), plan, config,
-                                  out / "runs" / method,
-                                  progress=train_progress(method) if train_progress else None)
-        timings[f"train_{method}_s"] = time.perf_counter() - clock
-        model = load_model(result.checkpoint, device="cuda" if device == "cuda" else "cpu")
-        pred_dir = out / "predictions" / method
-        records = predict_files(model, test_images, pred_dir, PredictOptions(modality="CT"),
-                                progress=step(f"predict {method}"))
-        failed = [r.error for r in records if r.error]
-        if failed:
-            raise UnimosError(pred_dir, f"prediction failed for {len(failed)} test case(s): {failed[0]}",
-                              "see the message above; the demo data may be damaged, run the demo again")
-        evaluate_predictions(pred_dir, manifest, out / "evaluation" / method, split="test")
-        summaries[method] = json.loads((out / "evaluation" / method / "summary.json").read_text())
-    organs = manifest.taxonomy.names[1:]
-    results = demo_results_table(summaries, organs)
+                             device=device, checkpoint_every=0, deep_supervision=True)
+        cache = out / ("cache_complete" if method == "upper_bound" else "cache")
+        summaries[method], timings[f"train_{method}_s"] = _train_and_score(method, cache, prepared, config, out,
+                                                                           device, step, train_progress)
+    manifest, plan = prepared.manifest, prepared.plan
+    results = demo_results_table(summaries, manifest.taxonomy.names[1:])
     write_json_atomic(out / "demo_results.json", results)
     write_json_atomic(out / "demo_meta.json", {
         "seed": seed, "quick": quick, "iterations_per_method": budget, "plan_hash": plan["hash"],
-        "patch_size": plan["patch_size"], "batch_size": plan["batch_size"],
+        "patch_size": plan["patch_size"], "batch_size": plan["batch_size"], "deep_supervision": True,
         "train_cases": len(manifest.split("train")), "test_cases": [c.case_id for c in manifest.split("test")],
         "upper_bound_labels": "labels_complete (every organ of every training case, including the unlabeled set)",
         "device": device, "seconds": {**timings, "total_s": time.perf_counter() - started},
     })
-    return DemoResult(out, manifest_path, plan_path, cache_dir, report, counts,
-                      ["make data", "inspect", "plan", "preprocess", "train", "predict", "evaluate"], results)
+    return DemoResult(out, prepared.manifest_path, prepared.plan_path, prepared.cache_dir, prepared.report,
+                      prepared.counts, ["make data", "inspect", "plan", "preprocess", "train", "predict", "evaluate"],
+                      results)
+
+
+SSL_STRATEGIES = ("supervised", "unimatch", "self_training", "cps", "guided_cps", "mean_teacher")
+SSL_SOURCES = ("ct_full", "ct_unlabeled", "ct_test")
+"""The semi-supervised comparison: the fully labeled source is the labeled set, the unlabeled source the rest."""
+# Iterations per strategy: the default run fits in about 40 minutes on 2 CPU cores, quick in a few.
+DEMO_SSL_ITERATIONS = {"default": 300, "quick": 16}
+
+
+def run_ssl_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int = 2, iterations: int | None = None,
+                 device: str = "auto", strategies: tuple[str, ...] = SSL_STRATEGIES,
+                 progress_factory: Callable[[str], Progress] | None = None,
+                 train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None) -> DemoResult:
+    """Supervised-only against every semi-supervised strategy on the same labeled set (the demo's fully labeled
+    source) plus its unlabeled source, same iterations; scores on the held-out test set in OUT/ssl_results.json."""
+    import time
+
+    from unimos.training.config import TrainConfig
+    from unimos.utils.atomic import write_json_atomic
+
+    out = Path(out)
+    step = progress_factory or (lambda _label: None)
+    started = time.perf_counter()
+    prepared = _prepare_demo(out, quick, seed, workers, step, subset=SSL_SOURCES)
+    budget = iterations or DEMO_SSL_ITERATIONS["quick" if quick else "default"]
+    summaries: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
+    for name in strategies:
+        config = TrainConfig(strategy=name, iterations=budget, seed=seed, device=device, checkpoint_every=0,
+                             deep_supervision=True)
+        summaries[name], seconds[name] = _train_and_score(name, prepared.cache_dir, prepared, config, out, device,
+                                                          step, train_progress)
+    manifest = prepared.manifest
+    results = demo_results_table(summaries, manifest.taxonomy.names[1:])
+    for name in strategies:
+        results[name]["seconds_per_iteration"] = seconds[name] / budget
+    write_json_atomic(out / "ssl_results.json", results)
+    write_json_atomic(out / "ssl_meta.json", {
+        "seed": seed, "quick": quick, "iterations_per_strategy": budget, "plan_hash": prepared.plan["hash"],
+        "patch_size": prepared.plan["patch_size"], "batch_size": prepared.plan["batch_size"],
+        "labeled_cases": [c.case_id for c in manifest.split("train") if c.label_path is not None],
+        "unlabeled_cases": [c.case_id for c in manifest.split("train") if c.label_path is None],
+        "test_cases": [c.case_id for c in manifest.split("test")], "device": device,
+        "seconds": {**{f"train_{k}_s": v for k, v in seconds.items()}, "total_s": time.perf_counter() - started},
+    })
+    return DemoResult(out, prepared.manifest_path, prepared.plan_path, prepared.cache_dir, prepared.report,
+                      prepared.counts, ["make data", "inspect", "plan", "preprocess", "train", "predict", "evaluate"],
+                      results)

@@ -86,3 +86,21 @@ def test_demo_refuses_a_non_empty_out_folder(tmp_path):
     result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--quick"])
     assert result.exit_code == 1 and "not an empty folder" in result.output
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_demo_ssl_quick_compares_every_strategy_on_the_same_labeled_set(tmp_path):
+    import json
+
+    from unimos.workflow import SSL_STRATEGIES
+
+    out = tmp_path / "ssl"
+    result = runner.invoke(app, ["demo", "--ssl", "--out", str(out), "--quick"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "ssl_results.json").read_text())
+    assert sorted(results) == sorted(SSL_STRATEGIES)
+    for rows in results.values():
+        assert 0.0 <= rows["mean"]["dsc"] <= 1.0 and rows["seconds_per_iteration"] > 0
+    meta = json.loads((out / "ssl_meta.json").read_text())
+    assert meta["labeled_cases"] and all(c.startswith("ct_full") for c in meta["labeled_cases"])
+    assert meta["unlabeled_cases"] and all(c.startswith("ct_unlabeled") for c in meta["unlabeled_cases"])
+    assert "s / iteration" in result.output

@@ -7,18 +7,12 @@ import torch
 
 import unimos.strategies  # noqa: F401  (registers)
 from unimos.strategies.base import STRATEGIES
-from unimos.training.batches import PatchSource
 from unimos.training.config import TrainConfig
 from unimos.training.loop import build_strategy, train
 
+from tests.strategies.helpers import tiny_batches
+
 PER_STEP = sorted(name for name in STRATEGIES.names() if not getattr(STRATEGIES.get(name), "multi_round", False))
-
-
-def _batches(cases, plan, seed=0):
-    rng = np.random.default_rng(seed)
-    labeled = PatchSource([c for c in cases if c.meta["has_label"]], plan["patch_size"], foreground_fraction=1.0)
-    unlabeled = PatchSource([c for c in cases if not c.meta["has_label"]], plan["patch_size"], "random", 0.0)
-    return labeled.batch(2, rng), unlabeled.batch(2, rng)
 
 
 @pytest.mark.parametrize("deep_supervision", [False, True])
@@ -28,7 +22,7 @@ def test_a_step_reaches_every_trained_parameter(name, deep_supervision, tiny_cac
     config = TrainConfig(strategy=name, deep_supervision=deep_supervision, seed=1)
     strategy = build_strategy(config, plan, 1, len(plan["classes"]) + 1)
     strategy.train()
-    labeled, unlabeled = _batches(cases, plan)
+    labeled, unlabeled = tiny_batches(cases, plan)
     torch.manual_seed(0)
     out = strategy.step(labeled, unlabeled if strategy.needs_unlabeled else None, 5, 10)
     assert torch.isfinite(out.loss)
@@ -44,7 +38,7 @@ def test_a_step_reaches_every_trained_parameter(name, deep_supervision, tiny_cac
 def test_a_step_without_an_unlabeled_batch_is_the_supervised_part(name, tiny_cache):
     cases, plan = tiny_cache
     strategy = build_strategy(TrainConfig(strategy=name), plan, 1, len(plan["classes"]) + 1)
-    labeled, _ = _batches(cases, plan)
+    labeled, _ = tiny_batches(cases, plan)
     out = strategy.step(labeled, None, 0, 10)
     assert torch.isfinite(out.loss)
 

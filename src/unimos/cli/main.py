@@ -31,6 +31,19 @@ ManifestArg = Annotated[Path, typer.Argument(help="A manifest.yaml, or an nnU-Ne
 WorkersOpt = Annotated[int, typer.Option(min=1, help="Parallel workers (processes or threads).")]
 
 
+def parse_key_values(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE strings to a dict; values read as YAML scalars (0.9 -> float, true -> bool, text stays text)."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UnimosError("--strategy-option", f"'{item}' is not KEY=VALUE", "write it like tau=0.9")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
 def friendly_errors(command: F) -> F:
     """Print UnimosErrors as readable paragraphs (no traceback) and exit non-zero."""
 
@@ -154,7 +167,10 @@ def train_command(
     plan: Annotated[Path, typer.Option(help="Plan JSON written by `unimos plan`.")] = Path("unimos_work/plan_3mm.json"),
     cache: Annotated[Path, typer.Option(help="Cache folder of `unimos preprocess` (filled if needed).")] = Path("unimos_work/cache"),
     method: Annotated[str, typer.Option(help="Loss: partial, partial_focal_dice, naive, ignore.")] = "partial",
-    strategy: Annotated[str, typer.Option(help="Step strategy: supervised (semi-supervised ones join later).")] = "supervised",
+    strategy: Annotated[str, typer.Option(help="supervised, or a semi-supervised one that also learns from unlabeled "
+                                                "cases: unimatch, self_training, cps, guided_cps, mean_teacher.")] = "supervised",
+    strategy_option: Annotated[Optional[list[str]], typer.Option(
+        help="A strategy option as KEY=VALUE, repeatable (e.g. --strategy-option tau=0.9).")] = None,
     network: Annotated[str, typer.Option(help="Network: dynunet (3D) or pipofan2d.")] = "dynunet",
     iterations: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 500,
     sampler: Annotated[str, typer.Option(help="cmd (class->modality->dataset), mdc or random.")] = "cmd",
@@ -174,6 +190,7 @@ def train_command(
     """Train one model on every training case of the manifest, whatever each source annotates.
 
     Example:  unimos train /tmp/d/manifest.yaml --plan work/plan_3mm.json --cache work/cache --out work/run
+              unimos train /tmp/d/manifest.yaml --strategy unimatch --strategy-option tau=0.9 --out work/run_ssl
     """
     from unimos.preprocess.cache import preprocess_manifest
     from unimos.preprocess.plan import load_plan
@@ -181,7 +198,8 @@ def train_command(
     from unimos.workflow import checked_manifest, train_from_cache
 
     loaded_plan = load_plan(plan)
-    config = TrainConfig(method=method, strategy=strategy, network=network, iterations=iterations, sampler=sampler,
+    config = TrainConfig(method=method, strategy=strategy, strategy_options=parse_key_values(strategy_option or []),
+                         network=network, iterations=iterations, sampler=sampler,
                          foreground_fraction=foreground_fraction, batch_size=batch_size,
                          deep_supervision=deep_supervision, optimizer=optimizer, learning_rate=learning_rate, schedule=schedule, seed=seed,
                          device=device, validate_every=validate_every, checkpoint_every=checkpoint_every)
@@ -260,7 +278,9 @@ def demo_command(
     out: Annotated[Path, typer.Option(help="New or empty folder for everything the demo writes.")] = Path("unimos-demo"),
     quick: Annotated[bool, typer.Option("--quick", help="Smaller data and budget: a smoke test of a few minutes.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for the data and every later stage.")] = 0,
-    iterations: Annotated[Optional[int], typer.Option(help="Training steps per method (default 700, quick 40).")] = None,
+    iterations: Annotated[Optional[int], typer.Option(
+        help="Training steps per method (default 700, quick 40; with --ssl 300 and 16).")] = None,
+    ssl: Annotated[bool, typer.Option("--ssl", help="Compare the semi-supervised strategies instead.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     workers: WorkersOpt = 2,
 ) -> None:
@@ -270,20 +290,27 @@ def demo_command(
     (unannotated = background) and `upper_bound` (complete labels) -> predict the held-out test set -> evaluate.
     Writes OUT/demo_results.json ({method: {organ: {dsc, nsd}, ..., mean}}) and OUT/demo_meta.json.
 
+    With --ssl: the fully labeled source is the labeled set and the unlabeled source the unlabeled one; trains
+    supervised-only and every semi-supervised strategy (unimatch, self_training, cps, guided_cps, mean_teacher)
+    for the same iterations and writes OUT/ssl_results.json with each one's seconds per iteration.
+
     Example:  unimos demo --out /tmp/unimos-demo --quick
+              unimos demo --ssl --out /tmp/unimos-ssl
     """
-    from unimos.workflow import DEMO_METHODS, run_demo
+    from unimos.workflow import DEMO_METHODS, SSL_STRATEGIES, run_demo, run_ssl_demo
 
     with progress_bars(err_console) as bars:
         def train_bar(method: str):
             bar = bars(f"train {method}")
             return lambda done, total, _loss: bar(done, total)
 
-        result = run_demo(out, quick=quick, seed=seed, workers=workers, iterations=iterations, device=device,
-                          progress_factory=bars, train_progress=train_bar)
+        runner = run_ssl_demo if ssl else run_demo
+        result = runner(out, quick=quick, seed=seed, workers=workers, iterations=iterations, device=device,
+                        progress_factory=bars, train_progress=train_bar)
     console.print(coverage_table(result.report))
-    console.print(results_table(result.results, list(DEMO_METHODS)))
-    console.print(f"results: [bold]{result.out / 'demo_results.json'}[/]   stages: {' -> '.join(result.stages_done)}")
+    console.print(results_table(result.results, list(SSL_STRATEGIES if ssl else DEMO_METHODS)))
+    name = "ssl_results.json" if ssl else "demo_results.json"
+    console.print(f"results: [bold]{result.out / name}[/]   stages: {' -> '.join(result.stages_done)}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

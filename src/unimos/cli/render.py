@@ -81,9 +81,12 @@ def results_table(results: dict, methods: list[str]) -> Table:
     table.add_column("organ")
     for method in methods:
         table.add_column(method, justify="right")
-    organs = [k for k in results[methods[0]] if k != "mean"] + ["mean"]
+    methods = [m for m in methods if m in results]
+    organs = [k for k, v in results[methods[0]].items() if k != "mean" and isinstance(v, dict)] + ["mean"]
     for organ in organs:
         style = "bold" if organ == "mean" else ""
         table.add_row(f"[{style}]{organ}[/]" if style else organ,
                       *(f"{results[m][organ]['dsc']:.3f} / {results[m][organ]['nsd']:.3f}" for m in methods))
+    if all("seconds_per_iteration" in results[m] for m in methods):
+        table.add_row("s / iteration", *(f"{results[m]['seconds_per_iteration']:.2f}" for m in methods))
     return table

@@ -53,19 +53,22 @@ class SegmentationNetwork(nn.Module, ABC):
         self.num_classes = num_classes
         self.deep_supervision = deep_supervision
 
-    def forward(self, x: torch.Tensor, feature_dropout: float = 0.0) -> Logits:
+    def forward(self, x: torch.Tensor, feature_dropout: float = 0.0,
+                with_features: bool = False) -> Logits | tuple[Logits, torch.Tensor]:
         """Logits (B, num_classes, *spatial) for `x` (B, in_channels, *spatial).
 
         Args:
             x: input batch; each spatial size a multiple of `required_divisor()`.
             feature_dropout: probability of channel dropout on the encoder features (skips and bottleneck) before
                 decoding, UniMatch's feature perturbation; applied in training mode only, like `nn.Dropout`.
+            with_features: also return the last decoder feature map, as `forward_with_features` does; through
+                `forward`, a DistributedDataParallel wrapper still synchronises the gradients.
 
         Returns:
             The logits; in training mode with deep supervision a list `[full resolution, coarser, ...]`.
         """
-        logits, _ = self.forward_with_features(x, feature_dropout)
-        return logits
+        logits, features = self.forward_with_features(x, feature_dropout)
+        return (logits, features) if with_features else logits
 
     def forward_with_features(self, x: torch.Tensor, feature_dropout: float = 0.0) -> tuple[Logits, torch.Tensor]:
         """The logits (as `forward`) and the last decoder feature map (B, F, *spatial) before the output layer."""

@@ -1,0 +1,189 @@
+"""`guided_cps`: GuidedNet (paper 003), cross pseudo supervision whose unlabeled flow is guided by labeled features.
+
+Each network fits class-wise Gaussians to its last decoder features on the labeled voxels of known class (3D-CGMM,
+`gaussian_mixture.py`, eqs. 1-4); their posterior on unlabeled voxels rectifies that network's pseudo-labels. With the
+equation numbers of `gaussian_mixture.py` (paper 003 numbers none; we count its formulas in reading order):
+
+    L = sum over nets [ L_sup + w_gt L_gt + w_self L_self + w_max L_max ]
+        + r(t) [ w_cps L_cps + w_cons L_cons + w_rectify L_rectify ]
+
+- L_gt (eq. 5): cross-entropy of the Gaussian-mixture posterior G against the known class, on labeled voxels;
+- L_self (eq. 6): binary cross-entropy of the network's softmax P against G (detached: G teaches), per class;
+- L_max (eq. 7): exp(-d(mu_k, mu_v)^2) averaged over pairs of classes present in the batch, pushes means apart;
+- L_cons (eq. 8): squared difference of the two networks' posteriors on unlabeled voxels;
+- L_rectify (eq. 9): cross-entropy of each network against argmax of its own posterior (eq. 4) on unlabeled voxels;
+- L_cps: plain CPS (`cps.cross_pseudo_loss`), so with the four Gaussian weights at 0 this is `cps`.
+The knowledge transfer of KT-CPS is that the Gaussians fitted on labeled features are what supervise the unlabeled
+flow (L_cons, L_rectify); r(t) is the sigmoid ramp of `cps`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unimos.networks.base import Logits, full_resolution
+from unimos.strategies.base import STRATEGIES, StepOutput, Strategy
+from unimos.strategies.cps import cross_pseudo_loss
+from unimos.strategies.gaussian_mixture import (
+    ClassGaussians,
+    fit_class_gaussians,
+    gather_voxels,
+    known_classes,
+    log_posterior,
+    sample_positions,
+)
+from unimos.strategies.pseudo import sigmoid_rampup
+from unimos.training.batches import targets_of
+
+
+def logits_and_features(net: nn.Module, image: torch.Tensor) -> tuple[Logits, torch.Tensor]:
+    """Logits and last decoder features, through `forward` so that a DDP wrapper synchronises the gradients."""
+    return net(image, with_features=True)
+
+
+def posterior_ground_truth_loss(log_post: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """L_gt (paper 003, eq. 5): -mean log G_y, the Gaussian-mixture posterior's cross-entropy against known classes."""
+    return F.nll_loss(log_post, classes)
+
+
+def self_guidance_loss(logits: torch.Tensor, posterior: torch.Tensor) -> torch.Tensor:
+    """L_self (paper 003, eq. 6): -[G log P + (1 - G) log(1 - P)], averaged over voxels and classes.
+
+    `logits` (n, K) give the network's P; `posterior` (n, K) is G, used as a fixed target (detached here).
+    """
+    log_p = torch.log_softmax(logits.float(), dim=1)
+    log_not_p = torch.log1p(-log_p.exp().clamp(max=1.0 - 1e-6))  # P can round to 1 in float32
+    target = posterior.detach()
+    return -(target * log_p + (1 - target) * log_not_p).mean()
+
+
+def mean_separation_loss(gaussians: ClassGaussians) -> torch.Tensor:
+    """L_max (paper 003, eq. 7): mean over pairs of present classes of exp(-d^2), d^2 the per-channel mean squared
+    difference of their means; 0 with fewer than two present classes."""
+    means = gaussians.mean[gaussians.present]
+    count = means.shape[0]
+    if count < 2:
+        return gaussians.mean.new_zeros(())
+    squared = ((means.unsqueeze(0) - means.unsqueeze(1)) ** 2).mean(dim=-1)  # (k, k)
+    rows, cols = torch.triu_indices(count, count, offset=1, device=means.device)
+    return torch.exp(-squared[rows, cols]).mean()
+
+
+def posterior_consistency_loss(posterior_a: torch.Tensor, posterior_b: torch.Tensor) -> torch.Tensor:
+    """L_cons (paper 003, eq. 8): mean squared difference of the two networks' posteriors on unlabeled voxels."""
+    return ((posterior_a - posterior_b) ** 2).mean()
+
+
+def rectify_loss(logits: torch.Tensor, log_post: torch.Tensor) -> torch.Tensor:
+    """L_rectify (paper 003, eq. 9, one network's half): cross-entropy of the logits (n, K) against the Gaussian
+    mixture's prediction argmax_k p(k | f) (eq. 4), the rectified pseudo-label."""
+    return F.cross_entropy(logits.float(), log_post.detach().argmax(dim=1))
+
+
+@STRATEGIES.register("guided_cps")
+class GuidedCrossPseudoSupervision(Strategy):
+    """GuidedNet (paper 003): `cps` plus the 3D-CGMM terms. Options (paper 003 gives no weights; where noted, the
+    value of the authors' released training script, kimjisoo12/GuidedNet `train_guidedNet_flare.py`):
+
+    - `cps_weight` (1.0, as `cps`; the authors' script uses 0.1) and `rampup` (0.2 of training, as `cps`);
+    - `gt_weight`, `self_weight`, `max_weight` (1.0 each; the script's `lanmuda` 1), unramped;
+    - `cons_weight` (0.1, the script's `consistency`), `rectify_weight` (1.0, the script's `lanmuda`), ramped;
+    - `max_voxels` (32768): voxels drawn per batch for the Gaussian terms, bounding their memory (0: all);
+    - `min_std` (0.01): floor on each Gaussian's standard deviation.
+    """
+
+    needs_unlabeled = True
+    extra_networks = ("second",)
+    defaults: dict[str, Any] = {
+        "cps_weight": 1.0,
+        "gt_weight": 1.0,  # paper 003, eq. 5
+        "self_weight": 1.0,  # paper 003, eq. 6
+        "max_weight": 1.0,  # paper 003, eq. 7
+        "cons_weight": 0.1,  # paper 003, eq. 8
+        "rectify_weight": 1.0,  # paper 003, eq. 9
+        "rampup": 0.2,
+        "max_voxels": 32768,
+        "min_std": 0.01,
+    }
+
+    def step(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None,
+             step: int, total_steps: int) -> StepOutput:
+        options = self.options
+        targets = targets_of(labeled)
+        known, classes = known_classes(targets)
+        labeled_positions = sample_positions(known, int(options["max_voxels"]))
+        labeled_classes = classes.reshape(-1)[labeled_positions]
+        unlabeled_positions = None
+        if unlabeled is not None:
+            everywhere = torch.ones(unlabeled["image"].shape[:1] + unlabeled["image"].shape[2:], dtype=torch.bool,
+                                    device=unlabeled["image"].device)
+            unlabeled_positions = sample_positions(everywhere, int(options["max_voxels"]))
+
+        loss = labeled["image"].new_zeros(())
+        terms: dict[str, torch.Tensor] = {}
+        unlabeled_logits: dict[str, torch.Tensor] = {}
+        unlabeled_log_post: dict[str, torch.Tensor] = {}
+        rectify_terms: list[torch.Tensor] = []
+
+        def add_log(name: str, value: torch.Tensor) -> None:  # logged as the mean over the two networks, as `cps`
+            terms[name] = terms.get(name, value.new_zeros(())) + value.detach() / 2
+
+        for name in ("main", "second"):
+            net = self.nets[name]
+            logits, features = logits_and_features(net, labeled["image"])
+            supervised = self.loss(logits, targets)
+            loss = loss + supervised
+            add_log("loss_labeled", supervised)
+            gaussians = None
+            # the Gaussian terms in float32 whatever the autocast: log-likelihoods sum over channels
+            with torch.autocast(features.device.type, enabled=False):
+                if labeled_positions.numel() > 0:
+                    voxel_features = gather_voxels(features, labeled_positions).float()
+                    voxel_logits = gather_voxels(full_resolution(logits), labeled_positions).float()
+                    # paper 003, eq. 1: the deviation weighs each voxel by the network's probability of its class
+                    probability = torch.softmax(voxel_logits.detach(), dim=1)
+                    own_class = probability.gather(1, labeled_classes.unsqueeze(1)).squeeze(1)
+                    gaussians = fit_class_gaussians(voxel_features, labeled_classes, voxel_logits.shape[1],
+                                                    weights=own_class, min_std=float(options["min_std"]))
+                    log_post = log_posterior(voxel_features, gaussians)
+                    gt = posterior_ground_truth_loss(log_post, labeled_classes)
+                    self_term = self_guidance_loss(voxel_logits, log_post.exp())
+                    separation = mean_separation_loss(gaussians)
+                    loss = loss + (options["gt_weight"] * gt + options["self_weight"] * self_term
+                                   + options["max_weight"] * separation)
+                    add_log("loss_gt", gt)
+                    add_log("loss_self", self_term)
+                    add_log("loss_max", separation)
+            if unlabeled is None:
+                continue
+            u_logits, u_features = logits_and_features(net, unlabeled["image"])
+            unlabeled_logits[name] = full_resolution(u_logits)
+            if gaussians is not None:
+                with torch.autocast(u_features.device.type, enabled=False):
+                    u_voxel_features = gather_voxels(u_features, unlabeled_positions).float()
+                    unlabeled_log_post[name] = log_posterior(u_voxel_features, gaussians)
+                    u_voxel_logits = gather_voxels(unlabeled_logits[name], unlabeled_positions)
+                    rectify_terms.append(rectify_loss(u_voxel_logits, unlabeled_log_post[name]))
+
+        logs = {k: float(v) for k, v in terms.items()}
+        if unlabeled is None:
+            return StepOutput(loss, logs)
+
+        ramp = sigmoid_rampup(step, int(options["rampup"] * total_steps))
+        cps = cross_pseudo_loss(unlabeled_logits["main"], unlabeled_logits["second"])
+        unlabeled_loss = options["cps_weight"] * cps
+        logs["loss_cps"] = float(cps.detach())
+        if unlabeled_log_post:
+            rectify = rectify_terms[0] + rectify_terms[1]
+            with torch.autocast(cps.device.type, enabled=False):
+                consistency = posterior_consistency_loss(unlabeled_log_post["main"].exp(),
+                                                         unlabeled_log_post["second"].exp())
+            unlabeled_loss = unlabeled_loss + options["rectify_weight"] * rectify \
+                + options["cons_weight"] * consistency
+            logs["loss_rectify"] = float(rectify.detach())
+            logs["loss_cons"] = float(consistency.detach())
+        return StepOutput(loss + ramp * unlabeled_loss, logs)

@@ -1,0 +1,369 @@
+"""`self_training` (paper 001 section 2.3; paper 004 sections 2.3-2.4): teacher -> pseudo-labels -> student, N rounds.
+
+Round 0 trains a teacher on the labeled cases with the one training loop. Each later round predicts every unlabeled
+and (with `fuse_partial`) every partially labeled training case with the last round's model, keeps each organ's
+largest component (paper 001: connected-component analysis against false positives), fuses the result with the known
+annotation class by class (paper 004, eq. 5, restricted to the voxel's candidate set, DESIGN.md), optionally drops
+unconfident cases, writes each pseudo-labeled case as a new cache-format case (and as NIfTI + provenance JSON for a
+viewer), and trains a student from scratch on the labeled and pseudo-labeled cases (paper 001: "re-train the
+segmentation models from scratch"). The per-step loss is the supervised loss of the configured method.
+
+Run folder: RUN/round_0/ (teacher run), RUN/round_<k>/ (student run, plus pseudo_cache/<case_id>/ and
+pseudo_labels/<case_id>.nii.gz + .json + summary.json), RUN/self_training.json (what each round produced).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from unimos.errors import UnimosError
+from unimos.preprocess.cache import CachedCase
+from unimos.strategies.base import STRATEGIES, resolve_options
+from unimos.strategies.supervised import Supervised
+from unimos.utils.atomic import atomic_path, write_json_atomic
+
+if TYPE_CHECKING:  # torch-heavy modules are imported where they are used
+    from unimos.training.config import TrainConfig
+    from unimos.training.loop import TrainResult
+
+# Where a fused voxel's label came from (provenance counts).
+FROM_PSEUDO, FROM_ANNOTATION, FROM_FALLBACK = 0, 1, 2
+ORIGIN_NAMES = {FROM_PSEUDO: "pseudo_label", FROM_ANNOTATION: "annotation", FROM_FALLBACK: "fallback"}
+
+
+@STRATEGIES.register("self_training")
+class SelfTraining(Supervised):
+    """The supervised step on labeled + pseudo-labeled cases; `multi_round`: the workflow calls `run_self_training`.
+
+    Options: `rounds` (students after the teacher), `min_confidence` (drop cases below; see `mean_confidence`),
+    `largest_component` (per-organ clean-up), `fuse_partial` (pseudo-label partially labeled cases too, paper 004).
+    """
+
+    multi_round = True
+    defaults: dict[str, Any] = {"rounds": 1, "min_confidence": 0.0, "largest_component": True, "fuse_partial": True}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pure array functions
+
+
+def fuse_labels(pseudo: np.ndarray, probabilities: np.ndarray, label: np.ndarray | None = None,
+                region: np.ndarray | None = None, table: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Class-wise label fusion (paper 004, eq. 5, within DESIGN.md's candidate sets) -> (fused, origin), uint8 (*S).
+
+    The pseudo-label stands where it is a candidate (row `label` of `table` inside `region`, any class outside), so a
+    known voxel keeps its annotation; elsewhere the most probable candidate under `probabilities` (C, *S) replaces it
+    (the paper is silent there). Without `label` (unlabeled case) the pseudo-label stands everywhere.
+    """
+    pseudo = np.asarray(pseudo)
+    if label is None:
+        return pseudo.astype(np.uint8), np.full(pseudo.shape, FROM_PSEUDO, dtype=np.uint8)
+    label = np.asarray(label).astype(np.intp)
+    table = np.asarray(table, dtype=bool)
+    inside = np.ones(pseudo.shape, dtype=bool) if region is None else np.asarray(region, dtype=bool)
+    allowed = np.where(inside, table[label, pseudo.astype(np.intp)], True)
+    known = inside & (table.sum(axis=1)[label] == 1)
+    fused = pseudo.astype(np.uint8).copy()
+    origin = np.full(pseudo.shape, FROM_PSEUDO, dtype=np.uint8)
+    replace_at = ~allowed
+    if replace_at.any():
+        candidates = table[label[replace_at]]                      # (N, C)
+        probs = np.moveaxis(np.asarray(probabilities), 0, -1)[replace_at]  # (N, C)
+        fused[replace_at] = np.argmax(np.where(candidates, probs, -1.0), axis=1).astype(np.uint8)
+        origin[replace_at] = FROM_FALLBACK
+    origin[known] = FROM_ANNOTATION
+    return fused, origin
+
+
+def mean_confidence(probabilities: np.ndarray, fused: np.ndarray, origin: np.ndarray) -> float:
+    """Mean max-softmax over the voxels the teacher decided as foreground (fused label > 0 taken from the
+    pseudo-label, not from the annotation nor the fallback); 0.0 when there is none (nothing to learn from)."""
+    decided = (np.asarray(fused) > 0) & (np.asarray(origin) == FROM_PSEUDO)
+    if not decided.any():
+        return 0.0
+    return float(np.asarray(probabilities).max(axis=0)[decided].mean())
+
+
+def needs_pseudo_label(case: CachedCase, fuse_partial: bool) -> bool:
+    """Unlabeled cases always; with `fuse_partial`, labeled ones whose class is unknown somewhere (a candidate set
+    larger than one, or voxels outside the annotated region: partial and sparse labels)."""
+    if not case.meta["has_label"]:
+        return True
+    if not fuse_partial:
+        return False
+    table = case.candidate_table
+    region = case.region()
+    unknown_somewhere = region is not None and not np.all(region)
+    return bool(unknown_somewhere or not np.array_equal(table, np.eye(len(table), dtype=bool)))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One round's pseudo-labels
+
+
+@dataclass
+class PseudoRecord:
+    """What became of one case in one round (the provenance JSON beside its NIfTI)."""
+
+    case_id: str
+    round: int
+    teacher_checkpoint: str
+    original_folder: str
+    original_kind: str
+    source: str
+    mean_confidence: float
+    kept: bool
+    reason: str
+    pseudo_folder: str | None
+    nifti: str
+    classes_from_annotation: list[str]
+    classes_from_pseudo_label: list[str]
+    classes_from_fallback: list[str]
+    voxels: dict[str, dict[str, int]]
+    largest_component: bool
+    plan_hash: str
+    grid: str = "the plan grid (RAS, target spacing, body crop) of the cache; affine from its meta.json"
+
+
+def _provenance_counts(fused: np.ndarray, origin: np.ndarray, names: list[str]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for code, origin_name in ORIGIN_NAMES.items():
+        values, numbers = np.unique(fused[origin == code], return_counts=True)
+        for value, number in zip(values, numbers):
+            counts.setdefault(names[int(value)], {})[origin_name] = int(number)
+    return counts
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard link (no extra disk; the cache is never written in place, only replaced by rename), else copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def write_pseudo_case(case: CachedCase, fused: np.ndarray, folder: Path, provenance: dict[str, Any]) -> CachedCase:
+    """A new cache-format case (kind "pseudo"): the original image, the fused label as a full label (identity
+    candidate table, region everywhere). The original case is only read, never written."""
+    num_classes = len(case.candidate_table)
+    meta = {k: v for k, v in case.meta.items() if k != "input_signature"}
+    meta.update({"kind": "pseudo", "has_label": True, "annotated_classes": list(range(1, num_classes)),
+                 "candidate_table": np.eye(num_classes, dtype=int).tolist(), "annotated_slices": None,
+                 "pseudo": provenance})
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        _link_or_copy(case.folder / "image.npy", tmp / "image.npy")
+        np.save(tmp / "label.npy", np.ascontiguousarray(fused, dtype=np.uint8), allow_pickle=False)
+        np.save(tmp / "region.npy", np.ones(fused.shape, dtype=bool), allow_pickle=False)
+        write_json_atomic(tmp / "meta.json", meta)
+        if folder.exists():
+            shutil.rmtree(folder)
+    return CachedCase(folder, meta)
+
+
+def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: dict[str, Any], round_dir: Path,
+                       round_index: int, options: dict[str, Any], device: str = "cpu",
+                       overlap: float = 0.5) -> list[tuple[PseudoRecord, CachedCase | None]]:
+    """Predict, clean, fuse and write every case; returns (record, pseudo case or None when dropped) per case."""
+    import torch
+
+    from unimos.data.io import write_nifti
+    from unimos.data.volume import Volume
+    from unimos.inference.postprocess import largest_component_per_class
+    from unimos.inference.predictor import load_model
+    from unimos.inference.sliding import predict_probabilities
+
+    model = load_model(checkpoint, device=device)
+    names = model.class_names
+    patch = model.meta.get("patch_size", plan["patch_size"])
+    out: list[tuple[PseudoRecord, CachedCase | None]] = []
+    for case in cases:
+        image = torch.from_numpy(np.array(case.image(), dtype=np.float32))[None].to(model.device)
+        probabilities = predict_probabilities(model.network, image, patch, overlap)[0].cpu().numpy()
+        pseudo = probabilities.argmax(axis=0).astype(np.uint8)
+        if options["largest_component"]:
+            pseudo = largest_component_per_class(pseudo)
+        label = case.label() if case.meta["has_label"] else None
+        fused, origin = fuse_labels(pseudo, probabilities, None if label is None else np.asarray(label),
+                                    None if label is None else np.asarray(case.region()), case.candidate_table)
+        confidence = mean_confidence(probabilities, fused, origin)
+        kept = confidence >= float(options["min_confidence"])
+        reason = "kept" if kept else f"mean confidence {confidence:.3f} < min_confidence {options['min_confidence']}"
+        nifti = round_dir / "pseudo_labels" / f"{case.case_id}.nii.gz"
+        folder = round_dir / "pseudo_cache" / case.case_id
+        by_origin = {name: sorted({names[int(v)] for v in np.unique(fused[origin == code])})
+                     for code, name in ORIGIN_NAMES.items()}
+        record = PseudoRecord(
+            case.case_id, round_index, str(checkpoint), str(case.folder), str(case.meta.get("kind")),
+            str(case.meta.get("source")), confidence, kept, reason, str(folder) if kept else None, str(nifti),
+            by_origin["annotation"], by_origin["pseudo_label"], by_origin["fallback"],
+            _provenance_counts(fused, origin, names), bool(options["largest_component"]), str(plan.get("hash")))
+        write_nifti(Volume(fused, np.asarray(case.meta["affine"], dtype=np.float64)), nifti, dtype=np.uint8)
+        write_json_atomic(nifti.parent / f"{case.case_id}.json", asdict(record))
+        pseudo_case = None
+        if kept:
+            provenance = {k: getattr(record, k) for k in ("round", "teacher_checkpoint", "original_folder",
+                                                          "original_kind", "mean_confidence")}
+            pseudo_case = write_pseudo_case(case, fused, folder, provenance)
+        out.append((record, pseudo_case))
+    write_json_atomic(round_dir / "pseudo_labels" / "summary.json",
+                      {"round": round_index, "teacher_checkpoint": str(checkpoint),
+                       "kept": [r.case_id for r, c in out if c is not None],
+                       "dropped": [r.case_id for r, c in out if c is None],
+                       "mean_confidence": {r.case_id: r.mean_confidence for r, _ in out}})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The rounds
+
+
+@dataclass
+class RoundResult:
+    """One round: its run folder and final checkpoint, pseudo-labeled cases kept/dropped, validation Dice."""
+
+    round: int
+    run_dir: Path
+    checkpoint: Path
+    steps: int
+    seconds: float
+    kept: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    val_dice: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class SelfTrainingResult:
+    """The last round's checkpoint (what to predict with) and every round; fields shared with `TrainResult`."""
+
+    run_dir: Path
+    checkpoint: Path
+    steps: int
+    seconds: float
+    data_wait_share: float
+    val_dice: dict[int, float] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)
+    rounds: list[RoundResult] = field(default_factory=list)
+
+
+def self_training_options(config: "TrainConfig") -> dict[str, Any]:
+    """The strategy's options with defaults, checked (an unknown or out-of-range option is a readable error)."""
+    if config.strategy != "self_training":
+        raise UnimosError("--strategy", f"run_self_training needs strategy 'self_training', got '{config.strategy}'",
+                          "train other strategies with `train`")
+    options = resolve_options("SelfTraining", SelfTraining.defaults, config.strategy_options)
+    rounds = options["rounds"]
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise UnimosError("--strategy-option rounds", f"must be a whole number >= 1, got {options['rounds']}",
+                          "give rounds=1 (a teacher and one student) or more")
+    threshold = options["min_confidence"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise UnimosError("--strategy-option min_confidence", f"must lie in [0, 1], got {options['min_confidence']}",
+                          "give 0 to keep every case, e.g. 0.8 to drop unconfident ones")
+    return options
+
+
+def distributed_rank() -> int:
+    """This process's rank under torchrun (0 otherwise); validation and summaries are rank 0's work."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _round_validation(result: "TrainResult", validation_cases: Sequence[CachedCase], device: str) -> dict[int, float]:
+    """The round's validation Dice: the loop's last one when it validated, else the final checkpoint's."""
+    if result.val_dice or not validation_cases or distributed_rank() != 0:
+        return dict(result.val_dice)
+    from unimos.inference.predictor import load_model
+    from unimos.training.validate import validation_dice
+
+    model = load_model(result.checkpoint, device=device)
+    return validation_dice(model.network, validation_cases, model.meta["patch_size"], model.device)
+
+
+def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config: "TrainConfig", run_dir: str | Path,
+                      validation_cases: Sequence[CachedCase] = (), resume: bool = False,
+                      progress: Callable[[int, int, float], None] | None = None) -> SelfTrainingResult:
+    """Teacher (round 0), then `rounds` students trained from scratch by `train` (paper 001 2.3, paper 004 2.3-2.4).
+
+    `progress(step, total, loss)` counts over all rounds; `resume` reuses finished rounds and continues a broken one.
+    """
+    import torch.distributed as dist
+
+    from unimos.training.checkpoint import read_checkpoint_meta
+    from unimos.training.loop import TrainResult, distributed_context, resolve_device, train
+
+    options = self_training_options(config)
+    rounds = int(options["rounds"])
+    run_dir = Path(run_dir)
+    device = str(resolve_device(config.device))
+    total = config.iterations * (rounds + 1)
+    rank, world = distributed_context()
+
+    def round_progress(index: int) -> Callable[[int, int, float], None] | None:
+        if progress is None:
+            return None
+        return lambda done, _total, loss: progress(index * config.iterations + done, total, loss)
+
+    def run_round(index: int, round_cases: list[CachedCase], round_config: "TrainConfig") -> TrainResult:
+        round_dir = run_dir / f"round_{index}"
+        final = round_dir / "checkpoint_final"
+        if resume and final.with_suffix(".json").exists():
+            read_checkpoint_meta(final)  # refuses a damaged one
+            if progress is not None:
+                progress((index + 1) * config.iterations, total, float("nan"))
+            return TrainResult(round_dir, final, 0, 0.0, 0.0)
+        again = resume and (round_dir / "checkpoint_latest.json").exists()
+        return train(round_cases, plan, round_config, round_dir, validation_cases=validation_cases, resume=again,
+                     progress=round_progress(index))
+
+    begun = time.perf_counter()
+    labeled = [c for c in cases if c.meta["has_label"]]
+    targets = [c for c in cases if needs_pseudo_label(c, bool(options["fuse_partial"]))]
+    if not targets:
+        raise UnimosError(run_dir, "self-training found no unlabeled or partially labeled training case to "
+                          "pseudo-label", "add unlabeled cases to the training split, or use --strategy supervised")
+    target_ids = {c.case_id for c in targets}
+    teacher_config = replace(config, strategy="supervised", strategy_options={})
+    result = run_round(0, labeled, teacher_config)
+    rounds_done = [RoundResult(0, result.run_dir, result.checkpoint, result.steps, result.seconds,
+                               val_dice=_round_validation(result, validation_cases, device))]
+    waits = [result.data_wait_share]
+    for index in range(1, rounds + 1):
+        round_dir = run_dir / f"round_{index}"
+        finished = resume and (round_dir / "checkpoint_final.json").exists() \
+            and (round_dir / "pseudo_labels" / "summary.json").exists()
+        if rank == 0 and not finished:
+            pseudo_label_cases(targets, result.checkpoint, plan, round_dir, index, options, device)
+        if world > 1:
+            dist.barrier()
+        summary = json.loads((round_dir / "pseudo_labels" / "summary.json").read_text())
+        kept = set(summary["kept"])
+        pseudo_cases = [CachedCase(round_dir / "pseudo_cache" / cid,
+                                   json.loads((round_dir / "pseudo_cache" / cid / "meta.json").read_text()))
+                        for cid in sorted(kept)]
+        # A pseudo-labeled case replaces its original; a dropped partial case trains on its own annotation.
+        student_cases = [c for c in labeled if c.case_id not in kept] + pseudo_cases
+        result = run_round(index, student_cases, config)
+        waits.append(result.data_wait_share)
+        rounds_done.append(RoundResult(index, result.run_dir, result.checkpoint, result.steps, result.seconds,
+                                       sorted(kept), sorted(target_ids - kept),
+                                       _round_validation(result, validation_cases, device)))
+    final = SelfTrainingResult(run_dir, result.checkpoint, sum(r.steps for r in rounds_done),
+                               time.perf_counter() - begun, float(np.mean(waits)), rounds_done[-1].val_dice,
+                               list(result.losses), rounds_done)
+    if rank == 0:
+        write_json_atomic(run_dir / "self_training.json", {
+            "options": options, "checkpoint": str(final.checkpoint),
+            "rounds": [{**asdict(r), "run_dir": str(r.run_dir), "checkpoint": str(r.checkpoint),
+                        "val_dice": {str(k): v for k, v in r.val_dice.items()}} for r in rounds_done]})
+    return final

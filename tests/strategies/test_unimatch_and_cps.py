@@ -1,0 +1,64 @@
+"""UniMatch and CPS by hand: what reaches the loss and what does not."""
+
+import torch
+import torch.nn.functional as F
+
+from unimos.strategies.cps import cross_pseudo_loss
+from unimos.strategies.unimatch import split_batch, strong_views, weak_view
+from unimos.training.batches import targets_of
+from unimos.training.config import TrainConfig
+from unimos.training.loop import build_strategy
+
+from tests.strategies.helpers import tiny_batches
+
+
+def test_unimatch_without_confident_voxels_is_half_the_supervised_loss(tiny_cache):
+    cases, plan = tiny_cache
+    labeled, unlabeled = tiny_batches(cases, plan)
+    strategy = build_strategy(TrainConfig(strategy="unimatch", strategy_options={"tau": 1.01}), plan, 1,
+                              len(plan["classes"]) + 1)
+    strategy.eval()  # no dropout: the labeled logits are the same in both forward passes
+    out = strategy.step(labeled, unlabeled, 0, 10)
+    supervised = strategy.loss(strategy.main(labeled["image"]), targets_of(labeled))
+    assert torch.allclose(out.loss, 0.5 * supervised, atol=1e-6)  # paper 000, eq. 5 with L_u = 0
+    assert out.logs["confident_share"] == 0.0
+
+
+def test_strong_views_differ_from_each_other_but_keep_the_weak_pseudo_labels_outside_the_box():
+    gen = torch.Generator().manual_seed(0)
+    image = torch.randn(2, 1, 8, 8, 8)
+    labels = torch.stack([torch.zeros(8, 8, 8, dtype=torch.long), torch.ones(8, 8, 8, dtype=torch.long)])
+    conf = torch.rand(2, 8, 8, 8)
+    valid = torch.ones(2, 8, 8, 8, dtype=torch.bool)
+    s1 = strong_views(image, labels, conf, valid, gen)
+    s2 = strong_views(image, labels, conf, valid, gen)
+    assert not torch.equal(s1[0], s2[0])
+    for view in (s1, s2):
+        kept = view[1] == labels  # outside the box each sample keeps its own label; inside, its partner's
+        assert torch.equal(view[2][kept], conf[kept])
+
+
+def test_weak_view_without_flips_or_rotations_is_the_identity():
+    image = torch.randn(3, 1, 6, 6, 4)
+    assert torch.equal(weak_view(image, False, False, torch.Generator()), image)
+    flipped = weak_view(image, True, True, torch.Generator().manual_seed(2))
+    assert flipped.shape == image.shape and torch.allclose(flipped.sum(), image.sum(), atol=1e-4)
+
+
+def test_split_batch_splits_every_deep_supervision_scale():
+    a, b = split_batch([torch.zeros(5, 2, 4), torch.zeros(5, 2, 2)], 2)
+    assert [x.shape[0] for x in a] == [2, 2] and [x.shape[0] for x in b] == [3, 3]
+
+
+def test_cross_pseudo_loss_of_two_equal_predictions_is_twice_the_ce_to_their_own_argmax():
+    logits = torch.randn(2, 3, 4, 4)
+    expected = 2 * F.cross_entropy(logits, logits.argmax(1))
+    assert torch.allclose(cross_pseudo_loss(logits, logits.clone()), expected)
+
+
+def test_cross_pseudo_loss_sends_no_gradient_through_the_pseudo_labels():
+    a = torch.randn(1, 3, 4, 4, requires_grad=True)
+    b = torch.randn(1, 3, 4, 4, requires_grad=True)
+    cross_pseudo_loss(a, b).backward()
+    expected_a = torch.autograd.grad(F.cross_entropy(a, b.argmax(1)), a)[0]
+    assert torch.allclose(a.grad, expected_a)
