@@ -62,3 +62,28 @@ def test_cross_pseudo_loss_sends_no_gradient_through_the_pseudo_labels():
     cross_pseudo_loss(a, b).backward()
     expected_a = torch.autograd.grad(F.cross_entropy(a, b.argmax(1)), a)[0]
     assert torch.allclose(a.grad, expected_a)
+
+
+def test_only_partial_and_sparse_cases_count_as_having_unknown_classes():
+    from unimos.training.batches import has_unknown_classes
+
+    identity = [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    liver_only = [[1, 0, 1], [0, 1, 0], [1, 0, 1]]
+    assert not has_unknown_classes({"has_label": True, "candidate_table": identity, "annotated_slices": None})
+    assert has_unknown_classes({"has_label": True, "candidate_table": liver_only, "annotated_slices": None})
+    assert has_unknown_classes({"has_label": True, "candidate_table": identity, "annotated_slices": [2, 7]})
+    assert not has_unknown_classes({"has_label": False, "candidate_table": identity, "annotated_slices": None})
+
+
+def test_unimatch_pseudo_labels_partial_samples_only_where_their_class_is_unknown(tiny_cache):
+    cases, plan = tiny_cache
+    liver_only = [c for c in cases if c.meta["source"] == "liver_only"]
+    labeled, _ = tiny_batches(liver_only + [c for c in cases if not c.meta["has_label"]], plan)
+    assert labeled["incomplete"].all()
+    strategy = build_strategy(TrainConfig(strategy="unimatch", strategy_options={"tau": 0.0}), plan, 1,
+                              len(plan["classes"]) + 1)
+    out = strategy.step(labeled, None, 0, 10)
+    assert torch.isfinite(out.loss) and out.logs["confident_share"] > 0
+    off = build_strategy(TrainConfig(strategy="unimatch", strategy_options={"use_partial": False}), plan, 1,
+                         len(plan["classes"]) + 1)
+    assert "confident_share" not in off.step(labeled, None, 0, 10).logs

@@ -42,11 +42,6 @@ def admissible(labels: torch.Tensor, targets: Targets) -> torch.Tensor:
     return ambiguous & agrees
 
 
-def has_ambiguous_voxels(targets: Targets) -> bool:
-    """Whether any voxel of the batch has an unknown class (a partial or sparse label), cheaply from tables/region."""
-    return bool((targets.tables.sum(dim=-1) > 1).any() or (~targets.region).any())
-
-
 def cutmix_box(batch: int, spatial: Sequence[int], generator: torch.Generator | None = None,
                area: tuple[float, float] = (0.02, 0.4), probability: float = 0.5) -> torch.Tensor:
     """(B, *S) bool boxes to paste from another sample; each sample gets one with `probability` (UniMatch).

@@ -21,8 +21,7 @@ import torch
 from unimos.losses.targets import Targets
 from unimos.networks.base import Logits, full_resolution
 from unimos.strategies.base import STRATEGIES, StepOutput, Strategy
-from unimos.strategies.pseudo import (admissible, cutmix_box, has_ambiguous_voxels, masked_cross_entropy,
-                                      mix_with_partner, pseudo_labels)
+from unimos.strategies.pseudo import admissible, cutmix_box, masked_cross_entropy, mix_with_partner, pseudo_labels
 from unimos.training.augment import AugmentConfig, augment_intensity
 from unimos.training.batches import targets_of
 
@@ -79,7 +78,8 @@ class UniMatch(Strategy):
         targets = targets_of(labeled)
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
         n_lab = labeled["image"].shape[0]
-        partial = bool(self.options["use_partial"]) and has_ambiguous_voxels(targets)
+        incomplete = labeled.get("incomplete", torch.ones(n_lab, dtype=torch.bool)).to(labeled["image"].device)
+        partial = bool(self.options["use_partial"]) and bool(incomplete.any())
         if unlabeled is None and not partial:
             supervised = self.loss(net(labeled["image"]), targets)
             return StepOutput(supervised, {"loss_labeled": float(supervised.detach())})
@@ -94,7 +94,8 @@ class UniMatch(Strategy):
 
         weak_images, weak_logits, valid = self._unlabeled_flow(labeled, targets, weak_unlabeled,
                                                                full_resolution(logits_weak),
-                                                               full_resolution(logits_lab), partial)
+                                                               full_resolution(logits_lab),
+                                                               incomplete if partial else None)
         confidence, labels = pseudo_labels(weak_logits)
         tau = float(self.options["tau"])
         # paper 000, eq. 3: feature perturbation of the weak view
@@ -115,17 +116,18 @@ class UniMatch(Strategy):
     @staticmethod
     def _unlabeled_flow(labeled: dict[str, torch.Tensor], targets: Targets, weak_unlabeled: torch.Tensor | None,
                         logits_weak: torch.Tensor, logits_lab: torch.Tensor,
-                        partial: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Images, weak logits and the admissible-voxel mask of everything that learns from pseudo-labels."""
+                        incomplete: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images, weak logits and the admissible-voxel mask of everything that learns from pseudo-labels: the
+        unlabeled batch and the labeled samples whose label leaves some class unknown (`incomplete`)."""
         images, logits, valid = [], [], []
         if weak_unlabeled is not None:
             images.append(weak_unlabeled)
             logits.append(logits_weak)
             valid.append(torch.ones((weak_unlabeled.shape[0], *weak_unlabeled.shape[2:]), dtype=torch.bool,
                                     device=weak_unlabeled.device))
-        if partial:
+        if incomplete is not None:
             _, lab_labels = pseudo_labels(logits_lab)
-            images.append(labeled["image"])
-            logits.append(logits_lab)
-            valid.append(admissible(lab_labels, targets))
+            images.append(labeled["image"][incomplete])
+            logits.append(logits_lab[incomplete])
+            valid.append(admissible(lab_labels, targets)[incomplete])
         return torch.cat(images), torch.cat(logits), torch.cat(valid)

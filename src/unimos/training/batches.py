@@ -56,7 +56,16 @@ class PatchSource:
             "label": torch.from_numpy(np.stack([p["label"] for p in parts])),
             "region": torch.from_numpy(np.stack([p["region"] for p in parts])),
             "tables": torch.from_numpy(tables),
+            "incomplete": torch.tensor([has_unknown_classes(self.cases[d.case].meta) for d in draws]),
         }
+
+
+def has_unknown_classes(meta: dict) -> bool:
+    """Whether some voxel of the case has an unknown class: a partial label (a candidate set of several classes)
+    or a sparse one (unannotated slices); padding outside the image does not count."""
+    table = np.asarray(meta["candidate_table"], dtype=bool)
+    return bool(meta.get("has_label")) and (bool((table.sum(axis=1) > 1).any())
+                                            or meta.get("annotated_slices") is not None)
 
 
 def targets_of(batch: dict[str, torch.Tensor]) -> Targets:
