@@ -101,3 +101,13 @@ def test_predict_refuses_a_pickle_checkpoint(tmp_path):
     evil.write_bytes(b"\x80\x04not really")
     result = runner.invoke(app, ["predict", str(evil), str(tmp_path)])
     assert result.exit_code == 1 and "pickle" in result.output
+
+
+def test_strategy_options_parse_as_yaml_scalars_and_bad_ones_name_the_fix():
+    from unimos.cli.main import parse_key_values
+    from unimos.errors import UnimosError
+
+    assert parse_key_values(["tau=0.9", "weak_flip=true", "rounds=2", "name=abc"]) == {
+        "tau": 0.9, "weak_flip": True, "rounds": 2, "name": "abc"}
+    with pytest.raises(UnimosError, match="KEY=VALUE"):
+        parse_key_values(["tau"])

@@ -31,9 +31,10 @@ from unimos.strategies.base import STRATEGIES, resolve_options
 from unimos.strategies.supervised import Supervised
 from unimos.utils.atomic import atomic_path, write_json_atomic
 
-if TYPE_CHECKING:  # torch-heavy modules are imported where they are used
+from unimos.training.loop import TrainResult
+
+if TYPE_CHECKING:
     from unimos.training.config import TrainConfig
-    from unimos.training.loop import TrainResult
 
 # Where a fused voxel's label came from (provenance counts).
 FROM_PSEUDO, FROM_ANNOTATION, FROM_FALLBACK = 0, 1, 2
@@ -242,16 +243,9 @@ class RoundResult:
 
 
 @dataclass
-class SelfTrainingResult:
-    """The last round's checkpoint (what to predict with) and every round; fields shared with `TrainResult`."""
+class SelfTrainingResult(TrainResult):
+    """A `TrainResult` whose checkpoint is the last round's (what to predict with), plus every round."""
 
-    run_dir: Path
-    checkpoint: Path
-    steps: int
-    seconds: float
-    data_wait_share: float
-    val_dice: dict[int, float] = field(default_factory=dict)
-    losses: list[float] = field(default_factory=list)
     rounds: list[RoundResult] = field(default_factory=list)
 
 
@@ -279,7 +273,7 @@ def distributed_rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def _round_validation(result: "TrainResult", validation_cases: Sequence[CachedCase], device: str) -> dict[int, float]:
+def _round_validation(result: TrainResult, validation_cases: Sequence[CachedCase], device: str) -> dict[int, float]:
     """The round's validation Dice: the loop's last one when it validated, else the final checkpoint's."""
     if result.val_dice or not validation_cases or distributed_rank() != 0:
         return dict(result.val_dice)
@@ -300,7 +294,7 @@ def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config:
     import torch.distributed as dist
 
     from unimos.training.checkpoint import read_checkpoint_meta
-    from unimos.training.loop import TrainResult, distributed_context, resolve_device, train
+    from unimos.training.loop import distributed_context, resolve_device, train
 
     options = self_training_options(config)
     rounds = int(options["rounds"])
