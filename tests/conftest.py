@@ -50,6 +50,11 @@ def write_manifest(folder: Path, payload: dict) -> Path:
 @pytest.fixture
 def tiny_manifest(tmp_path: Path) -> Path:
     """Two CT sources: a full one (liver=1, spleen=2) and a partial liver-only one; plus one unlabeled case."""
+    return write_tiny_manifest(tmp_path)
+
+
+def write_tiny_manifest(tmp_path: Path) -> Path:
+    """The `tiny_manifest` files written into a folder (for fixtures of wider scope)."""
     boxes = {1: (slice(4, 10), slice(4, 10), slice(2, 8)), 2: (slice(14, 20), slice(4, 10), slice(2, 8))}
     cases_full, cases_part = [], []
     for i in range(2):

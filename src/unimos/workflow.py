@@ -30,6 +30,25 @@ def checked_manifest(path: str | Path, workers: int = 2, progress: Progress | No
     return manifest, report
 
 
+def refuse_output_inside_inputs(output: str | Path, input_folders: list[Path], option: str,
+                                allow: bool = False) -> None:
+    """Inputs are never modified: an output folder inside a folder of input scans is refused unless `allow`."""
+    if allow:
+        return
+    target = Path(output).resolve()
+    for folder in input_folders:
+        folder = folder.resolve()
+        if target == folder or folder in target.parents:
+            raise OutputError(output, f"lies inside the input folder {folder}",
+                              f"give {option} a folder outside it, or add --allow-output-in-input")
+
+
+def manifest_input_folders(manifest: Manifest) -> list[Path]:
+    """The folders that hold the manifest's image and label files."""
+    folders = {p.parent for case in manifest.cases for p in (*case.image_paths, case.label_path) if p is not None}
+    return sorted(folders)
+
+
 def plan_manifest(manifest: Manifest, out: str | Path, preset: Preset = "3mm", seed: int = 0,
                   workers: int = 2, progress: Progress | None = None) -> dict[str, Any]:
     """Fingerprint the training cases and write the plan JSON to `out`."""

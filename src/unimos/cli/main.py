@@ -28,6 +28,8 @@ err_console = Console(stderr=True, highlight=False, width=None if Console(stderr
 F = TypeVar("F", bound=Callable[..., Any])
 
 ManifestArg = Annotated[Path, typer.Argument(help="A manifest.yaml, or an nnU-Net v2 raw folder or MSD task folder.")]
+AllowInsideOpt = Annotated[bool, typer.Option("--allow-output-in-input",
+                                              help="Allow writing inside a folder that holds input scans.")]
 WorkersOpt = Annotated[int, typer.Option(min=1, help="Parallel workers (processes or threads).")]
 
 
@@ -141,6 +143,7 @@ def preprocess_command(
     plan: Annotated[Path, typer.Option(help="Plan JSON written by `unimos plan`.")] = Path("unimos_work/plan_3mm.json"),
     cache: Annotated[Path, typer.Option(help="Cache folder (arrays are stored under its plan key).")] = Path("unimos_work/cache"),
     workers: WorkersOpt = 2,
+    allow_output_in_input: AllowInsideOpt = False,
 ) -> None:
     """Reorient, resample, crop and normalise every case into the on-disk cache; cached cases are skipped.
 
@@ -148,11 +151,12 @@ def preprocess_command(
     """
     from unimos.preprocess.cache import preprocess_manifest
     from unimos.preprocess.plan import load_plan
-    from unimos.workflow import checked_manifest
+    from unimos.workflow import checked_manifest, manifest_input_folders, refuse_output_inside_inputs
 
     loaded_plan = load_plan(plan)
     with progress_bars(err_console) as bars:
         loaded, _ = checked_manifest(manifest, workers=workers, progress=bars("inspect"))
+        refuse_output_inside_inputs(cache, manifest_input_folders(loaded), "--cache", allow_output_in_input)
         done, skipped = preprocess_manifest(loaded, loaded_plan, cache, workers=workers,
                                             progress=bars("preprocess"))
     console.print(f"preprocessed {done} case(s), {skipped} already cached, in "
@@ -184,8 +188,10 @@ def train_command(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     validate_every: Annotated[int, typer.Option(help="Validation Dice every N steps (0: never).")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 100,
+    log_every: Annotated[int, typer.Option(min=1, help="A row of OUT/log.csv every N steps.")] = 10,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint_latest.")] = False,
     workers: WorkersOpt = 2,
+    allow_output_in_input: AllowInsideOpt = False,
 ) -> None:
     """Train one model on every training case of the manifest, whatever each source annotates.
 
@@ -195,16 +201,20 @@ def train_command(
     from unimos.preprocess.cache import preprocess_manifest
     from unimos.preprocess.plan import load_plan
     from unimos.training.config import TrainConfig
-    from unimos.workflow import checked_manifest, train_from_cache
+    from unimos.workflow import (checked_manifest, manifest_input_folders, refuse_output_inside_inputs,
+                                 train_from_cache)
 
     loaded_plan = load_plan(plan)
     config = TrainConfig(method=method, strategy=strategy, strategy_options=parse_key_values(strategy_option or []),
                          network=network, iterations=iterations, sampler=sampler,
                          foreground_fraction=foreground_fraction, batch_size=batch_size,
                          deep_supervision=deep_supervision, optimizer=optimizer, learning_rate=learning_rate, schedule=schedule, seed=seed,
-                         device=device, validate_every=validate_every, checkpoint_every=checkpoint_every)
+                         device=device, validate_every=validate_every, checkpoint_every=checkpoint_every,
+                         log_every=log_every)
     with progress_bars(err_console) as bars:
         loaded, _ = checked_manifest(manifest, workers=workers, progress=bars("inspect"))
+        for folder, option in ((cache, "--cache"), (out, "--out")):
+            refuse_output_inside_inputs(folder, manifest_input_folders(loaded), option, allow_output_in_input)
         preprocess_manifest(loaded, loaded_plan, cache, workers=workers, progress=bars("preprocess"))
         bar = bars("train")
         result = train_from_cache(cache, loaded_plan, config, out, resume=resume,
@@ -225,6 +235,7 @@ def predict_command(
     modality: Annotated[Optional[str], typer.Option(help="CT or MR, when the model knows several.")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip cases whose output exists.")] = False,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    allow_output_in_input: AllowInsideOpt = False,
 ) -> None:
     """Segment every organ of the model's taxonomy in one pass; outputs keep each input's exact geometry.
 
@@ -232,9 +243,14 @@ def predict_command(
     """
     from unimos.data.io import list_inputs
     from unimos.inference.predictor import PredictOptions, load_model, predict_files
+    from unimos.utils.atomic import remove_partials
+    from unimos.workflow import refuse_output_inside_inputs
 
-    model = load_model(checkpoint, device)
     files = list_inputs(inputs)
+    folders = {inputs if inputs.is_dir() else inputs.parent} | {f if f.is_dir() else f.parent for f in files}
+    refuse_output_inside_inputs(out, sorted(folders), "--out", allow_output_in_input)
+    model = load_model(checkpoint, device)
+    remove_partials(out)  # what a killed earlier run left half-written
     options = PredictOptions(overlap=overlap, mirror=mirror, largest_component=largest_component, modality=modality)
     with progress_bars(err_console) as bars:
         records = predict_files(model, files, out, options, skip_existing=skip_existing, progress=bars("predict"))

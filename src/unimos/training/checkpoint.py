@@ -2,8 +2,9 @@
 
 A checkpoint is two files beside each other: NAME.safetensors (model weights, optimizer tensors, torch RNG
 state) and NAME.json (plan hash, taxonomy, network, strategy, step, scheduler/sampler state, hyper-parameters).
-Both are written atomically; the JSON is written last and names the weights file, so a reader never sees a
-half checkpoint.
+The JSON is also stored in the safetensors header, so the weights file alone is a whole checkpoint, replaced by one
+atomic rename: a process killed between writing the two files leaves new weights beside old JSON, and readers
+trust the header copy. The JSON file is for people and tools; both are written atomically.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from unimos.errors import UnimosError
 from unimos.utils.atomic import atomic_path, write_json_atomic
 
 CHECKPOINT_FORMAT = 1
+HEADER_KEY = "unimos_checkpoint"
 
 
 class CheckpointError(UnimosError):
@@ -63,16 +65,20 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict[str, An
     for key, value in (extra_tensors or {}).items():
         tensors[f"extra.{key}"] = value.detach().cpu().contiguous()
     weights = path.with_suffix(".safetensors")
-    with atomic_path(weights) as tmp:
-        save_file(tensors, str(tmp))
     info.update({"checkpoint_format": CHECKPOINT_FORMAT, "weights": weights.name})
+    with atomic_path(weights) as tmp:
+        save_file(tensors, str(tmp), metadata={HEADER_KEY: json.dumps(info)})
     write_json_atomic(path.with_suffix(".json"), info)
     return path
 
 
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
-    """The JSON half of a checkpoint (accepts NAME, NAME.json or NAME.safetensors)."""
+    """A checkpoint's metadata (accepts NAME, NAME.json or NAME.safetensors): the copy in the weights file's header
+    when there is one (it always matches the weights), else NAME.json."""
     base = _base(path)
+    embedded = _header_meta(base.with_suffix(".safetensors"))
+    if embedded is not None:
+        return embedded
     meta_path = base.with_suffix(".json")
     if not meta_path.exists():
         raise CheckpointError(meta_path, "does not exist (a unimos checkpoint is NAME.safetensors + NAME.json)",
@@ -84,6 +90,25 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("checkpoint_format") != CHECKPOINT_FORMAT:
         raise CheckpointError(meta_path, "is not a unimos checkpoint of a known format", "retrain or re-export it")
     return meta
+
+
+def _header_meta(weights: Path) -> dict[str, Any] | None:
+    """The metadata stored in a safetensors header (reading the header runs no code), or None without one."""
+    if not weights.is_file():
+        return None
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            text = (handle.metadata() or {}).get(HEADER_KEY)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(weights, f"is not a readable safetensors file ({err})",
+                              "use an intact checkpoint; it may have been truncated") from None
+    if text is None:
+        return None
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return meta if isinstance(meta, dict) and meta.get("checkpoint_format") == CHECKPOINT_FORMAT else None
 
 
 def _base(path: str | Path) -> Path:

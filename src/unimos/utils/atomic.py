@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,9 @@ from typing import Any
 from unimos.errors import OutputError
 
 _PARTIAL_MARK = ".partial-"
+PAUSE_HOOK = "UNIMOS_TEST_PAUSE_IN_WRITE"
+"""Test-only: `FLAG_FILE:SUFFIX` makes the first write of a file ending in SUFFIX create FLAG_FILE and pause with the
+data in its temporary file, before the rename, so a test can kill the process at exactly that moment."""
 
 
 def _temporary_sibling(final: Path) -> Path:
@@ -38,6 +42,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     tmp = _temporary_sibling(final)
     try:
         yield tmp
+        _pause_if_asked(final)
         if not tmp.exists():
             raise OutputError(final, "the writer produced no file", "report this as a bug in unimos")
         os.replace(tmp, final)
@@ -49,6 +54,27 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def _pause_if_asked(final: Path) -> None:
+    hook = os.environ.get(PAUSE_HOOK)
+    if not hook:
+        return
+    flag, _, suffix = hook.rpartition(":")
+    if flag and final.name.endswith(suffix) and not Path(flag).exists():
+        Path(flag).write_text(str(os.getpid()))
+        time.sleep(120)
+
+
+def remove_partials(folder: str | Path) -> int:
+    """Delete the temporary files that interrupted atomic writes left in `folder`; returns how many."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    stale = [p for p in folder.iterdir() if is_partial(p)]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
