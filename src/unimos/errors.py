@@ -46,6 +46,10 @@ class OutputError(UnimosError):
     """An output location cannot be written."""
 
 
+class ResourceError(UnimosError):
+    """The work would need more memory (or disk) than the user allows; refused before it starts."""
+
+
 class ValidationFailed(UnimosError):
     """Several problems found at once (by `inspect`); all are listed."""
 

@@ -234,6 +234,8 @@ def predict_command(
     largest_component: Annotated[bool, typer.Option(help="Keep each organ's largest component.")] = True,
     modality: Annotated[Optional[str], typer.Option(help="CT or MR, when the model knows several.")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip cases whose output exists.")] = False,
+    memory_budget_gib: Annotated[Optional[float], typer.Option(
+        min=0.1, help="Refuse, before reading it, a scan whose estimated peak memory exceeds this (GiB).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     allow_output_in_input: AllowInsideOpt = False,
 ) -> None:
@@ -251,12 +253,15 @@ def predict_command(
     refuse_output_inside_inputs(out, sorted(folders), "--out", allow_output_in_input)
     model = load_model(checkpoint, device)
     remove_partials(out)  # what a killed earlier run left half-written
-    options = PredictOptions(overlap=overlap, mirror=mirror, largest_component=largest_component, modality=modality)
+    options = PredictOptions(overlap=overlap, mirror=mirror, largest_component=largest_component, modality=modality,
+                             memory_budget_gib=memory_budget_gib)
     with progress_bars(err_console) as bars:
         records = predict_files(model, files, out, options, skip_existing=skip_existing, progress=bars("predict"))
     failed = [r for r in records if r.error]
     for record in records:
-        if not record.error:
+        if record.stages.get("skipped"):
+            console.print(f"{record.case_id}: skipped, {record.output} exists")
+        elif not record.error:
             console.print(f"{record.case_id}: {record.seconds:.1f} s, peak {record.peak_rss_mib:.0f} MiB -> {record.output}")
     if failed:
         err_console.print(f"[bold red]{len(failed)} of {len(records)} case(s) failed[/]:")

@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 from numpy.typing import DTypeLike
 from nibabel.filebasedimages import ImageFileError
+from nibabel.openers import ImageOpener
 from nibabel.spatialimages import HeaderDataError
 
 from unimos.data.volume import Volume
@@ -109,12 +110,15 @@ def _affine_problem(affine: np.ndarray) -> str | None:
     return None
 
 
+_GEOMETRY_FIX = ("fix the header geometry (pixdim/sform/qform or spacing and direction) in the tool that wrote the "
+                 "file, then export it again")
+
+
 def _check_affine(affine: np.ndarray, where: str) -> np.ndarray:
     """Refuse an affine that cannot place voxels in the world: every later step (resampling, outputs) needs it."""
     problem = _affine_problem(affine)
     if problem is not None:
-        raise InputError(where, problem, "fix the header geometry (pixdim/sform/qform or spacing and direction) "
-                                         "in the tool that wrote the file, then export it again")
+        raise InputError(where, problem, _GEOMETRY_FIX)
     return np.asarray(affine, dtype=np.float64)
 
 
@@ -313,11 +317,35 @@ def _load_nifti(path: Path) -> nib.Nifti1Image:
     return img
 
 
+def _check_pixdim(img: nib.Nifti1Image, path: Path, where: str) -> None:
+    """Refuse voxel sizes of 0, negative or NaN when they make the affine (no sform): nibabel would quietly use 1 mm
+    for a zero and the absolute value for a negative one, so the scan would be resampled to a made-up size."""
+    if int(img.header["sform_code"]) > 0:
+        return
+    try:
+        with ImageOpener(str(path)) as handle:  # the header as stored: nibabel fixed its copy while loading
+            stored = type(img.header).from_fileobj(handle, check=False)
+    except _NIBABEL_READ_ERRORS as err:
+        raise _corrupt_nifti_error(where, err) from err
+    n_spatial = int(np.clip(stored["dim"][0], 1, 3))
+    pixdim = np.asarray(stored["pixdim"][1:1 + n_spatial], dtype=np.float64)
+    if not np.all(np.isfinite(pixdim) & (pixdim > 0)):
+        raise InputError(where, f"its header gives voxel sizes (pixdim) of {pixdim.tolist()} mm, and a voxel size must "
+                                "be a positive number (there is no sform to take the geometry from instead)",
+                         _GEOMETRY_FIX)
+
+
+def _nifti_affine(img: nib.Nifti1Image, path: Path, where: str) -> np.ndarray:
+    """The RAS+ affine of a loaded NIfTI image, refused when it cannot be trusted."""
+    _check_pixdim(img, path, where)
+    return _check_affine(img.affine, where)
+
+
 def _nifti_geometry(path: Path) -> tuple[Shape3, np.ndarray]:
     """Shape and affine from a NIfTI header, without reading voxels."""
     where = _where(path)
     img = _load_nifti(path)
-    return _shape_3d(img.shape, where), _check_affine(img.affine, where)
+    return _shape_3d(img.shape, where), _nifti_affine(img, path, where)
 
 
 def _read_nifti(path: Path, kind: Kind) -> Volume:
@@ -325,7 +353,7 @@ def _read_nifti(path: Path, kind: Kind) -> Volume:
     where = _where(path)
     img = _load_nifti(path)
     shape = _shape_3d(img.shape, where)
-    affine = _check_affine(img.affine, where)
+    affine = _nifti_affine(img, path, where)
     try:
         # Labels come unscaled in their stored type when slope/inter are trivial; images always scaled.
         raw = np.asanyarray(img.dataobj) if kind == "label" else img.get_fdata(dtype=np.float32)

@@ -78,7 +78,7 @@ def _known_names() -> list[str]:
 
 def _suggest(name: str) -> str:
     close = difflib.get_close_matches(cat.normalise_name(name), _known_names(), n=3, cutoff=0.6)
-    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "check the spelling"
+    return f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "check the spelling."
 
 
 def canonical_name(name: str) -> str | None:

@@ -70,6 +70,23 @@ def _geometry_text(v: Volume) -> str:
     return f"shape {v.shape}, spacing ({spacing}) mm, {v.orientation}, origin {np.round(v.affine[:3, 3], 2).tolist()}"
 
 
+def nonfinite_problem(image: Volume) -> Problem | None:
+    """The problem of an image holding NaN or infinite voxels (they poison normalisation and every output)."""
+    bad = count_nonfinite(image)
+    if not bad:
+        return None
+    return Problem(str(image.path), f"holds {bad} NaN or infinite voxel(s)",
+                   "replace them (e.g. with the minimum intensity) or re-export the image")
+
+
+def spacing_problem(image: Volume) -> Problem | None:
+    """The problem of a voxel spacing outside what any scanner writes (a broken header, not a scan)."""
+    if all(MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in image.spacing_mm):
+        return None
+    return Problem(str(image.path), f"has an implausible voxel spacing {image.spacing_mm} mm",
+                   f"fix the header: spacing must lie in [{MIN_SPACING_MM}, {MAX_SPACING_MM}] mm")
+
+
 def check_case(case: Case) -> tuple[list[Problem], CaseSummary | None]:
     """Load one case's files and return its problems and, when its image is readable, its summary."""
     problems: list[Problem] = []
@@ -87,15 +104,9 @@ def check_case(case: Case) -> tuple[list[Problem], CaseSummary | None]:
             problems.append(Problem(f"{image.path} and {other.path}",
                                     f"channels of case '{case.case_id}' differ in geometry ({_geometry_text(image)} vs "
                                     f"{_geometry_text(other)})", "resample all channels onto one grid"))
-    for channel in images:
-        bad = count_nonfinite(channel)
-        if bad:
-            problems.append(Problem(str(channel.path), f"holds {bad} NaN or infinite voxel(s)",
-                                    "replace them (e.g. with the minimum intensity) or re-export the image"))
-    bad_spacing = [s for s in image.spacing_mm if not MIN_SPACING_MM <= s <= MAX_SPACING_MM]
-    if bad_spacing:
-        problems.append(Problem(str(image.path), f"has an implausible voxel spacing {image.spacing_mm} mm",
-                                f"fix the header: spacing must lie in [{MIN_SPACING_MM}, {MAX_SPACING_MM}] mm"))
+    problems.extend(p for p in map(nonfinite_problem, images) if p is not None)
+    if (problem := spacing_problem(image)) is not None:
+        problems.append(problem)
     present: tuple[str, ...] = ()
     if case.label_path is not None:
         label_problems, present = _check_label(case, image)

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from unimos.data.io import case_id_from_path, read_volume, write_nifti
+from unimos.data.io import case_id_from_path, read_geometry, read_volume, write_nifti
+from unimos.data.validation import nonfinite_problem, spacing_problem
 from unimos.data.volume import Volume
-from unimos.errors import UnimosError
-from unimos.inference.memory import UsageMeter
+from unimos.errors import InputError, OutputError, ResourceError, UnimosError
+from unimos.inference.memory import UsageMeter, current_rss_mib
 from unimos.inference.postprocess import largest_component_per_class
 from unimos.inference.sliding import predict_probabilities
 from unimos.preprocess.prepare import PreparedGeometry, prepare_image
@@ -35,6 +36,7 @@ class PredictOptions:
     largest_component: bool = True
     sw_batch_size: int = 2
     modality: str | None = None
+    memory_budget_gib: float | None = None  # refuse a case whose estimated peak exceeds it; None: no check
 
 
 @dataclass
@@ -127,6 +129,76 @@ def predict_volume(model: LoadedModel, channels: list[Volume], options: PredictO
     return Volume(out, channels[0].affine, channels[0].path)
 
 
+def estimate_memory_gib(shape: Sequence[int], affine: np.ndarray, n_channels: int, plan: dict[str, Any],
+                        n_classes: int, mirror: bool = False) -> tuple[float, tuple[int, ...]]:
+    """Estimated peak memory (GiB) of the arrays `predict_volume` holds for one input, from its header alone.
+
+    Args:
+        shape: the input's voxel grid (X, Y, Z); affine: its RAS+ affine (gives the spacing in mm).
+        n_channels: input channels; plan: the model's plan (its target spacing in mm).
+        n_classes: network outputs, background included; mirror: whether mirror test-time augmentation runs.
+    Counted, in float32 unless said: the input and its RAS copy (2 per channel) on the input grid; the resampled,
+    normalised and tensor copies (3 per channel) on the plan grid before the body crop, which the header cannot
+    know; MONAI's sliding-window sum, its normalised copy and the softmax (3 per class, one more with mirroring)
+    plus the count map; the argmax (int64); three uint8 label maps back on the input grid. The network's weights
+    and activations and torch itself come on top.
+    Returns the estimate and the plan-grid shape.
+    """
+    from unimos.preprocess.resample import orientation_to_ras, target_shape
+
+    ornt = orientation_to_ras(affine)
+    spacing = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+    ras_shape, ras_spacing = [0, 0, 0], [0.0, 0.0, 0.0]
+    for axis, (target, _flip) in enumerate(ornt):
+        ras_shape[int(target)], ras_spacing[int(target)] = int(shape[axis]), float(spacing[axis])
+    plan_shape = target_shape(ras_shape, ras_spacing, plan["target_spacing_mm"])
+    n_input, n_plan = float(np.prod(shape)), float(np.prod(plan_shape))
+    per_class = 3 + (1 if mirror else 0)
+    total = (4 * 2 * n_channels * n_input + 4 * 3 * n_channels * n_plan + 4 * (per_class * n_classes + 1) * n_plan
+             + 8 * n_plan + 3 * n_input)
+    return total / 2**30, plan_shape
+
+
+def _check_memory_budget(model: LoadedModel, files: Sequence[Path], options: PredictOptions) -> None:
+    """Refuse, from the header only, an input whose prediction would need more memory than the budget allows."""
+    budget = options.memory_budget_gib
+    if budget is None:
+        return
+    shape, affine = read_geometry(files[0])
+    arrays, plan_shape = estimate_memory_gib(shape, affine, len(files), model.plan, len(model.class_names),
+                                             options.mirror)
+    held = current_rss_mib() / 1024  # torch and the network, already loaded
+    if held + arrays > budget:
+        grid = f"{tuple(plan_shape)} on the model's {list(model.plan['target_spacing_mm'])} mm grid"
+        raise ResourceError(files[0], f"predicting it needs an estimated {held + arrays:.2f} GiB of memory "
+                                      f"({arrays:.2f} GiB of arrays for input {tuple(shape)} voxels, {grid}, "
+                                      f"{len(model.class_names)} classes, on top of {held:.2f} GiB that torch and the "
+                                      f"model hold), more than the memory budget of {budget:g} GiB",
+                            "raise the memory budget on a machine that has the memory, or crop the scan to the "
+                            "region to segment")
+
+
+def _check_channels(channels: list[Volume]) -> None:
+    """Refuse inputs that would give a meaningless label map: NaN/Inf voxels, or a spacing no scanner writes."""
+    for channel in channels:
+        problem = nonfinite_problem(channel) or spacing_problem(channel)
+        if problem is not None:
+            raise InputError(problem.where, problem.problem, problem.fix)
+
+
+def _output_folder(out_dir: Path) -> None:
+    """Create the output folder, or say in one error why it cannot be (a file in the way, no permission, no space)."""
+    blocker = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        problem = "is a file, not a folder" if blocker == out_dir else f"cannot be created: {blocker} is a file"
+        raise OutputError(out_dir, problem, "give a folder path for the predictions")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(out_dir, f"cannot be created ({err.strerror or err})",
+                          "choose an output folder where you may write (check permissions and free space)") from None
+
+
 def group_channels(inputs: Sequence[Path], n_channels: int) -> list[tuple[str, list[Path]]]:
     """Inputs as cases: nnU-Net style `<case>_0000, _0001...` files grouped when the model has several channels."""
     if n_channels == 1:
@@ -145,7 +217,7 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
                   skip_existing: bool = False, progress: Callable[[int, int], None] | None = None) -> list[CaseRecord]:
     """Predict every input into `out_dir/<case_id>.nii.gz`; a failing case is recorded and the batch goes on."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _output_folder(out_dir)
     write_json_atomic(out_dir / "labels.json", {str(i): n for i, n in enumerate(model.class_names)})
     cases = group_channels(list(inputs), int(model.meta["in_channels"]))
     records = []
@@ -157,8 +229,10 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
             record.stages["skipped"] = 1.0
         else:
             try:
+                _check_memory_budget(model, files, options)
                 with UsageMeter() as meter:
                     channels = [read_volume(f, kind="image") for f in files]
+                    _check_channels(channels)
                     prediction = predict_volume(model, channels, options, record.stages)
                     write_nifti(prediction, target, dtype=np.uint8)
                 record.seconds, record.peak_rss_mib, record.area_mib_s = (
