@@ -83,3 +83,16 @@ def test_without_skip_existing_a_second_run_predicts_every_case_again(checkpoint
     result = invoke("predict", checkpoint, scans, "--out", out)
     assert result.exit_code == 0, result.output
     assert "network" in _log(out)["case"]["stages"]
+
+
+def test_predict_writes_a_slicer_segmentation_and_refuses_dicom_seg_for_a_nifti_input(checkpoint, tmp_path):
+    import nrrd
+
+    scan = good_scan(tmp_path / "in" / "scan.nii.gz")
+    result = invoke("predict", checkpoint, scan, "--out", tmp_path / "pred", "--format", "seg-nrrd")
+    assert result.exit_code == 0, result.output
+    data, header = nrrd.read(str(tmp_path / "pred" / "scan.seg.nrrd"))
+    assert data.shape == nib.load(scan).shape and header["Segment0_Name"] == "liver"
+    refused = invoke("predict", checkpoint, scan, "--out", tmp_path / "pred2", "--format", "dicom-seg")
+    assert_one_clear_error(refused, scan, "not a DICOM series folder", "--format nifti")
+    assert not (tmp_path / "pred2" / "scan.dcm").exists()

@@ -234,6 +234,9 @@ def predict_command(
     largest_component: Annotated[bool, typer.Option(help="Keep each organ's largest component.")] = True,
     modality: Annotated[Optional[str], typer.Option(help="CT or MR, when the model knows several.")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip cases whose output exists.")] = False,
+    output_format: Annotated[str, typer.Option(
+        "--format", help="nifti (default), seg-nrrd (3D Slicer segmentation, named and coloured segments) or "
+                         "dicom-seg (DICOM SEG referencing the input series; DICOM inputs only).")] = "nifti",
     memory_budget_gib: Annotated[Optional[float], typer.Option(
         min=0.1, help="Refuse, before reading it, a scan whose estimated peak memory exceeds this (GiB).")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
@@ -245,16 +248,14 @@ def predict_command(
     """
     from unimos.data.io import list_inputs
     from unimos.inference.predictor import PredictOptions, load_model, predict_files
-    from unimos.utils.atomic import remove_partials
     from unimos.workflow import refuse_output_inside_inputs
 
     files = list_inputs(inputs)
     folders = {inputs if inputs.is_dir() else inputs.parent} | {f if f.is_dir() else f.parent for f in files}
     refuse_output_inside_inputs(out, sorted(folders), "--out", allow_output_in_input)
     model = load_model(checkpoint, device)
-    remove_partials(out)  # what a killed earlier run left half-written
     options = PredictOptions(overlap=overlap, mirror=mirror, largest_component=largest_component, modality=modality,
-                             memory_budget_gib=memory_budget_gib)
+                             memory_budget_gib=memory_budget_gib, output_format=output_format)
     with progress_bars(err_console) as bars:
         records = predict_files(model, files, out, options, skip_existing=skip_existing, progress=bars("predict"))
     failed = [r for r in records if r.error]

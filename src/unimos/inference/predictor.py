@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unimos.data.io import case_id_from_path, read_geometry, read_volume, write_nifti
+from unimos.data.io import case_id_from_path, read_geometry, read_volume
 from unimos.data.validation import nonfinite_problem, spacing_problem
 from unimos.data.volume import Volume
 from unimos.errors import InputError, OutputError, ResourceError, UnimosError
@@ -37,6 +37,7 @@ class PredictOptions:
     sw_batch_size: int = 2
     modality: str | None = None
     memory_budget_gib: float | None = None  # refuse a case whose estimated peak exceeds it; None: no check
+    output_format: str = "nifti"  # nifti | seg-nrrd | dicom-seg (inference/formats.py)
 
 
 @dataclass
@@ -215,26 +216,33 @@ def group_channels(inputs: Sequence[Path], n_channels: int) -> list[tuple[str, l
 
 def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Path, options: PredictOptions,
                   skip_existing: bool = False, progress: Callable[[int, int], None] | None = None) -> list[CaseRecord]:
-    """Predict every input into `out_dir/<case_id>.nii.gz`; a failing case is recorded and the batch goes on."""
+    """Predict every input into `out_dir/<case_id>.nii.gz` (or the chosen viewer format); a failing case is recorded
+    and the batch goes on; what a killed earlier run left half-written is removed first."""
+    from unimos.inference.formats import check_format_for_input, prediction_path, write_prediction
+    from unimos.utils.atomic import remove_partials
+
     out_dir = Path(out_dir)
     _output_folder(out_dir)
+    remove_partials(out_dir)
     write_json_atomic(out_dir / "labels.json", {str(i): n for i, n in enumerate(model.class_names)})
     cases = group_channels(list(inputs), int(model.meta["in_channels"]))
     records = []
     for done, (case_id, files) in enumerate(cases, start=1):
-        target = out_dir / f"{case_id}.nii.gz"
+        target = prediction_path(out_dir, case_id, options.output_format)
         record = CaseRecord(case_id, str(files[0]), str(target))
         if skip_existing and target.exists():
             record.error = None
             record.stages["skipped"] = 1.0
         else:
             try:
+                check_format_for_input(options.output_format, files[0])
                 _check_memory_budget(model, files, options)
                 with UsageMeter() as meter:
                     channels = [read_volume(f, kind="image") for f in files]
                     _check_channels(channels)
                     prediction = predict_volume(model, channels, options, record.stages)
-                    write_nifti(prediction, target, dtype=np.uint8)
+                    write_prediction(prediction, out_dir, case_id, options.output_format, model.class_names,
+                                     source=files[0])
                 record.seconds, record.peak_rss_mib, record.area_mib_s = (
                     meter.usage.seconds, meter.usage.peak_rss_mib, meter.usage.area_mib_s)
             except UnimosError as err:

@@ -1,0 +1,1 @@
+"""What a person looks at: the colour and code of each class, shared by the HTML report and the viewer outputs."""
