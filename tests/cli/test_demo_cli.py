@@ -76,6 +76,8 @@ def test_demo_quick_runs_end_to_end_and_writes_the_results_table(tmp_path):
     meta = json.loads((out / "demo_meta.json").read_text())
     assert meta["quick"] is True and meta["iterations_per_method"] > 0
     assert "Held-out test set" in result.output
+    html = (out / "report" / "index.html").read_text()
+    assert "kidney_right" in html and "http://" not in html and "https://" not in html
     for method in results:
         assert (out / "runs" / method / "checkpoint_final.safetensors").exists()
         assert len(list((out / "predictions" / method).glob("*.nii.gz"))) == len(meta["test_cases"])

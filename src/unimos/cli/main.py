@@ -279,6 +279,7 @@ def evaluate_command(
     out: Annotated[Optional[Path], typer.Option(help="Where scores go (default: PREDICTIONS/evaluation).")] = None,
     split: Annotated[str, typer.Option(help="train, validation, test, or all.")] = "test",
     tolerance_mm: Annotated[float, typer.Option(help="NSD tolerance in mm.")] = 2.0,
+    report: Annotated[bool, typer.Option(help="Also write OUT/report/index.html with figures.")] = True,
 ) -> None:
     """Score predictions (DSC, NSD, HD95) only on what each reference annotates.
 
@@ -288,10 +289,31 @@ def evaluate_command(
     from unimos.evaluation.evaluate import evaluate_predictions
 
     target = out or predictions / "evaluation"
-    evaluate_predictions(predictions, load_manifest(manifest), target, split=None if split == "all" else split,
+    loaded = load_manifest(manifest)
+    evaluate_predictions(predictions, loaded, target, split=None if split == "all" else split,
                          tolerance_mm=tolerance_mm)
     console.print((target / "summary.md").read_text())
     console.print(f"scores in [bold]{target}[/]")
+    if report:
+        from unimos.report.html import write_report
+
+        console.print(f"report: [bold]{write_report(target, manifest=loaded, predictions=predictions)}[/]")
+
+
+@app.command("report")
+@friendly_errors
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A `unimos demo` folder or a `unimos evaluate` output folder.")],
+    out: Annotated[Optional[Path], typer.Option(help="Report folder (default: RUN_DIR/report).")] = None,
+    max_cases: Annotated[int, typer.Option(min=1, help="Case montages to draw, worst first.")] = 12,
+) -> None:
+    """One self-contained HTML page: coverage, training curves, per-organ results, case montages (worst first).
+
+    Example:  unimos report unimos-demo      (then open unimos-demo/report/index.html in any browser)
+    """
+    from unimos.report.html import write_report
+
+    console.print(f"report: [bold]{write_report(run_dir, out, max_cases=max_cases)}[/]")
 
 
 @app.command("demo")
@@ -332,7 +354,10 @@ def demo_command(
     console.print(coverage_table(result.report))
     console.print(results_table(result.results, list(SSL_STRATEGIES if ssl else DEMO_METHODS)))
     name = "ssl_results.json" if ssl else "demo_results.json"
+    from unimos.report.html import write_report
+
     console.print(f"results: [bold]{result.out / name}[/]   stages: {' -> '.join(result.stages_done)}")
+    console.print(f"report: [bold]{write_report(result.out)}[/]")
 
 
 def main() -> None:  # pragma: no cover - console entry point
