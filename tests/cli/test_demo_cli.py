@@ -57,11 +57,17 @@ def test_broken_copy_lists_every_problem(demo_data, tmp_path):
     assert "Traceback" not in out
 
 
-def test_demo_quick_runs_end_to_end_and_writes_the_results_table(tmp_path):
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    """`unimos demo --quick` run once for the tests below: (out folder, CLI result)."""
+    out = tmp_path_factory.mktemp("quick") / "run"
+    return out, runner.invoke(app, ["demo", "--out", str(out), "--quick"])
+
+
+def test_demo_quick_runs_end_to_end_and_writes_the_results_table(quick_demo):
     import json
 
-    out = tmp_path / "run"
-    result = runner.invoke(app, ["demo", "--out", str(out), "--quick"])
+    out, result = quick_demo
     assert result.exit_code == 0, result.output
     results = json.loads((out / "demo_results.json").read_text())
     organs = ["liver", "spleen", "kidney_right", "kidney_left", "pancreas", "aorta", "inferior_vena_cava",
@@ -81,6 +87,23 @@ def test_demo_quick_runs_end_to_end_and_writes_the_results_table(tmp_path):
     for method in results:
         assert (out / "runs" / method / "checkpoint_final.safetensors").exists()
         assert len(list((out / "predictions" / method).glob("*.nii.gz"))) == len(meta["test_cases"])
+
+
+def test_the_demo_report_loads_in_a_real_browser_with_every_figure(quick_demo):
+    from tests.report.browser import chromium, render
+
+    executable = chromium()
+    if executable is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium package)")
+    out, result = quick_demo
+    assert result.exit_code == 0, result.output
+    screenshot = out / "report" / "screenshot.png"  # kept beside the report, the CI artefact
+    check = render(out / "report" / "index.html", screenshot, executable)
+    assert check.images >= 3 + 2, check  # coverage, curves, results plot and one montage per test case
+    assert not check.broken_images, check.broken_images
+    assert not check.console_errors, check.console_errors
+    assert screenshot.stat().st_size > 10_000
+    print(f"screenshot: {screenshot}")
 
 
 def test_demo_refuses_a_non_empty_out_folder(tmp_path):

@@ -297,7 +297,7 @@ def evaluate_command(
     if report:
         from unimos.report.html import write_report
 
-        console.print(f"report: [bold]{write_report(target, manifest=loaded, predictions=predictions)}[/]")
+        console.print(f"report: [bold]{write_report(target, manifest=manifest, predictions=predictions)}[/]")
 
 
 @app.command("report")
