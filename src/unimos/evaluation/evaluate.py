@@ -207,7 +207,7 @@ def score_case(case: Case, taxonomy: Taxonomy, prediction_path: Path,
     records = []
     for index in sorted(taxonomy.index(name) for name in case.annotated_classes):
         structure = taxonomy.names[index]
-        members = [index, *_descendants(taxonomy, index)]
+        members = [index, *descendants(taxonomy, index)]
         box = _union_box([pred_boxes, ref_boxes], members, reference.shape, margin=1)
         if box is None:
             score = StructureScore(math.nan, math.nan, math.nan, "both_empty")
@@ -283,7 +283,8 @@ def _label_boxes(array: np.ndarray, taxonomy: Taxonomy, path: Path) -> list:
     return boxes
 
 
-def _descendants(taxonomy: Taxonomy, index: int) -> list[int]:
+def descendants(taxonomy: Taxonomy, index: int) -> list[int]:
+    """Every class below `index` in the taxonomy (children, their children, ...): the parent's region holds them."""
     found: list[int] = []
     stack = list(taxonomy.children_of(index))
     while stack:

@@ -31,6 +31,7 @@ from unimos.data.labels import to_project_labels
 from unimos.data.manifest import Case
 from unimos.data.taxonomy import Taxonomy
 from unimos.errors import InputError
+from unimos.evaluation.evaluate import descendants
 from unimos.report.figures import figure, organ_colors, save
 
 VIEWS = ("axial", "coronal", "sagittal")
@@ -254,7 +255,7 @@ def _structures(taxonomy: Taxonomy, case: Case, reference: np.ndarray,
     out = []
     for index in range(1, taxonomy.num_classes):
         name = taxonomy.names[index]
-        members = [index, *_descendants(taxonomy, index)]
+        members = [index, *descendants(taxonomy, index)]
         annotated = name in case.annotated_classes
         boxes = ([ref_boxes] if annotated else []) + [pred_boxes]
         found = [b[v - 1] for b in boxes for v in members if v - 1 < len(b) and b[v - 1] is not None]
@@ -269,17 +270,6 @@ def _structures(taxonomy: Taxonomy, case: Case, reference: np.ndarray,
             structure.size = int(local.sum())
         out.append(structure)
     return out
-
-
-def _descendants(taxonomy: Taxonomy, index: int) -> list[int]:
-    found: list[int] = []
-    stack = list(taxonomy.children_of(index))
-    while stack:
-        child = stack.pop()
-        if child not in found:
-            found.append(child)
-            stack.extend(taxonomy.children_of(child))
-    return found
 
 
 def _overview_centre(structures: Sequence[_Structure], shape: Sequence[int]) -> tuple[int, int, int]:

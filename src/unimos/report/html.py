@@ -33,7 +33,8 @@ from unimos.errors import UnimosError
 from unimos.report.case_views import ORIENTATION_NOTE, CaseFigure, render_case
 from unimos.report.colors import color_table, rgb_hex
 from unimos.report.figures import CoverageRow, coverage_figure, dsc_distribution_figure, training_figure
-from unimos.report.run_folder import MethodResult, RunFolder, ScoreRow, finite_mean, find_run_folder
+from unimos.evaluation.evaluate import StructureRecord
+from unimos.report.run_folder import MethodResult, RunFolder, finite_mean, find_run_folder
 from unimos.utils.atomic import write_text_atomic
 
 MAX_CASES = 12
@@ -310,7 +311,7 @@ def _from_summary(entry: dict[str, Any] | None) -> dict[str, Any]:
             "hd95": _float(entry.get("hd95"))}
 
 
-def _from_rows(rows: Sequence[ScoreRow]) -> dict[str, Any]:
+def _from_rows(rows: Sequence[StructureRecord]) -> dict[str, Any]:
     """Mean over the scored rows (case x structure), NaN left out: how `unimos evaluate` aggregates a source."""
     scored = [r for r in rows if r.scored]
     return {"cases": len({r.case_id for r in rows}) if rows else "–",
@@ -398,7 +399,7 @@ def _case_table(methods: Sequence[MethodResult], case_id: str, case: Case | None
     return f'<table class="case-scores">{head}\n' + "\n".join(rows) + "</table>"
 
 
-def _case_cell(row: ScoreRow | None) -> str:
+def _case_cell(row: StructureRecord | None) -> str:
     if row is None:
         return "not scored"
     if not row.scored:

@@ -21,29 +21,11 @@ from typing import Any
 
 from unimos.data.manifest import Manifest, load_manifest
 from unimos.errors import InputError, UnimosError
+from unimos.evaluation.evaluate import StructureRecord
 
 SCORE_FILE, SUMMARY_FILE, LOG_FILE = "scores.csv", "summary.json", "log.csv"
 PREDICTION_EXTENSIONS = (".nii.gz", ".nii")
 _ROUND = re.compile(r"^round_(\d+)$")
-
-
-@dataclass(frozen=True)
-class ScoreRow:
-    """One row of scores.csv: a structure of a case (NaN where a score is not defined)."""
-
-    case_id: str
-    source: str
-    modality: str
-    structure: str
-    dsc: float
-    nsd: float
-    hd95: float
-    status: str
-
-    @property
-    def scored(self) -> bool:
-        """False for 'both_empty' rows, which no mean counts (as in `unimos evaluate`)."""
-        return self.status != "both_empty"
 
 
 @dataclass(frozen=True)
@@ -53,7 +35,7 @@ class MethodResult:
     name: str
     evaluation_dir: Path
     summary: dict[str, Any]
-    scores: tuple[ScoreRow, ...]
+    scores: tuple[StructureRecord, ...]
     predictions_dir: Path | None
 
     def case_mean_dsc(self, case_id: str) -> float:
@@ -233,14 +215,14 @@ def _read_method(name: str, folder: Path, predictions: Path | None) -> MethodRes
     return MethodResult(name, folder, summary, _read_scores(folder / SCORE_FILE), predictions)
 
 
-def _read_scores(path: Path) -> tuple[ScoreRow, ...]:
+def _read_scores(path: Path) -> tuple[StructureRecord, ...]:
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
     except OSError as err:
         raise InputError(path, f"cannot be read ({err.strerror})", "check the file's permissions") from err
     try:
-        return tuple(ScoreRow(r["case_id"], r["source"], r["modality"], r["structure"], _float(r["dsc"]),
+        return tuple(StructureRecord(r["case_id"], r["source"], r["modality"], r["structure"], _float(r["dsc"]),
                               _float(r["nsd"]), _float(r["hd95"]), r["status"]) for r in rows)
     except (KeyError, TypeError) as err:
         raise InputError(path, f"lacks the column {err} of `unimos evaluate`'s scores.csv",
