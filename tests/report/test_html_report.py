@@ -198,3 +198,18 @@ def test_evaluation_inside_its_predictions_folder_draws_the_worst_cases_with_the
     html = index.read_text(encoding="utf-8")
     assert "prediction of pred dashed" in html  # the method takes the predictions folder's name
     assert "Showing the 1 worst of 2 cases" in html and 'id="case-full_test"' not in html
+
+
+def test_a_run_folder_without_evaluation_gets_a_report_of_what_exists_and_what_is_missing(tmp_path):
+    from tests.conftest import write_tiny_manifest
+    from unimos.report.html import write_report
+
+    run = tmp_path / "run"
+    write_tiny_manifest(run / "data")
+    (run / "runs" / "partial").mkdir(parents=True)
+    (run / "runs" / "partial" / "log.csv").write_text(
+        "step,loss,lr,seconds,data_seconds,val_dice\n1,2.0,0.003,0.3,0.01,\n2,1.5,0.003,0.3,0.01,\n")
+    html = write_report(run).read_text()
+    assert "No evaluation yet" in html and html.count("Missing:") == 2
+    assert "figures/coverage.png" in html and "figures/training.png" in html
+    assert (run / "report" / "figures" / "coverage.png").is_file()

@@ -101,6 +101,11 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, mani
 
 
 def _header(run: RunFolder) -> str:
+    if not run.methods:
+        return ('<p class="meta"><b>folder</b>: ' + escape(str(run.root.absolute())) + "</p>\n"
+                + _note("No evaluation yet: this folder holds no evaluation/&lt;method&gt;/summary.json. Run "
+                        "<code>unimos predict</code> and <code>unimos evaluate</code> (or let <code>unimos demo</code> "
+                        "finish); the results and case views appear then."))
     first = run.methods[0].summary
     split = first.get("split") or "all labeled cases"
     items = [("folder", str(run.root.absolute())),
@@ -121,6 +126,8 @@ def _header(run: RunFolder) -> str:
 
 
 def _tolerance(run: RunFolder) -> float:
+    if not run.methods:
+        return math.nan
     value = run.methods[0].summary.get("tolerance_mm")
     return float(value) if isinstance(value, (int, float)) else math.nan
 
@@ -243,6 +250,8 @@ def _training_section(run: RunFolder, figures: Path) -> str:
 
 
 def _results_section(run: RunFolder, figures: Path) -> str:
+    if not run.methods:
+        return _note("Missing: no evaluation in this folder yet (evaluation/&lt;method&gt;/scores.csv and summary.json).")
     structures = run.structures
     tolerance = _tolerance(run)
     parts = [f"<p>Scores on what each reference annotates (unannotated organs of partial references are not "
@@ -323,6 +332,8 @@ def _from_rows(rows: Sequence[StructureRecord]) -> dict[str, Any]:
 
 
 def _cases_section(run: RunFolder, figures: Path, max_cases: int) -> str:
+    if not run.methods:
+        return _note("Missing: case views need an evaluation (which cases were scored, and how well).")
     drawn_by = run.methods[0]
     order = _worst_first(run)
     shown = order[:max_cases]

@@ -129,6 +129,9 @@ def find_run_folder(run_dir: str | Path, manifest_path: str | Path | None = None
         names = [n for n in order if n in folders] + sorted(n for n in folders if n not in order)
         methods = tuple(_read_method(n, folders[n], _folder(root / "predictions" / n)) for n in names)
         layout = "run"
+    elif (root / "runs").is_dir() or _default_manifest(root).is_file():
+        methods = ()  # a run folder not evaluated yet: the report shows what exists and says what is missing
+        layout = "run"
     else:
         raise InputError(root.absolute(), f"holds no evaluation: neither {SCORE_FILE} + {SUMMARY_FILE} nor "
                          f"evaluation/<method>/{SUMMARY_FILE}",
