@@ -213,8 +213,9 @@ def train_command(
                          log_every=log_every)
     with progress_bars(err_console) as bars:
         loaded, _ = checked_manifest(manifest, workers=workers, progress=bars("inspect"))
+        inputs = manifest_input_folders(loaded)
         for folder, option in ((cache, "--cache"), (out, "--out")):
-            refuse_output_inside_inputs(folder, manifest_input_folders(loaded), option, allow_output_in_input)
+            refuse_output_inside_inputs(folder, inputs, option, allow_output_in_input)
         preprocess_manifest(loaded, loaded_plan, cache, workers=workers, progress=bars("preprocess"))
         bar = bars("train")
         result = train_from_cache(cache, loaded_plan, config, out, resume=resume,
