@@ -86,6 +86,14 @@ def test_nnunet_folder_alone_brings_its_labels_as_classes(tmp_path):
     assert all(c.label_path.exists() for c in manifest.cases)
 
 
+def test_nnunet_folder_given_as_a_relative_path_is_found(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    _nnunet_folder(tmp_path / "data" / "Dataset001_Heart")
+    monkeypatch.chdir(tmp_path)
+    manifest = load_manifest("data/Dataset001_Heart")
+    assert len(manifest.cases) == 3 and all(c.image_paths[0].exists() for c in manifest.cases)
+
+
 def test_nnunet_cases_json_makes_per_case_partial_labels(tmp_path):
     manifest = load_manifest(_nnunet_folder(tmp_path / "Dataset002", with_cases_json=True))
     first = manifest.cases[0]

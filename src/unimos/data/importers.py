@@ -168,6 +168,7 @@ def import_source(spec: SourceSpec, base: Path) -> SourceSpec:
 
 def import_folder_as_manifest(folder: Path) -> Manifest:
     """A dataset folder given alone: one source, the project classes are its dataset.json labels."""
+    folder = folder.expanduser().resolve()
     fmt = folder_format(folder)
     meta = _read_json(folder / "dataset.json")
     names = _label_names(folder, meta, fmt)
