@@ -161,10 +161,13 @@ def write_source_subset(manifest_path: Path, sources: tuple[str, ...], out: Path
     return out
 
 
-def _train_and_score(name: str, cache_dir: Path, prepared: _Prepared, config: "TrainConfig", out: Path,
-                     device: str, step: Callable[[str], Progress | None],
-                     train_progress: Callable[[str], Callable[[int, int, float], None]] | None) -> tuple[dict, float]:
-    """Train one row of a demo table, predict the test split, evaluate; (summary, training seconds)."""
+def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: Manifest, config: "TrainConfig",
+                    out: Path, step: Callable[[str], Progress | None] = lambda _label: None,
+                    train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None,
+                    ) -> tuple[dict, float]:
+    """Train one row of a comparison, predict the manifest's test split, evaluate; (summary, training seconds).
+
+    Writes OUT/runs/NAME (checkpoints), OUT/predictions/NAME and OUT/evaluation/NAME."""
     import json
     import time
 
@@ -172,18 +175,18 @@ def _train_and_score(name: str, cache_dir: Path, prepared: _Prepared, config: "T
     from unimos.inference.predictor import PredictOptions, load_model, predict_files
 
     clock = time.perf_counter()
-    result = train_from_cache(cache_dir, prepared.plan, config, out / "runs" / name,
+    result = train_from_cache(cache_dir, plan, config, out / "runs" / name,
                               progress=train_progress(name) if train_progress else None)
     seconds = time.perf_counter() - clock
-    model = load_model(result.checkpoint, device="cuda" if device == "cuda" else "cpu")
+    model = load_model(result.checkpoint, device="cuda" if config.device == "cuda" else "cpu")
     pred_dir = out / "predictions" / name
-    test_images = sorted({c.image_paths[0] for c in prepared.manifest.split("test")})
+    test_images = sorted({c.image_paths[0] for c in manifest.split("test")})
     records = predict_files(model, test_images, pred_dir, PredictOptions(modality="CT"), progress=step(f"predict {name}"))
     failed = [r.error for r in records if r.error]
     if failed:
         raise UnimosError(pred_dir, f"prediction failed for {len(failed)} test case(s): {failed[0]}",
                           "see the message above; the demo data may be damaged, run the demo again")
-    evaluate_predictions(pred_dir, prepared.manifest, out / "evaluation" / name, split="test")
+    evaluate_predictions(pred_dir, manifest, out / "evaluation" / name, split="test")
     return json.loads((out / "evaluation" / name / "summary.json").read_text()), seconds
 
 
@@ -211,8 +214,8 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
         config = TrainConfig(method="partial" if method == "upper_bound" else method, iterations=budget, seed=seed,
                              device=device, checkpoint_every=0, deep_supervision=True)
         cache = out / ("cache_complete" if method == "upper_bound" else "cache")
-        summaries[method], timings[f"train_{method}_s"] = _train_and_score(method, cache, prepared, config, out,
-                                                                           device, step, train_progress)
+        summaries[method], timings[f"train_{method}_s"] = train_and_score(
+            method, cache, prepared.plan, prepared.manifest, config, out, step, train_progress)
     manifest, plan = prepared.manifest, prepared.plan
     results = demo_results_table(summaries, manifest.taxonomy.names[1:])
     write_json_atomic(out / "demo_results.json", results)
@@ -256,8 +259,8 @@ def run_ssl_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: i
     for name in strategies:
         config = TrainConfig(strategy=name, iterations=budget, seed=seed, device=device, checkpoint_every=0,
                              deep_supervision=True)
-        summaries[name], seconds[name] = _train_and_score(name, prepared.cache_dir, prepared, config, out, device,
-                                                          step, train_progress)
+        summaries[name], seconds[name] = train_and_score(name, prepared.cache_dir, prepared.plan, prepared.manifest,
+                                                         config, out, step, train_progress)
     manifest = prepared.manifest
     results = demo_results_table(summaries, manifest.taxonomy.names[1:])
     for name in strategies:
