@@ -192,7 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
 
-    from unimos.data.manifest import load_manifest
     from unimos.preprocess.cache import preprocess_manifest
     from unimos.training.config import TrainConfig
     from unimos.workflow import checked_manifest, ensure_empty_output, plan_manifest, train_and_score
