@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import nibabel as nib
 import numpy as np
 import yaml
 
+from _common import SHARED_DATA, machine_line, merge_summary
 from unimos.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 SOURCE_ORGANS: dict[str, tuple[str, ...]] = {
@@ -169,16 +169,9 @@ def markdown(results: dict[str, Any], organs: list[str], header: str) -> str:
     return "\n".join(lines)
 
 
-def merge_summary(path: Path, key: str, payload: dict[str, Any]) -> None:
-    """Set one benchmark's entry of bench/results/summary.json, keeping the others."""
-    current = json.loads(path.read_text()) if path.exists() else {}
-    current[key] = payload
-    write_json_atomic(path, current)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "btcv")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA / "btcv")
     parser.add_argument("--out", type=Path, required=True, help="new or empty folder (or an earlier one with --resume)")
     parser.add_argument("--budget", type=float, default=1.0, help="scales the iterations per row (1.0 = %d)"
                         % DEFAULT_ITERATIONS)
@@ -238,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: mean13 DSC {results[name]['table']['mean13']['dsc']:.3f}, mean8 "
               f"{results[name]['table']['mean8']['dsc']:.3f} ({train_s / 60:.1f} min training)", flush=True)
 
-    header = (f"BTCV partial-label benchmark, {datetime.date.today()}, {platform.machine()} CPU x2 "
-              f"(device {args.device}); seed {args.seed}; plan `{args.preset}` at 3 mm, patch {plan['patch_size']}, "
+    header = (f"BTCV partial-label benchmark, {machine_line()} (device {args.device}); seed {args.seed}; plan `{args.preset}` at 3 mm, patch {plan['patch_size']}, "
               f"batch {plan['batch_size']}, DynUNet with deep supervision, {iterations} iterations per row "
               f"(budget {args.budget}); training minutes per row: "
               + ", ".join(f"{r} {v['train_s'] / 60:.1f}" for r, v in results.items())
@@ -248,10 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     args.results.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.results / "btcv_partial.md", table + "\n")
-    merge_summary(args.results / "summary.json", "btcv_partial", {
+    merge_summary("btcv_partial", {
         row: {**{o: v["table"][o]["dsc"] for o in organs if o in v["table"]},
               "mean13": v["table"]["mean13"]["dsc"], "mean8": v["table"]["mean8"]["dsc"]}
-        for row, v in results.items()})
+        for row, v in results.items()}, args.results)
     write_json_atomic(args.out / "btcv_meta.json", {
         "date": str(datetime.date.today()), "seed": args.seed, "iterations_per_row": iterations,
         "budget": args.budget, "preset": args.preset, "plan_hash": plan["hash"], "patch_size": plan["patch_size"],

@@ -3,6 +3,7 @@
 import hashlib
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -19,6 +20,7 @@ NAMES = ["spleen", "right_kidney", "left_kidney", "gallbladder", "esophagus", "l
 
 @pytest.fixture(scope="module")
 def bench():
+    sys.path.insert(0, str(BENCH.parent))  # the scripts import bench/_common.py as run from that folder
     spec = importlib.util.spec_from_file_location("btcv_partial", BENCH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
