@@ -32,3 +32,42 @@ def _cores() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+METRICS = (("dsc", "DSC", "{:.3f}"), ("nsd", "NSD at 2 mm", "{:.3f}"), ("hd95", "HD95 (mm)", "{:.1f}"))
+
+
+def organ_table(summary: dict[str, Any], organs: list[str], means: dict[str, list[str]]) -> dict[str, Any]:
+    """{organ: {"dsc", "nsd", "hd95", "n"}, mean_name: {...}} from an evaluation summary.json.
+
+    `n` is how many cases scored the organ (only those that annotate it); each mean is the plain mean over its
+    organs of the per-organ means, leaving out organs no case scored."""
+    per = summary["per_structure"]
+    rows: dict[str, Any] = {o: {m: per[o][m] for m in ("dsc", "nsd", "hd95", "n")} for o in organs if o in per}
+    for name, members in means.items():
+        rows[name] = {}
+        for metric, _title, _fmt in METRICS:
+            values = [rows[o][metric] for o in members if o in rows and rows[o][metric] is not None]
+            rows[name][metric] = float(sum(values) / len(values)) if values else None
+    return rows
+
+
+def organ_markdown(tables: dict[str, dict[str, Any]], organs: list[str], mean_titles: dict[str, str],
+                   header: str, counts: bool = False) -> str:
+    """One organ x row table per metric (DSC, NSD, HD95) under a header that states the budget."""
+    rows = list(tables)
+    lines = [header, ""]
+    for metric, title, fmt in METRICS:
+        extra = " cases |" if counts else ""
+        lines += [f"**{title}**", "", f"| organ |{extra} " + " | ".join(rows) + " |",
+                  "|---|" + ("---|" if counts else "") + "---|" * len(rows)]
+        for organ in [*organs, *mean_titles]:
+            cells = []
+            for row in rows:
+                value = tables[row].get(organ, {}).get(metric)
+                cells.append("-" if value is None else fmt.format(value))
+            n = next((tables[r][organ]["n"] for r in rows if "n" in tables[r].get(organ, {})), "")
+            name = f"**{mean_titles[organ]}**" if organ in mean_titles else organ
+            lines.append(f"| {name} |" + (f" {n} |" if counts else "") + " " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

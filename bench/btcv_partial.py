@@ -30,7 +30,7 @@ import nibabel as nib
 import numpy as np
 import yaml
 
-from _common import SHARED_DATA, machine_line, merge_summary
+from _common import SHARED_DATA, machine_line, merge_summary, organ_markdown, organ_table
 from unimos.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 SOURCE_ORGANS: dict[str, tuple[str, ...]] = {
@@ -138,35 +138,12 @@ def write_manifests(data: Path, out: Path, seed: int) -> dict[str, Any]:
     return {"manifests": paths, "sources": sources, "unlabeled_variant": variant}
 
 
+MEANS = {"mean13": "mean (13 organs)", "mean8": "mean (Synapse 8)"}
+
+
 def results_table(summary: dict[str, Any], organs: list[str]) -> dict[str, Any]:
     """{organ: {"dsc", "nsd", "hd95", "n"}, "mean13": {...}, "mean8": {...}} from an evaluation summary."""
-    per = summary["per_structure"]
-    rows: dict[str, Any] = {o: {m: per[o][m] for m in ("dsc", "nsd", "hd95", "n")} for o in organs if o in per}
-
-    def mean(names: list[str] | tuple[str, ...], metric: str) -> float | None:
-        values = [rows[o][metric] for o in names if o in rows and rows[o][metric] is not None]
-        return float(np.mean(values)) if values else None
-
-    rows["mean13"] = {m: mean(organs, m) for m in ("dsc", "nsd", "hd95")}
-    rows["mean8"] = {m: mean(SYNAPSE8, m) for m in ("dsc", "nsd", "hd95")}
-    return rows
-
-
-def markdown(results: dict[str, Any], organs: list[str], header: str) -> str:
-    """Three organ x row tables (DSC, NSD, HD95) under a header that states the budget."""
-    rows = list(results)
-    lines = [header, ""]
-    for metric, title, fmt in (("dsc", "DSC", "{:.3f}"), ("nsd", "NSD at 2 mm", "{:.3f}"), ("hd95", "HD95 (mm)", "{:.1f}")):
-        lines += [f"**{title}**", "", "| organ | " + " | ".join(rows) + " |", "|---|" + "---|" * len(rows)]
-        for organ in [*organs, "mean13", "mean8"]:
-            cells = []
-            for row in rows:
-                value = results[row]["table"].get(organ, {}).get(metric)
-                cells.append("-" if value is None else fmt.format(value))
-            name = {"mean13": "**mean (13 organs)**", "mean8": "**mean (Synapse 8)**"}.get(organ, organ)
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
+    return organ_table(summary, organs, {"mean13": organs, "mean8": list(SYNAPSE8)})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(budget {args.budget}); training minutes per row: "
               + ", ".join(f"{r} {v['train_s'] / 60:.1f}" for r, v in results.items())
               + f". Scored on the 4 validation cases {sorted(c.case_id for c in manifests['partial'].split('test'))}.")
-    table = markdown(results, organs, header)
+    table = organ_markdown({row: v["table"] for row, v in results.items()}, organs, MEANS, header)
     print(table)
     args.results.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.results / "btcv_partial.md", table + "\n")

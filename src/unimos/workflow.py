@@ -164,10 +164,11 @@ def write_source_subset(manifest_path: Path, sources: tuple[str, ...], out: Path
 def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: Manifest, config: "TrainConfig",
                     out: Path, step: Callable[[str], Progress | None] = lambda _label: None,
                     train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None,
-                    ) -> tuple[dict, float]:
-    """Train one row of a comparison, predict the manifest's test split, evaluate; (summary, training seconds).
+                    score_split: str = "test", resume: bool = False) -> tuple[dict, float]:
+    """Train one row of a comparison, predict the manifest's `score_split` cases, evaluate; (summary, training s).
 
-    Writes OUT/runs/NAME (checkpoints), OUT/predictions/NAME and OUT/evaluation/NAME."""
+    Writes OUT/runs/NAME (checkpoints), OUT/predictions/NAME and OUT/evaluation/NAME; `resume` continues (or
+    reuses) what OUT/runs/NAME already holds."""
     import json
     import time
 
@@ -175,18 +176,18 @@ def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: 
     from unimos.inference.predictor import PredictOptions, load_model, predict_files
 
     clock = time.perf_counter()
-    result = train_from_cache(cache_dir, plan, config, out / "runs" / name,
+    result = train_from_cache(cache_dir, plan, config, out / "runs" / name, resume=resume,
                               progress=train_progress(name) if train_progress else None)
     seconds = time.perf_counter() - clock
     model = load_model(result.checkpoint, device="cuda" if config.device == "cuda" else "cpu")
     pred_dir = out / "predictions" / name
-    test_images = sorted({c.image_paths[0] for c in manifest.split("test")})
+    test_images = sorted({c.image_paths[0] for c in manifest.split(score_split)})
     records = predict_files(model, test_images, pred_dir, PredictOptions(modality="CT"), progress=step(f"predict {name}"))
     failed = [r.error for r in records if r.error]
     if failed:
         raise UnimosError(pred_dir, f"prediction failed for {len(failed)} test case(s): {failed[0]}",
                           "see the message above; the demo data may be damaged, run the demo again")
-    evaluate_predictions(pred_dir, manifest, out / "evaluation" / name, split="test")
+    evaluate_predictions(pred_dir, manifest, out / "evaluation" / name, split=score_split)
     return json.loads((out / "evaluation" / name / "summary.json").read_text()), seconds
 
 
