@@ -240,6 +240,12 @@ def predict_command(
                          "dicom-seg (DICOM SEG referencing the input series; DICOM inputs only).")] = "nifti",
     memory_budget_gib: Annotated[Optional[float], typer.Option(
         min=0.1, help="Refuse, before reading it, a scan whose estimated peak memory exceeds this (GiB).")] = None,
+    window: Annotated[str, typer.Option(
+        "--window", help="patch (default): the plan's patch, Gaussian-weighted sliding windows as in training. "
+                         "auto: the fewest, largest windows (up to the whole volume) that fit --memory-budget-gib "
+                         "(3 GiB if not given): about 4x less compute for a 3 mm abdomen, but the network "
+                         "normalises over larger windows than in training, which can lower accuracy; check it on "
+                         "your model.")] = "patch",
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     allow_output_in_input: AllowInsideOpt = False,
 ) -> None:
@@ -254,9 +260,9 @@ def predict_command(
     files = list_inputs(inputs)
     folders = {inputs if inputs.is_dir() else inputs.parent} | {f if f.is_dir() else f.parent for f in files}
     refuse_output_inside_inputs(out, sorted(folders), "--out", allow_output_in_input)
-    model = load_model(checkpoint, device)
     options = PredictOptions(overlap=overlap, mirror=mirror, largest_component=largest_component, modality=modality,
-                             memory_budget_gib=memory_budget_gib, output_format=output_format)
+                             memory_budget_gib=memory_budget_gib, output_format=output_format, window=window)
+    model = load_model(checkpoint, device)
     with progress_bars(err_console) as bars:
         records = predict_files(model, files, out, options, skip_existing=skip_existing, progress=bars("predict"))
     failed = [r for r in records if r.error]

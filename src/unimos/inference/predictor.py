@@ -1,13 +1,16 @@
 """`predict`: a trained model on new scans, results written in each input's exact geometry.
 
 Per input: read -> prepare (RAS, plan spacing, body crop, normalisation; as in training) -> sliding-window
-probabilities -> argmax on the plan's grid (only the label map is resampled back, never the C probability
+probabilities (the plan's patch, or with `window="auto"` the fewest, largest windows the memory budget allows:
+inference/windows.py) -> argmax on the plan's grid (only the label map is resampled back, never the C probability
 channels: that is where nnU-Net spends its time and memory) -> largest component per organ -> nearest
-resampling onto the input's grid -> atomic NIfTI write.
+resampling onto the input's grid -> atomic NIfTI write. Each case's record (predict_log.json) holds the seconds of
+every stage (read, prepare, network, postprocess, resample_back, write) and the windows used.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +26,7 @@ from unimos.errors import InputError, OutputError, ResourceError, UnimosError
 from unimos.inference.memory import UsageMeter, current_rss_mib
 from unimos.inference.postprocess import largest_component_per_class
 from unimos.inference.sliding import predict_probabilities
+from unimos.inference.windows import WindowPlan, check_window_mode, plan_windows
 from unimos.preprocess.prepare import PreparedGeometry, prepare_image
 from unimos.preprocess.resample import reorient, resample_nearest
 from unimos.training import checkpoint as ckpt
@@ -38,6 +42,15 @@ class PredictOptions:
     modality: str | None = None
     memory_budget_gib: float | None = None  # refuse a case whose estimated peak exceeds it; None: no check
     output_format: str = "nifti"  # nifti | seg-nrrd | dicom-seg (inference/formats.py)
+    # "patch": the plan's patch, Gaussian-weighted sliding windows as in training (default). "auto": the fewest,
+    # largest windows, up to the whole padded volume, whose estimated memory fits memory_budget_gib (3 GiB when
+    # None); the patch when nothing larger fits. 4-5x less compute for a 3 mm abdomen with a 96^3 patch, but the
+    # network's instance normalisation then sees larger windows than in training: less accurate on models trained
+    # on small patches (inference/windows.py).
+    window: str = "patch"
+
+    def __post_init__(self) -> None:
+        check_window_mode(self.window)
 
 
 @dataclass
@@ -58,7 +71,8 @@ class CaseRecord:
     peak_rss_mib: float = 0.0
     area_mib_s: float = 0.0
     error: str | None = None
-    stages: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage, in pipeline order
+    window: dict[str, Any] = field(default_factory=dict)  # WindowPlan.summary(): mode, size, overlap, count
 
 
 def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
@@ -104,20 +118,34 @@ def labels_to_input_grid(labels: np.ndarray, geometry: PreparedGeometry) -> np.n
     return reorient(Volume(ras, np.eye(4)), inverse).array
 
 
-def predict_volume(model: LoadedModel, channels: list[Volume], options: PredictOptions,
-                   stages: dict[str, float] | None = None) -> Volume:
-    """Label map (project class indices) for one input, on the input's grid with its affine."""
-    import time
+def window_plan(model: LoadedModel, image_shape: Sequence[int], options: PredictOptions) -> WindowPlan:
+    """The windows the network will see for a prepared image of `image_shape` (spatial, on the plan's grid)."""
+    patch = model.meta.get("patch_size", model.plan["patch_size"])
+    return plan_windows(options.window, model.network, image_shape, patch, options.overlap, len(model.class_names),
+                        int(model.meta["in_channels"]), options.memory_budget_gib, model.device,
+                        batch=options.sw_batch_size)
 
+
+def predict_volume(model: LoadedModel, channels: list[Volume], options: PredictOptions,
+                   stages: dict[str, float] | None = None, window: dict[str, Any] | None = None) -> Volume:
+    """Label map (project class indices) for one input, on the input's grid with its affine.
+
+    `stages` receives the seconds of each step, `window` the summary of the windows used (both optional).
+    """
     clock = time.perf_counter()
     timings = stages if stages is not None else {}
     image, geometry = prepare_image(channels, _modality(model, options), model.plan)
     timings["prepare"] = time.perf_counter() - clock
     clock = time.perf_counter()
+    windows = window_plan(model, image.shape[1:], options)
+    if window is not None:
+        window.update(windows.summary())
     tensor = torch.from_numpy(image)[None].to(model.device)
-    probs = predict_probabilities(model.network, tensor, model.meta.get("patch_size", model.plan["patch_size"]),
-                                  options.overlap, options.mirror,
-                                  options.sw_batch_size)
+    if options.window == "patch":  # the plan's patch, overlap and batch, exactly as before auto windows existed
+        size, overlap, batch = windows.size, options.overlap, options.sw_batch_size
+    else:  # one overlap per axis; one window per call (an auto fallback to the patch included, to save memory)
+        size, overlap, batch = windows.size, windows.overlap, windows.batch
+    probs = predict_probabilities(model.network, tensor, size, overlap, options.mirror, batch)
     labels = probs.argmax(1)[0].to(torch.uint8).cpu().numpy()
     timings["network"] = time.perf_counter() - clock
     clock = time.perf_counter()
@@ -238,11 +266,15 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
                 check_format_for_input(options.output_format, files[0])
                 _check_memory_budget(model, files, options)
                 with UsageMeter() as meter:
+                    clock = time.perf_counter()
                     channels = [read_volume(f, kind="image") for f in files]
                     _check_channels(channels)
-                    prediction = predict_volume(model, channels, options, record.stages)
+                    record.stages["read"] = time.perf_counter() - clock
+                    prediction = predict_volume(model, channels, options, record.stages, record.window)
+                    clock = time.perf_counter()
                     write_prediction(prediction, out_dir, case_id, options.output_format, model.class_names,
                                      source=files[0])
+                    record.stages["write"] = time.perf_counter() - clock
                 record.seconds, record.peak_rss_mib, record.area_mib_s = (
                     meter.usage.seconds, meter.usage.peak_rss_mib, meter.usage.area_mib_s)
             except UnimosError as err:

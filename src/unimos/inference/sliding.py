@@ -19,11 +19,14 @@ def _plain_logits(network: nn.Module):
 
 
 @torch.no_grad()
-def predict_probabilities(network: nn.Module, image: torch.Tensor, patch_size: Sequence[int], overlap: float = 0.5,
-                          mirror: bool = False, sw_batch_size: int = 2, gaussian: bool = True) -> torch.Tensor:
+def predict_probabilities(network: nn.Module, image: torch.Tensor, patch_size: Sequence[int],
+                          overlap: float | Sequence[float] = 0.5, mirror: bool = False, sw_batch_size: int = 2,
+                          gaussian: bool = True) -> torch.Tensor:
     """Softmax probabilities (1, C, *spatial) for an image (1, C_in, *spatial), by Gaussian-weighted windows.
 
-    With `mirror`, the average over every combination of flipped spatial axes (2^d passes).
+    `patch_size` is the window size (the plan's patch, or larger windows from `inference.windows`); `overlap` a
+    fraction, or one per spatial axis. With `mirror`, the average over every combination of flipped spatial axes
+    (2^d passes).
     """
     network.eval()
     if int(getattr(network, "spatial_dims", 3)) == 2 and image.ndim == 5:
