@@ -71,3 +71,34 @@ def organ_markdown(tables: dict[str, dict[str, Any]], organs: list[str], mean_ti
             lines.append(f"| {name} |" + (f" {n} |" if counts else "") + " " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def add_row_arguments(parser: Any, data: Path, iterations: int) -> None:
+    """The options every accuracy benchmark takes: data, output, budget, plan preset, device, seed, resume."""
+    parser.add_argument("--data", type=Path, default=data)
+    parser.add_argument("--out", type=Path, required=True, help="new or empty folder (or an earlier one with --resume)")
+    parser.add_argument("--budget", type=float, default=1.0, help=f"scales the iterations per row (1.0 = {iterations})")
+    parser.add_argument("--preset", default="3mm-small", choices=["3mm", "3mm-small", "fine"])
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="reuse rows already scored in OUT")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+
+
+def run_row(name: str, manifest: Any, plan: dict[str, Any], out: Path, config: Any, organs: list[str],
+            means: dict[str, list[str]], score_split: str = "test", resume: bool = False) -> dict[str, Any]:
+    """Preprocess the row's collection (cached per collection), train, predict the scored split, evaluate.
+
+    Returns {"table": organ table, "train_s", "row_s", "strategy", "loss"}; checkpoints stay in OUT/runs/NAME."""
+    import time
+
+    from unimos.preprocess.cache import preprocess_manifest
+    from unimos.workflow import train_and_score
+
+    clock = time.perf_counter()
+    cache = out / "cache" / Path(manifest.path).stem
+    preprocess_manifest(manifest, plan, cache)
+    summary, train_s = train_and_score(name, cache, plan, manifest, config, out, score_split=score_split,
+                                       resume=resume)
+    return {"table": organ_table(summary, organs, means), "train_s": train_s, "row_s": time.perf_counter() - clock,
+            "strategy": config.strategy, "loss": config.method}

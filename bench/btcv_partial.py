@@ -30,7 +30,7 @@ import nibabel as nib
 import numpy as np
 import yaml
 
-from _common import SHARED_DATA, machine_line, merge_summary, organ_markdown, organ_table
+from _common import SHARED_DATA, add_row_arguments, machine_line, merge_summary, organ_markdown, run_row
 from unimos.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
 
 SOURCE_ORGANS: dict[str, tuple[str, ...]] = {
@@ -141,30 +141,16 @@ def write_manifests(data: Path, out: Path, seed: int) -> dict[str, Any]:
 MEANS = {"mean13": "mean (13 organs)", "mean8": "mean (Synapse 8)"}
 
 
-def results_table(summary: dict[str, Any], organs: list[str]) -> dict[str, Any]:
-    """{organ: {"dsc", "nsd", "hd95", "n"}, "mean13": {...}, "mean8": {...}} from an evaluation summary."""
-    return organ_table(summary, organs, {"mean13": organs, "mean8": list(SYNAPSE8)})
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=SHARED_DATA / "btcv")
-    parser.add_argument("--out", type=Path, required=True, help="new or empty folder (or an earlier one with --resume)")
-    parser.add_argument("--budget", type=float, default=1.0, help="scales the iterations per row (1.0 = %d)"
-                        % DEFAULT_ITERATIONS)
+    add_row_arguments(parser, SHARED_DATA / "btcv", DEFAULT_ITERATIONS)
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
     parser.add_argument("--ssl-strategy", default="mean_teacher",
                         help="strategy of the partial+ssl row (default: the best of the SSL demo at seed 0)")
-    parser.add_argument("--preset", default="3mm-small", choices=["3mm", "3mm-small"])
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="reuse rows already scored in OUT")
-    parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
 
-    from unimos.preprocess.cache import preprocess_manifest
     from unimos.training.config import TrainConfig
-    from unimos.workflow import checked_manifest, ensure_empty_output, plan_manifest, train_and_score
+    from unimos.workflow import checked_manifest, ensure_empty_output, plan_manifest
 
     if not (args.data / "splits.json").exists():
         print(f"error: {args.data}: no splits.json here. Fix: give --data the BTCV folder of ../shared/data",
@@ -180,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = plan_manifest(manifests["partial"], plan_path, args.preset, seed=args.seed)
     iterations = max(1, round(DEFAULT_ITERATIONS * args.budget))
     organs = list(manifests["partial"].taxonomy.names[1:])
+    means = {"mean13": organs, "mean8": list(SYNAPSE8)}
     row_setup = {  # row -> (collection, loss, strategy)
         "partial": ("partial", "partial", "supervised"),
         "naive": ("partial", "naive", "supervised"),
@@ -195,18 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         if name in results:
             print(f"{name}: reused from {results_path}", flush=True)
             continue
-        cache = args.out / "cache" / collection
-        preprocess_manifest(manifests[collection], plan, cache)
         config = TrainConfig(method=method, strategy=strategy, iterations=iterations, seed=args.seed,
                              device=args.device, checkpoint_every=500, deep_supervision=True)
-        clock = time.perf_counter()
-        summary, train_s = train_and_score(name, cache, plan, manifests[collection], config, args.out)
-        results[name] = {"table": results_table(summary, organs), "train_s": train_s,
-                         "row_s": time.perf_counter() - clock, "strategy": strategy, "loss": method,
+        results[name] = {**run_row(name, manifests[collection], plan, args.out, config, organs, means),
                          "collection": collection}
         write_json_atomic(results_path, results)
         print(f"{name}: mean13 DSC {results[name]['table']['mean13']['dsc']:.3f}, mean8 "
-              f"{results[name]['table']['mean8']['dsc']:.3f} ({train_s / 60:.1f} min training)", flush=True)
+              f"{results[name]['table']['mean8']['dsc']:.3f} ({results[name]['train_s'] / 60:.1f} min training)",
+              flush=True)
 
     header = (f"BTCV partial-label benchmark, {machine_line()} (device {args.device}); seed {args.seed}; plan `{args.preset}` at 3 mm, patch {plan['patch_size']}, "
               f"batch {plan['batch_size']}, DynUNet with deep supervision, {iterations} iterations per row "

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from _common import SHARED_DATA, machine_line, merge_summary, organ_markdown, organ_table
+from _common import SHARED_DATA, add_row_arguments, machine_line, merge_summary, organ_markdown, run_row
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 DEFAULT_ITERATIONS = 3500
@@ -101,21 +101,12 @@ def goals(tables: dict[str, dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=SHARED_DATA / "openkbp")
-    parser.add_argument("--out", type=Path, required=True, help="new or empty folder (or an earlier one with --resume)")
-    parser.add_argument("--budget", type=float, default=1.0,
-                        help="scales the iterations per row (1.0 = %d)" % DEFAULT_ITERATIONS)
+    add_row_arguments(parser, SHARED_DATA / "openkbp", DEFAULT_ITERATIONS)
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
-    parser.add_argument("--preset", default="3mm-small", choices=["3mm", "3mm-small"])
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="reuse rows already scored in OUT")
-    parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
 
-    from unimos.preprocess.cache import preprocess_manifest
     from unimos.training.config import TrainConfig
-    from unimos.workflow import checked_manifest, ensure_empty_output, plan_manifest, train_and_score
+    from unimos.workflow import checked_manifest, ensure_empty_output, plan_manifest
 
     if not (args.data / "cases.json").exists():
         print(f"error: {args.data}: no cases.json here. Fix: give --data the openkbp folder of ../shared/data",
@@ -145,21 +136,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row}: reused from {results_path}", flush=True)
             continue
         collection, method, strategy = row_setup[row]
-        cache = args.out / "cache" / collection
-        preprocess_manifest(manifests[collection], plan, cache)
         config = TrainConfig(method=method, strategy=strategy, iterations=iterations, seed=args.seed,
                              device=args.device, checkpoint_every=500, deep_supervision=True)
         if strategy == "self_training":
             reuse_as_teacher(args.out / "runs" / "partial", args.out / "runs" / row)
-        clock = time.perf_counter()
-        summary, train_s = train_and_score(row, cache, plan, manifests[collection], config, args.out,
-                                           score_split="validation", resume=strategy == "self_training")
-        results[row] = {"table": organ_table(summary, organs, {"mean": organs}), "train_s": train_s,
-                        "row_s": time.perf_counter() - clock, "strategy": strategy, "loss": method,
+        results[row] = {**run_row(row, manifests[collection], plan, args.out, config, organs, {"mean": organs},
+                                  score_split="validation", resume=strategy == "self_training"),
                         "collection": collection}
         write_json_atomic(results_path, results)
-        print(f"{row}: mean DSC {results[row]['table']['mean']['dsc']:.3f} ({train_s / 60:.1f} min training)",
-              flush=True)
+        print(f"{row}: mean DSC {results[row]['table']['mean']['dsc']:.3f} "
+              f"({results[row]['train_s'] / 60:.1f} min training)", flush=True)
 
     tables = {row: v["table"] for row, v in results.items()}
     header = (f"OpenKBP partial-label benchmark, {machine_line()} (device {args.device}); seed {args.seed}; plan "
