@@ -182,7 +182,9 @@ def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: 
     model = load_model(result.checkpoint, device="cuda" if config.device == "cuda" else "cpu")
     pred_dir = out / "predictions" / name
     test_images = sorted({c.image_paths[0] for c in manifest.split(score_split)})
-    records = predict_files(model, test_images, pred_dir, PredictOptions(modality="CT"), progress=step(f"predict {name}"))
+    modalities = sorted({c.modality for c in manifest.split(score_split)})
+    options = PredictOptions(modality=modalities[0] if len(modalities) == 1 else None)
+    records = predict_files(model, test_images, pred_dir, options, progress=step(f"predict {name}"))
     failed = [r.error for r in records if r.error]
     if failed:
         raise UnimosError(pred_dir, f"prediction failed for {len(failed)} test case(s): {failed[0]}",
