@@ -189,6 +189,8 @@ def train_command(
     validate_every: Annotated[int, typer.Option(help="Validation Dice every N steps (0: never).")] = 0,
     checkpoint_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 100,
     log_every: Annotated[int, typer.Option(min=1, help="A row of OUT/log.csv every N steps.")] = 10,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also log to OUT/tensorboard (needs the optional "
+                                              "package: pip install 'unimos[tensorboard]').")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint_latest.")] = False,
     workers: WorkersOpt = 2,
     allow_output_in_input: AllowInsideOpt = False,
@@ -210,7 +212,7 @@ def train_command(
                          foreground_fraction=foreground_fraction, batch_size=batch_size,
                          deep_supervision=deep_supervision, optimizer=optimizer, learning_rate=learning_rate, schedule=schedule, seed=seed,
                          device=device, validate_every=validate_every, checkpoint_every=checkpoint_every,
-                         log_every=log_every)
+                         log_every=log_every, tensorboard=tensorboard)
     with progress_bars(err_console) as bars:
         loaded, _ = checked_manifest(manifest, workers=workers, progress=bars("inspect"))
         inputs = manifest_input_folders(loaded)

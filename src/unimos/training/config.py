@@ -13,6 +13,7 @@ class TrainConfig:
     """What to train and how; defaults suit the 3 mm plan on 2 CPU cores.
 
     method: loss from the loss registry (`partial`, `naive`, `ignore`, `partial_focal_dice`, ...).
+    tensorboard: also write TensorBoard scalars to RUN/tensorboard (optional package `unimos[tensorboard]`).
     strategy: step strategy (`supervised`, later the semi-supervised ones); options in `strategy_options`.
     iterations: optimisation steps; batch_size 0 = the plan's.
     sampler: `cmd` (class -> modality -> dataset -> case, paper 002), `mdc` or `random`.
@@ -44,6 +45,7 @@ class TrainConfig:
     validate_every: int = 0
     checkpoint_every: int = 100
     log_every: int = 10
+    tensorboard: bool = False
     seed: int = 0
     device: str = "auto"
     threads: int = 0

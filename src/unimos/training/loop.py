@@ -7,7 +7,6 @@ run on N processes sees exactly the data of a single process with N times the ba
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -26,10 +25,10 @@ from unimos.training import checkpoint as ckpt
 from unimos.training.batches import PatchSource
 from unimos.training.config import TrainConfig
 from unimos.training.optim import build_optimizer, build_schedule
+from unimos.training.trainlog import TrainLog
 from unimos.training.validate import validation_dice
 from unimos.utils.atomic import write_json_atomic
 
-LOG_FIELDS = ["step", "loss", "lr", "seconds", "data_seconds", "val_dice"]
 
 
 @dataclass
@@ -176,10 +175,7 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / "config.json", config.to_json())
         write_json_atomic(run_dir / "plan.json", plan)
-    log_path = run_dir / "log.csv"
-    if rank == 0 and (not resume or not log_path.exists()):
-        with open(log_path, "w", newline="") as handle:
-            csv.writer(handle).writerow(LOG_FIELDS)
+    log = TrainLog(run_dir, fresh=not resume, tensorboard=config.tensorboard) if rank == 0 else None
 
     strategy.train()
     losses: list[float] = []
@@ -218,14 +214,12 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
         losses.append(loss_value)
         done = step + 1
         is_last = done == config.iterations
-        row_val = ""
+        row_val: float | None = None
         if config.validate_every and validation_cases and (done % config.validate_every == 0 or is_last) and rank == 0:
             val = validation_dice(_unwrapped_nets(strategy)["main"], validation_cases, patch, device)
-            row_val = f"{np.mean(list(val.values())):.4f}" if val else ""
-        if rank == 0 and (done % config.log_every == 0 or is_last or row_val):
-            with open(log_path, "a", newline="") as handle:
-                csv.writer(handle).writerow([done, f"{loss_value:.5f}", f"{optimizer.param_groups[0]['lr']:.6g}",
-                                             f"{t2 - t0:.4f}", f"{t1 - t0:.4f}", row_val])
+            row_val = float(np.mean(list(val.values()))) if val else None
+        if log is not None and (done % config.log_every == 0 or is_last or row_val is not None):
+            log.row(done, loss_value, optimizer.param_groups[0]["lr"], t2 - t0, t1 - t0, row_val)
         if rank == 0 and (is_last or (config.checkpoint_every and done % config.checkpoint_every == 0)):
             _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels, patch)
         if progress is not None and rank == 0:
@@ -233,6 +227,8 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
         if stop_after is not None and done >= stop_after and not is_last:
             if rank == 0:
                 _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels, patch)
+            if log is not None:
+                log.close()
             return TrainResult(run_dir, latest, done - start, time.perf_counter() - begun,
                                data_seconds / step_seconds if step_seconds else 0.0, val, losses)
     final = run_dir / "checkpoint_final"
@@ -241,6 +237,8 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
               patch)
     if world > 1:
         dist.barrier()
+    if log is not None:
+        log.close()
     return TrainResult(run_dir, final, config.iterations - start, time.perf_counter() - begun,
                        data_seconds / step_seconds if step_seconds else 0.0, val, losses)
 
