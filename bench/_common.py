@@ -102,3 +102,33 @@ def run_row(name: str, manifest: Any, plan: dict[str, Any], out: Path, config: A
                                        resume=resume)
     return {"table": organ_table(summary, organs, means), "train_s": train_s, "row_s": time.perf_counter() - clock,
             "strategy": config.strategy, "loss": config.method}
+
+
+def write_manifests(out: Path, collections: dict[str, list[dict[str, Any]]], project: dict[str, Any],
+                    header: str) -> dict[str, Path]:
+    """One plain manifest per collection, OUT/data/manifest_NAME.yaml, as a user would write it."""
+    import yaml
+
+    from unimos.utils.atomic import write_text_atomic
+
+    paths = {}
+    for name, sources in collections.items():
+        text = header.format(name=name) + yaml.safe_dump({"project": project, "sources": sources}, sort_keys=False)
+        paths[name] = write_text_atomic(out / "data" / f"manifest_{name}.yaml", text)
+    return paths
+
+
+def write_kept_label(source_label: Path, keep_values: Any, out: Path) -> Path:
+    """Copy a label map keeping only `keep_values` (every other value becomes 0), same grid and header; the source
+    file is only read (derived labels go to the benchmark's output, never into the data folder)."""
+    import nibabel as nib
+    import numpy as np
+
+    from unimos.utils.atomic import atomic_path
+
+    image = nib.load(str(source_label))
+    array = np.asanyarray(image.dataobj)
+    kept = np.where(np.isin(array, list(keep_values)), array, 0).astype(array.dtype)
+    with atomic_path(out) as tmp:
+        nib.save(nib.Nifti1Image(kept, image.affine, image.header), str(tmp))
+    return out

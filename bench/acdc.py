@@ -53,10 +53,10 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-import yaml
 
-from _common import SHARED_DATA, machine_line, merge_summary, organ_markdown, organ_table
-from unimos.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
+from _common import (SHARED_DATA, machine_line, merge_summary, organ_markdown, organ_table, write_kept_label,
+                     write_manifests as write_manifest_files)
+from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 MODALITY = "MR"
 LABELS = {1: "RV", 2: "MYO", 3: "LV"}
@@ -152,16 +152,6 @@ def assign_partial_sources(train_ids: list[str], full_ids: list[str], seed: int)
     return {name: sorted(ids) for name, ids in sources.items()}
 
 
-def write_kept_label(source_label: Path, keep_values: tuple[int, ...], out: Path) -> Path:
-    """Copy a label map keeping only `keep_values` (every other class becomes 0), same grid and header."""
-    image = nib.load(str(source_label))
-    array = np.asanyarray(image.dataobj)
-    kept = np.where(np.isin(array, keep_values), array, 0).astype(array.dtype)
-    with atomic_path(out) as tmp:
-        nib.save(nib.Nifti1Image(kept, image.affine, image.header), str(tmp))
-    return out
-
-
 def every_nth_slices(label_path: Path, rng: np.random.Generator, every: int = SLICE_EVERY,
                      axis: int = SLICE_AXIS) -> list[int]:
     """Every `every`-th slice along `axis`, from a random offset among those whose slices hold some label
@@ -241,13 +231,9 @@ def write_manifests(data: Path, out: Path, seed: int, limit: int | None = None) 
         validation_source]
 
     project = {"name": "acdc-bench", "classes": [LABELS[v] for v in sorted(LABELS)]}
-    paths = {}
-    for name, specs in collections.items():
-        header = (f"# ACDC benchmark ({name}), written by bench/acdc.py, seed {seed}.\n"
-                  f"# Images are read from {data.resolve()}; derived label files live in {labels_dir.resolve()}.\n")
-        paths[name] = write_text_atomic(out / "data" / f"manifest_{name}.yaml",
-                                        header + yaml.safe_dump({"project": project, "sources": specs},
-                                                                sort_keys=False))
+    header = (f"# ACDC benchmark ({{name}}), written by bench/acdc.py, seed {seed}.\n"
+              f"# Images are read from {data.resolve()}; derived label files live in {labels_dir.resolve()}.\n")
+    paths = write_manifest_files(out, collections, project, header)
     return {"manifests": paths, "partial_sources": assignment, "annotated_slices": slices}
 
 

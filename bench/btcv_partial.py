@@ -26,12 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
-import yaml
 
-from _common import SHARED_DATA, add_row_arguments, machine_line, merge_summary, organ_markdown, run_row
-from unimos.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
+from _common import (SHARED_DATA, add_row_arguments, machine_line, merge_summary, organ_markdown, run_row,
+                     write_kept_label, write_manifests as write_manifest_files)
+from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 SOURCE_ORGANS: dict[str, tuple[str, ...]] = {
     "liver_src": ("liver",),
@@ -72,16 +71,6 @@ def unlabeled_variant(sources: dict[str, list[str]]) -> dict[str, list[str]]:
     return variant
 
 
-def write_partial_label(source_label: Path, keep_values: list[int], out: Path) -> Path:
-    """Copy a label map keeping only `keep_values` (every other organ becomes 0), same grid and header."""
-    image = nib.load(str(source_label))
-    array = np.asanyarray(image.dataobj)
-    kept = np.where(np.isin(array, keep_values), array, 0).astype(array.dtype)
-    with atomic_path(out) as tmp:
-        nib.save(nib.Nifti1Image(kept, image.affine, image.header), str(tmp))
-    return out
-
-
 def _case(data: Path, case_id: str, label: Path | None, split: str) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": case_id, "image": str((data / "imagesTr" / f"{case_id}_0000.nii.gz").resolve())}
     if label is not None:
@@ -102,7 +91,7 @@ def write_manifests(data: Path, out: Path, seed: int) -> dict[str, Any]:
     derived: dict[str, Path] = {}
     for name, organs in SOURCE_ORGANS.items():
         for cid in sources[name]:
-            derived[cid] = write_partial_label(original[cid], [value_of[o] for o in organs],
+            derived[cid] = write_kept_label(original[cid], [value_of[o] for o in organs],
                                                label_dir / f"{cid}.nii.gz")
 
     def source(name: str, kind: str, ids: list[str], labels: dict[int, str] | None, split: str = "train") -> dict:
@@ -128,13 +117,9 @@ def write_manifests(data: Path, out: Path, seed: int) -> dict[str, Any]:
         "upper": [source("all_full", "full", list(splits["train"]), all_labels), test],
     }
     project = {"name": "btcv-partial-bench", "classes": [all_labels[v] for v in sorted(all_labels)]}
-    paths = {}
-    for name, specs in collections.items():
-        header = (f"# BTCV partial-label benchmark ({name}), written by bench/btcv_partial.py, seed {seed}.\n"
-                  f"# Images are read from {data.resolve()}; partial label files live in {label_dir.resolve()}.\n")
-        paths[name] = write_text_atomic(out / "data" / f"manifest_{name}.yaml",
-                                        header + yaml.safe_dump({"project": project, "sources": specs},
-                                                                sort_keys=False))
+    header = (f"# BTCV partial-label benchmark ({{name}}), written by bench/btcv_partial.py, seed {seed}.\n"
+              f"# Images are read from {data.resolve()}; partial label files live in {label_dir.resolve()}.\n")
+    paths = write_manifest_files(out, collections, project, header)
     return {"manifests": paths, "sources": sources, "unlabeled_variant": variant}
 
 

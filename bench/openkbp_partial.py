@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from _common import SHARED_DATA, add_row_arguments, machine_line, merge_summary, organ_markdown, run_row
+from _common import (SHARED_DATA, add_row_arguments, machine_line, merge_summary, organ_markdown, run_row,
+                     write_manifests as write_manifest_files)
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 DEFAULT_ITERATIONS = 3500
@@ -64,12 +64,8 @@ def write_manifests(data: Path, out: Path) -> dict[str, Path]:
              "cases": [case(cid, "validation", True) for cid in splits["validation"]]},
         ],
     }
-    paths = {}
-    for name, sources in collections.items():
-        header = f"# OpenKBP partial-label benchmark ({name}), written by bench/openkbp_partial.py.\n"
-        paths[name] = write_text_atomic(out / "data" / f"manifest_{name}.yaml",
-                                        header + yaml.safe_dump({"project": project, "sources": sources},
-                                                                sort_keys=False))
+    header = "# OpenKBP partial-label benchmark ({name}), written by bench/openkbp_partial.py.\n"
+    paths = write_manifest_files(out, collections, project, header)
     return paths
 
 

@@ -3,21 +3,19 @@ and every-5th-slice labels load as sparse with the right annotated regions, the 
 untouched."""
 
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from tests.bench.scripts import load_bench_script
 from tests.conftest import write_nifti
 from unimos.data.io import read_volume
 from unimos.data.labels import to_project_labels
 from unimos.data.manifest import load_manifest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "acdc.py"
 SHAPE = (12, 10, 7)
 LABELED_SLICES = range(1, 6)
 """The heart of every tiny volume lies on slices 1-5 of axis 2; slices 0 and 6 hold no label."""
@@ -25,12 +23,7 @@ LABELED_SLICES = range(1, 6)
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH.parent))  # the scripts import bench/_common.py as run from that folder
-    spec = importlib.util.spec_from_file_location("acdc_bench", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the script is executed
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("acdc")
 
 
 def _acdc_like(root: Path) -> Path:

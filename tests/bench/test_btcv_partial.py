@@ -1,30 +1,24 @@
 """The BTCV benchmark's sources: dealt out once, derived label files keep only their organs, inputs untouched."""
 
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from tests.bench.scripts import load_bench_script
 from tests.conftest import write_nifti
 from unimos.data.manifest import load_manifest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "btcv_partial.py"
 NAMES = ["spleen", "right_kidney", "left_kidney", "gallbladder", "esophagus", "liver", "stomach", "aorta",
          "inferior_vena_cava", "portal_and_splenic_vein", "pancreas", "right_adrenal_gland", "left_adrenal_gland"]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH.parent))  # the scripts import bench/_common.py as run from that folder
-    spec = importlib.util.spec_from_file_location("btcv_partial", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("btcv_partial")
 
 
 def _btcv_like(root: Path) -> Path:

@@ -1,22 +1,15 @@
 """The throughput benchmark's pure helpers: step summaries, MONAI crop ratios, intensity factors, goal verdicts."""
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "throughput.py"
+from tests.bench.scripts import load_bench_script
+
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH.parent))  # the scripts import bench/_common.py as run from that folder
-    spec = importlib.util.spec_from_file_location("throughput", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("throughput")
 
 
 def test_steps_per_second_is_steps_over_total_time_and_wait_share_is_summed(bench):
