@@ -111,9 +111,14 @@ def write_manifests(out: Path, collections: dict[str, list[dict[str, Any]]], pro
 
     from unimos.utils.atomic import write_text_atomic
 
+    class PlainDumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:  # a shared labels dict is written out in full, no &anchors
+            return True
+
     paths = {}
     for name, sources in collections.items():
-        text = header.format(name=name) + yaml.safe_dump({"project": project, "sources": sources}, sort_keys=False)
+        text = header.format(name=name) + yaml.dump({"project": project, "sources": sources}, Dumper=PlainDumper,
+                                                    sort_keys=False)
         paths[name] = write_text_atomic(out / "data" / f"manifest_{name}.yaml", text)
     return paths
 
