@@ -174,12 +174,13 @@ def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: 
 
     from unimos.evaluation.evaluate import evaluate_predictions
     from unimos.inference.predictor import PredictOptions, load_model, predict_files
+    from unimos.training.loop import resolve_device
 
     clock = time.perf_counter()
     result = train_from_cache(cache_dir, plan, config, out / "runs" / name, resume=resume,
                               progress=train_progress(name) if train_progress else None)
     seconds = time.perf_counter() - clock
-    model = load_model(result.checkpoint, device="cuda" if config.device == "cuda" else "cpu")
+    model = load_model(result.checkpoint, device=resolve_device(config.device))
     pred_dir = out / "predictions" / name
     test_images = sorted({c.image_paths[0] for c in manifest.split(score_split)})
     modalities = sorted({c.modality for c in manifest.split(score_split)})
