@@ -41,6 +41,15 @@ def test_fine_preset_uses_median_spacing_and_caps_a_coarse_axis():
     assert int(np.prod(plan["patch_size"])) <= 128 ** 3
 
 
+def test_coarse_preset_is_6mm_with_a_small_network_for_the_first_cascade_stage():
+    fingerprint = {"median_spacing_mm": [0.8, 0.8, 5.0], "spacing_percentile_10_mm": [0.7, 0.7, 2.5],
+                   "median_extent_mm": [300.0, 300.0, 200.0], "modalities": {}}
+    from unimos.data.taxonomy import abdominal_taxonomy
+    plan = make_plan(fingerprint, abdominal_taxonomy(["liver"]), "coarse")
+    assert plan["target_spacing_mm"] == [6.0, 6.0, 6.0]
+    assert int(np.prod(plan["patch_size"])) <= 48 ** 3 and max(plan["network"]["filters"]) <= 64
+
+
 def test_broken_plan_file_is_refused_with_a_fix(tmp_path):
     (tmp_path / "plan.json").write_text("{not json")
     with pytest.raises(PlanError, match="Fix"):

@@ -71,3 +71,42 @@ def test_patch_overhanging_the_volume_is_padded():
     patch = cut_patch(array, (0, 3, 6), (4, 4, 4), fill=-1)
     assert patch.shape == (1, 4, 4, 4)
     assert (patch[0, :2] == -1).all() and patch[0, 2, 0, 0] == array[0, 0, 1, 4]
+
+
+def test_foreground_box_is_the_labeled_bounding_box_grown_by_the_margin_and_clipped():
+    from unimos.training.sampler import foreground_box
+
+    label = np.zeros((20, 20, 20), dtype=np.uint8)
+    label[5:8, 10:12, 1:3] = 2
+    label[9, 11, 2] = 1
+    assert foreground_box(label, (2, 3, 4)) == ((3, 7, 0), (12, 15, 7))
+    assert foreground_box(np.zeros((4, 4, 4)), (1, 1, 1)) is None
+
+
+def test_random_centres_stay_inside_the_roi_when_a_case_has_one():
+    roi = ((2, 5, 8), (6, 9, 12))
+    case = CaseIndex("CT", "s", frozenset([1]), (20, 20, 20), {1: np.array([[3, 6, 9]], dtype=np.int32)}, roi)
+    free = CaseIndex("CT", "s", frozenset([1]), (20, 20, 20), {1: np.array([[3, 6, 9]], dtype=np.int32)})
+    rng = np.random.default_rng(0)
+    inside = [build_sampler("cmd", [case], foreground_fraction=0.0).draw(rng).centre for _ in range(300)]
+    anywhere = [build_sampler("cmd", [free], foreground_fraction=0.0).draw(rng).centre for _ in range(300)]
+    assert all(lo <= c < hi for centre in inside for c, lo, hi in zip(centre, *roi))
+    assert {c[0] for c in inside} == {2, 3, 4, 5}
+    assert not all(lo <= c < hi for centre in anywhere for c, lo, hi in zip(centre, *roi))
+
+
+def test_training_with_a_roi_margin_draws_random_patches_near_the_labeled_organs(tiny_cache):
+    from unimos.training.batches import PatchSource
+    from unimos.training.sampler import foreground_box
+
+    cases, plan = tiny_cache
+    labeled = [c for c in cases if c.meta["has_label"]]
+    source = PatchSource(labeled, plan["patch_size"], "cmd", 0.0, seed=0, roi_margin=(1, 1, 1))
+    for case, index in zip(labeled, source.sampler.cases):
+        assert index.roi == foreground_box(np.asarray(case.label()), (1, 1, 1))
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        draw = source.sampler.draw(rng)
+        low, high = source.sampler.cases[draw.case].roi
+        assert all(lo <= c < hi for c, lo, hi in zip(draw.centre, low, high))
+    assert all(i.roi is None for i in PatchSource(labeled, plan["patch_size"], seed=0).sampler.cases)

@@ -116,7 +116,7 @@ def inspect_command(manifest: ManifestArg, workers: WorkersOpt = 2) -> None:
 def plan_command(
     manifest: ManifestArg,
     out: Annotated[Path, typer.Option(help="Where to write the plan JSON.")] = Path("unimos_work/plan_3mm.json"),
-    preset: Annotated[str, typer.Option(help="'3mm' (fast, 3 mm isotropic), '3mm-small' (narrower net, CPU demo) or 'fine' (median spacing).")] = "3mm",
+    preset: Annotated[str, typer.Option(help="'3mm' (fast, 3 mm isotropic), '3mm-small' (narrower net, CPU demo), 'fine' (median spacing) or 'coarse' (6 mm, the first stage of a cascade: predict --coarse).")] = "3mm",
     seed: Annotated[int, typer.Option(help="Seed for intensity sampling.")] = 0,
     workers: WorkersOpt = 2,
 ) -> None:
@@ -179,6 +179,9 @@ def train_command(
     iterations: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 500,
     sampler: Annotated[str, typer.Option(help="cmd (class->modality->dataset), mdc or random.")] = "cmd",
     foreground_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of class-centred patches.")] = 0.9,
+    roi_margin_mm: Annotated[Optional[float], typer.Option(min=0.0, help=(
+        "Keep random patches within this many mm of the labeled organs: the fine stage of a cascade, predicted "
+        "with `predict --coarse` (default: anywhere)."))] = None,
     batch_size: Annotated[int, typer.Option(min=0, help="Patches per step (0: the plan's).")] = 0,
     deep_supervision: Annotated[bool, typer.Option("--deep-supervision", help="Supervise coarser outputs too.")] = False,
     optimizer: Annotated[str, typer.Option(help="adamw, sgd or rmsprop.")] = "adamw",
@@ -209,7 +212,7 @@ def train_command(
     loaded_plan = load_plan(plan)
     config = TrainConfig(method=method, strategy=strategy, strategy_options=parse_key_values(strategy_option or []),
                          network=network, iterations=iterations, sampler=sampler,
-                         foreground_fraction=foreground_fraction, batch_size=batch_size,
+                         foreground_fraction=foreground_fraction, roi_margin_mm=roi_margin_mm, batch_size=batch_size,
                          deep_supervision=deep_supervision, optimizer=optimizer, learning_rate=learning_rate, schedule=schedule, seed=seed,
                          device=device, validate_every=validate_every, checkpoint_every=checkpoint_every,
                          log_every=log_every, tensorboard=tensorboard)
@@ -248,12 +251,17 @@ def predict_command(
                          "(3 GiB if not given): about 4x less compute for a 3 mm abdomen, but the network "
                          "normalises over larger windows than in training, which can lower accuracy; check it on "
                          "your model.")] = "patch",
+    coarse: Annotated[Optional[Path], typer.Option(help=(
+        "Checkpoint of a coarse model (plan preset 'coarse', same manifest): it finds the organs' region on the "
+        "whole scan and CHECKPOINT runs only inside it (coarse-to-fine cascade)."))] = None,
+    roi_margin_mm: Annotated[float, typer.Option(min=0.0, help="With --coarse: margin around the region (mm).")] = 20.0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     allow_output_in_input: AllowInsideOpt = False,
 ) -> None:
     """Segment every organ of the model's taxonomy in one pass; outputs keep each input's exact geometry.
 
     Example:  unimos predict work/run/checkpoint_final scans/ --out predictions/
+              unimos predict work/run/checkpoint_final scans/ --coarse work/run_coarse/checkpoint_final
     """
     from unimos.data.io import list_inputs
     from unimos.inference.predictor import PredictOptions, load_model, predict_files
@@ -265,8 +273,10 @@ def predict_command(
     options = PredictOptions(overlap=overlap, mirror=mirror, largest_component=largest_component, modality=modality,
                              memory_budget_gib=memory_budget_gib, output_format=output_format, window=window)
     model = load_model(checkpoint, device)
+    first_stage = load_model(coarse, device) if coarse is not None else None
     with progress_bars(err_console) as bars:
-        records = predict_files(model, files, out, options, skip_existing=skip_existing, progress=bars("predict"))
+        records = predict_files(model, files, out, options, skip_existing=skip_existing, progress=bars("predict"),
+                                coarse=first_stage, roi_margin_mm=roi_margin_mm)
     failed = [r for r in records if r.error]
     for record in records:
         if record.stages.get("skipped"):

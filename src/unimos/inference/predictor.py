@@ -73,6 +73,7 @@ class CaseRecord:
     error: str | None = None
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage, in pipeline order
     window: dict[str, Any] = field(default_factory=dict)  # WindowPlan.summary(): mode, size, overlap, count
+    cascade: dict[str, Any] = field(default_factory=dict)  # with a coarse model: the region the fine model saw
 
 
 def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
@@ -243,13 +244,20 @@ def group_channels(inputs: Sequence[Path], n_channels: int) -> list[tuple[str, l
 
 
 def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Path, options: PredictOptions,
-                  skip_existing: bool = False, progress: Callable[[int, int], None] | None = None) -> list[CaseRecord]:
+                  skip_existing: bool = False, progress: Callable[[int, int], None] | None = None,
+                  coarse: LoadedModel | None = None, roi_margin_mm: float | None = None) -> list[CaseRecord]:
     """Predict every input into `out_dir/<case_id>.nii.gz` (or the chosen viewer format); a failing case is recorded
-    and the batch goes on; what a killed earlier run left half-written is removed first."""
+    and the batch goes on; what a killed earlier run left half-written is removed first.
+
+    With a `coarse` model, each case goes through the coarse-to-fine cascade (inference/cascade.py): `model` then
+    runs only inside the region the coarse model found, grown by `roi_margin_mm`."""
+    from unimos.inference.cascade import DEFAULT_MARGIN_MM, check_cascade_pair, predict_cascade
     from unimos.inference.formats import check_format_for_input, prediction_path, write_prediction
     from unimos.utils.atomic import remove_partials
 
     out_dir = Path(out_dir)
+    if coarse is not None:
+        check_cascade_pair(coarse, model)
     _output_folder(out_dir)
     remove_partials(out_dir)
     write_json_atomic(out_dir / "labels.json", {str(i): n for i, n in enumerate(model.class_names)})
@@ -270,7 +278,12 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
                     channels = [read_volume(f, kind="image") for f in files]
                     _check_channels(channels)
                     record.stages["read"] = time.perf_counter() - clock
-                    prediction = predict_volume(model, channels, options, record.stages, record.window)
+                    if coarse is None:
+                        prediction = predict_volume(model, channels, options, record.stages, record.window)
+                    else:
+                        prediction, record.cascade = predict_cascade(
+                            coarse, model, channels, options, record.stages, record.window,
+                            DEFAULT_MARGIN_MM if roi_margin_mm is None else roi_margin_mm)
                     clock = time.perf_counter()
                     write_prediction(prediction, out_dir, case_id, options.output_format, model.class_names,
                                      source=files[0])

@@ -17,7 +17,7 @@ from unimos.errors import PlanError
 from unimos.utils.atomic import write_json_atomic
 
 PLAN_VERSION = 1
-Preset = Literal["3mm", "3mm-small", "fine"]
+Preset = Literal["3mm", "3mm-small", "fine", "coarse"]
 # Keys whose values change the cached arrays; the cache is keyed by their hash alone.
 PREPROCESSING_KEYS = ("unimos_plan_version", "target_spacing_mm", "normalisation", "crop_to_body", "classes",
                       "label_resampling")
@@ -26,15 +26,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The demo's budget on 2 CPU cores: 3 mm, smaller patches and a narrower network.
     "3mm-small": {"max_patch_voxels": 64 * 48 * 48, "max_patch": 64, "base_features": 16, "max_features": 128},
     "fine": {"max_patch_voxels": 128 ** 3, "max_patch": 192, "base_features": 32, "max_features": 320},
+    # The first stage of a coarse-to-fine cascade (paper 001): 6 mm, whole field of view, a small network that
+    # only has to find where the organs are (inference/cascade.py).
+    "coarse": {"max_patch_voxels": 48 ** 3, "max_patch": 48, "base_features": 8, "max_features": 64},
 }
+COARSE_SPACING_MM = 6.0
 MIN_BOTTLENECK = 4
 MAX_DOWNSAMPLINGS = 5
 
 
 def target_spacing(fingerprint: dict[str, Any], preset: Preset) -> list[float]:
-    """3 mm isotropic for the fast preset; the median spacing for `fine`, with nnU-Net's anisotropy rule."""
+    """3 mm isotropic for the fast presets, 6 mm for `coarse`; the median spacing for `fine`, with nnU-Net's
+    anisotropy rule."""
     if preset.startswith("3mm"):
         return [3.0, 3.0, 3.0]
+    if preset == "coarse":
+        return [COARSE_SPACING_MM] * 3
     median = np.asarray(fingerprint["median_spacing_mm"], dtype=float)
     spacing = median.copy()
     worst = int(np.argmax(median))

@@ -17,13 +17,14 @@ class PatchSource:
     """Cuts batches of patches from cached cases, centred where a sampler says."""
 
     def __init__(self, cases: Sequence[CachedCase], patch_size: Sequence[int], sampler: str = "cmd",
-                 foreground_fraction: float = 0.67, seed: int = 0) -> None:
-        """`patch_size` of 3 values cuts 3D patches; of 2 values, axial slices (X, Y) through the drawn centre."""
+                 foreground_fraction: float = 0.67, seed: int = 0, roi_margin: Sequence[int] | None = None) -> None:
+        """`patch_size` of 3 values cuts 3D patches; of 2 values, axial slices (X, Y) through the drawn centre.
+        `roi_margin` (voxels per axis) keeps random centres near the labeled organs (sampler.index_case)."""
         self.cases = list(cases)
         self.slices = len(patch_size) == 2
         self.patch_size = tuple(int(p) for p in patch_size) + ((1,) if self.slices else ())
         index_rng = np.random.default_rng(seed)
-        self.sampler: Sampler = build_sampler(sampler, [index_case(c, index_rng) for c in self.cases],
+        self.sampler: Sampler = build_sampler(sampler, [index_case(c, index_rng, roi_margin) for c in self.cases],
                                               foreground_fraction)
         self._fill = [float(np.min(c.image())) for c in self.cases]
         self.num_classes = len(self.cases[0].meta["candidate_table"]) if self.cases else 0

@@ -19,6 +19,9 @@ class TrainConfig:
     sampler: `cmd` (class -> modality -> dataset -> case, paper 002), `mdc` or `random`.
     foreground_fraction: share of patches centred on a sampled class (paper 002 centres every patch on one);
         the rest are random, so background far from organs is seen too.
+    roi_margin_mm: when set, random patch centres keep to the labeled organs' bounding box grown by this margin:
+        the fine stage of a coarse-to-fine cascade (paper 001), which at inference runs only inside the region
+        the coarse stage found (`predict --coarse`). None: anywhere in the volume.
     """
 
     method: str = "partial"
@@ -38,6 +41,7 @@ class TrainConfig:
     step_gamma: float = 0.5
     sampler: str = "cmd"
     foreground_fraction: float = 0.9
+    roi_margin_mm: float | None = None
     augment: bool = True
     entropy_weight: float = 0.0
     exclusion_weight: float = 0.0

@@ -160,7 +160,10 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     labeled_cases = [c for c in cases if c.meta["has_label"]]
     if not labeled_cases:
         raise UnimosError(run_dir, "none of the training cases has a label", "add labeled cases to the manifest")
-    labeled = PatchSource(labeled_cases, patch, config.sampler, config.foreground_fraction, seed=config.seed)
+    roi_margin = None if config.roi_margin_mm is None else \
+        [int(np.ceil(config.roi_margin_mm / s)) for s in plan["target_spacing_mm"]]
+    labeled = PatchSource(labeled_cases, patch, config.sampler, config.foreground_fraction, seed=config.seed,
+                          roi_margin=roi_margin)
     unlabeled_cases = [c for c in cases if not c.meta["has_label"]]
     unlabeled = PatchSource(unlabeled_cases, patch, "random", 0.0, seed=config.seed + 1) \
         if getattr(strategy, "needs_unlabeled", False) and unlabeled_cases else None

@@ -37,11 +37,28 @@ class CaseIndex:
     annotated: frozenset[int]
     shape: tuple[int, ...]
     centres: dict[int, np.ndarray]  # class -> (N, 3) voxel coordinates of that class inside the annotated region
+    roi: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # (low, high exclusive) of random centres; None: all
 
 
-def index_case(case: CachedCase, rng: np.random.Generator) -> CaseIndex:
-    """Per class, a bounded random subset of the voxel coordinates where the class is labeled."""
+def foreground_box(label: np.ndarray, margin: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Bounding box of the labeled (non-zero) voxels grown by `margin` voxels per axis, clipped; None if empty."""
+    low, high = [], []
+    for axis in range(label.ndim):
+        hits = np.flatnonzero(np.any(label != 0, axis=tuple(a for a in range(label.ndim) if a != axis)))
+        if not len(hits):
+            return None
+        low.append(max(0, int(hits[0]) - int(margin[axis])))
+        high.append(min(label.shape[axis], int(hits[-1]) + 1 + int(margin[axis])))
+    return tuple(low), tuple(high)
+
+
+def index_case(case: CachedCase, rng: np.random.Generator, roi_margin: Sequence[int] | None = None) -> CaseIndex:
+    """Per class, a bounded random subset of the voxel coordinates where the class is labeled.
+
+    With `roi_margin` (voxels per axis), random draws keep to the labeled organs' bounding box grown by it: the
+    fine stage of a coarse-to-fine cascade (paper 001) trains only where the coarse stage will send it."""
     centres: dict[int, np.ndarray] = {}
+    roi = None
     label = case.label()
     if label is not None:
         label = np.asarray(label)
@@ -51,8 +68,10 @@ def index_case(case: CachedCase, rng: np.random.Generator) -> CaseIndex:
                 coords = coords[rng.choice(len(coords), MAX_CENTRES_PER_CLASS, replace=False)]
             if len(coords):
                 centres[int(cls)] = coords.astype(np.int32)
+        if roi_margin is not None:
+            roi = foreground_box(label, roi_margin)
     return CaseIndex(case.meta["modality"], case.meta["source"], frozenset(case.meta["annotated_classes"]),
-                     tuple(case.meta["shape"]), centres)
+                     tuple(case.meta["shape"]), centres, roi)
 
 
 class Sampler:
@@ -71,12 +90,11 @@ class Sampler:
         return self.draw_random(rng)
 
     def draw_random(self, rng: np.random.Generator) -> Draw:
-        """A case (uniformly over modality -> source -> case) and a uniform random centre."""
+        """A case (uniformly over modality -> source -> case) and a uniform random centre (inside its ROI if any)."""
         modality = _choice(rng, sorted({c.modality for c in self.cases}))
         source = _choice(rng, sorted({c.source for c in self.cases if c.modality == modality}))
         index = _choice(rng, [i for i, c in enumerate(self.cases) if c.source == source and c.modality == modality])
-        centre = tuple(int(rng.integers(0, n)) for n in self.cases[index].shape)
-        return Draw(index, centre, 0)
+        return Draw(index, _random_centre(self.cases[index], rng), 0)
 
     def draw_foreground(self, rng: np.random.Generator) -> Draw:
         raise NotImplementedError
@@ -84,6 +102,11 @@ class Sampler:
     def _centre_of(self, index: int, cls: int, rng: np.random.Generator) -> Draw:
         coords = self.cases[index].centres[cls]
         return Draw(index, tuple(int(v) for v in coords[rng.integers(0, len(coords))]), cls)
+
+
+def _random_centre(case: CaseIndex, rng: np.random.Generator) -> tuple[int, ...]:
+    low, high = case.roi if case.roi is not None else ((0,) * len(case.shape), case.shape)
+    return tuple(int(rng.integers(lo, hi)) for lo, hi in zip(low, high))
 
 
 def _choice(rng: np.random.Generator, options: Sequence):
@@ -128,8 +151,7 @@ class RandomSampler(Sampler):
     def draw_foreground(self, rng: np.random.Generator) -> Draw:
         index = int(rng.integers(0, len(self.cases)))
         if not self.cases[index].centres:
-            centre = tuple(int(rng.integers(0, n)) for n in self.cases[index].shape)
-            return Draw(index, centre, 0)
+            return Draw(index, _random_centre(self.cases[index], rng), 0)
         return self._centre_of(index, _choice(rng, sorted(self.cases[index].centres)), rng)
 
 
