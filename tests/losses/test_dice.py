@@ -106,6 +106,22 @@ def test_explicit_slice_axis_matches_the_found_one():
     torch.testing.assert_close(build_loss("merged_dice", slice_axis=0)(logits, targets), found)
 
 
+def test_a_full_label_patch_hanging_over_the_image_border_is_scored_per_volume_not_per_slice():
+    # the patch overhangs the image along the first axis: region False on the padded slab, a stack of whole slices
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(1, 3, 6, 5, 4, generator=gen)
+    labels = torch.randint(0, 3, (1, 6, 5, 4), generator=gen)
+    region = torch.ones(1, 6, 5, 4, dtype=torch.bool)
+    region[:, 4:] = False
+    labels[~region] = 0
+    dice = build_loss("merged_dice")
+    inside = dice(logits[:, :, :4], Targets(labels[:, :4], region[:, :4], identity_tables(1, 3)))
+    not_sparse = dice(logits, Targets(labels, region, identity_tables(1, 3), torch.tensor([False])))
+    torch.testing.assert_close(not_sparse, inside)
+    sparse = dice(logits, Targets(labels, region, identity_tables(1, 3), torch.tensor([True])))
+    assert abs(sparse.item() - inside.item()) > 1e-4  # a sparse sample's region is read as annotated slices
+
+
 def test_merged_dice_smoothing_constant_is_one_by_default():
     # an empty sample prediction-wise: every group absent -> Dice = eps / (sum p + eps) with eps = 1
     logits = torch.zeros(1, 2, 1, 2)  # p = 0.5 everywhere

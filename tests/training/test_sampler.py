@@ -110,3 +110,17 @@ def test_training_with_a_roi_margin_draws_random_patches_near_the_labeled_organs
         low, high = source.sampler.cases[draw.case].roi
         assert all(lo <= c < hi for c, lo, hi in zip(draw.centre, low, high))
     assert all(i.roi is None for i in PatchSource(labeled, plan["patch_size"], seed=0).sampler.cases)
+
+
+def test_only_samples_of_sparse_cases_are_marked_for_slice_by_slice_dice(tiny_cache):
+    from unimos.training.batches import PatchSource, is_sparse, targets_of
+
+    assert is_sparse({"annotated_slices": {2: [1, 4]}, "kind": "sparse"})
+    assert is_sparse({"annotated_slices": None, "kind": "sparse"})  # 'ignore' voxels of a sparse source
+    assert not is_sparse({"annotated_slices": None, "kind": "partial"})
+    cases, plan = tiny_cache
+    labeled = [c for c in cases if c.meta["has_label"]]
+    source = PatchSource(labeled, plan["patch_size"], seed=0)
+    draws = [source.sampler.draw(np.random.default_rng(i)) for i in range(6)]
+    targets = targets_of(source.batch_from_draws(draws))
+    assert targets.sliced.tolist() == [is_sparse(labeled[d.case].meta) for d in draws]

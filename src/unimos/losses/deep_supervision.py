@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,7 @@ def downsample_targets(targets: Targets, spatial_shape: Sequence[int]) -> Target
     # float32 holds label indices exactly (< 2**24); nearest keeps them integers
     labels = F.interpolate(targets.labels.unsqueeze(1).float(), size=shape, mode="nearest")
     region = F.interpolate(targets.region.unsqueeze(1).float(), size=shape, mode="nearest")
-    return Targets(labels.squeeze(1).long(), region.squeeze(1) > 0.5, targets.tables)
+    return replace(targets, labels=labels.squeeze(1).long(), region=region.squeeze(1) > 0.5)
 
 
 def checked_targets(logits: torch.Tensor, targets: Targets) -> Targets:
@@ -41,7 +42,7 @@ def checked_targets(logits: torch.Tensor, targets: Targets) -> Targets:
         raise ValueError(f"tables {tuple(targets.tables.shape)} must be (B, C, C) = {(batch, classes, classes)}")
     if targets.labels.is_floating_point():
         raise ValueError(f"labels must be an integer tensor (int64), got {targets.labels.dtype}")
-    return Targets(targets.labels.long(), targets.region.bool(), targets.tables.bool())
+    return replace(targets, labels=targets.labels.long(), region=targets.region.bool(), tables=targets.tables.bool())
 
 
 def full_precision(loss: SingleScaleLoss, logits: torch.Tensor, targets: Targets) -> torch.Tensor:

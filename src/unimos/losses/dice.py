@@ -61,7 +61,7 @@ def merged_dice_loss(logits: torch.Tensor, targets: Targets, *, smooth: float = 
     merged_probs, merged_truth = merged_probs * weight, merged_truth * weight
     per_sample = []
     for b in range(logits.shape[0]):
-        axis = slicing_axis(targets.region[b], slice_axis)
+        axis = slicing_axis(targets.region[b], slice_axis) if targets.may_slice(b) else None
         loss = unit_dice_loss(merged_probs[b], merged_truth[b], weight[b], is_group[b], targets.region[b], axis, smooth)
         if loss is not None:
             per_sample.append(loss)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -15,11 +15,15 @@ class Targets:
         labels: (B, *spatial) int64 project class indices; 0 outside the annotated region.
         region: (B, *spatial) bool, True where the label carries information.
         tables: (B, C, C) bool; tables[b, l] is the candidate set of a voxel of sample b labeled l inside the region.
+        sliced: (B,) bool, True for samples of sparse sources, whose Dice may be scored slice by slice
+            (scoring_units.py); the others are scored per volume whatever shape their region has (a patch hanging
+            over the image border has a region that looks like a stack of slices). None: every sample may be.
     """
 
     labels: torch.Tensor
     region: torch.Tensor
     tables: torch.Tensor
+    sliced: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -36,7 +40,12 @@ class Targets:
     def naive(self) -> "Targets":
         """The naive reading: every unannotated class is background (singleton candidate sets), region kept."""
         eye = torch.eye(self.num_classes, dtype=torch.bool, device=self.tables.device)
-        return Targets(self.labels, self.region, eye.expand_as(self.tables).clone())
+        return replace(self, tables=eye.expand_as(self.tables).clone())
+
+    def may_slice(self, b: int) -> bool:
+        """Whether sample b may be scored slice by slice (see `sliced`)."""
+        return self.sliced is None or bool(self.sliced[b])
 
     def to(self, device: torch.device | str) -> "Targets":
-        return Targets(self.labels.to(device), self.region.to(device), self.tables.to(device))
+        return Targets(self.labels.to(device), self.region.to(device), self.tables.to(device),
+                       None if self.sliced is None else self.sliced.to(device))

@@ -58,6 +58,7 @@ class PatchSource:
             "region": torch.from_numpy(np.stack([p["region"] for p in parts])),
             "tables": torch.from_numpy(tables),
             "incomplete": torch.tensor([has_unknown_classes(self.cases[d.case].meta) for d in draws]),
+            "sliced": torch.tensor([is_sparse(self.cases[d.case].meta) for d in draws]),
         }
 
 
@@ -69,6 +70,11 @@ def has_unknown_classes(meta: dict) -> bool:
                                             or meta.get("annotated_slices") is not None)
 
 
+def is_sparse(meta: dict) -> bool:
+    """Whether the case's label is sparse (annotated slices, or a sparse source's 'ignore' voxels)."""
+    return meta.get("annotated_slices") is not None or meta.get("kind") == "sparse"
+
+
 def targets_of(batch: dict[str, torch.Tensor]) -> Targets:
     """The loss-facing view of a batch."""
-    return Targets(batch["label"], batch["region"], batch["tables"])
+    return Targets(batch["label"], batch["region"], batch["tables"], batch.get("sliced"))
