@@ -85,6 +85,22 @@ def add_row_arguments(parser: Any, data: Path, iterations: int) -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
 
 
+def earlier_results(path: Path, resume: bool) -> dict[str, Any]:
+    """The rows an earlier run of a benchmark scored into `path`, when resuming; else none."""
+    return json.loads(path.read_text()) if resume and path.exists() else {}
+
+
+def pending_rows(order: Any, wanted: Any, results: dict[str, Any], path: Path) -> list[str]:
+    """The wanted rows in benchmark order that `results` does not hold yet (the others are said to be reused)."""
+    pending = []
+    for row in [r for r in order if r in wanted]:
+        if row in results:
+            print(f"{row}: reused from {path}", flush=True)
+        else:
+            pending.append(row)
+    return pending
+
+
 def run_row(name: str, manifest: Any, plan: dict[str, Any], out: Path, config: Any, organs: list[str],
             means: dict[str, list[str]], score_split: str = "test", resume: bool = False) -> dict[str, Any]:
     """Preprocess the row's collection (cached per collection), train, predict the scored split, evaluate.

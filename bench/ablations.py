@@ -25,13 +25,13 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, machine_line, merge_summary, organ_markdown, run_row
+from _common import (RESULTS, earlier_results, machine_line, merge_summary, organ_markdown, pending_rows,
+                     run_row)
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 DEFAULT_ITERATIONS = 700
@@ -163,11 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     means = {"mean": organs, "small": small}
     iterations = max(1, round(DEFAULT_ITERATIONS * args.budget))
     results_path = args.out / "ablations_results.json"
-    results: dict[str, Any] = json.loads(results_path.read_text()) if args.resume and results_path.exists() else {}
-    for row in [r for r in ROWS if r in args.rows]:
-        if row in results:
-            print(f"{row}: reused from {results_path}", flush=True)
-            continue
+    results = earlier_results(results_path, args.resume)
+    for row in pending_rows(ROWS, args.rows, results, results_path):
         collection = row if row.startswith("sparse_") else "demo"
         config = TrainConfig(method="partial", iterations=iterations, seed=args.seed, device=args.device,
                              checkpoint_every=0, deep_supervision=True, **row_config(row))

@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, SHARED_DATA, machine_line, merge_summary, organ_markdown, organ_table, run_row
+from _common import (RESULTS, SHARED_DATA, earlier_results, machine_line, merge_summary, organ_markdown,
+                     organ_table, run_row)
 from inference_peers import child_env, run_process, upsampled_ct
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     organs = list(manifest.taxonomy.names[1:])
     iterations = max(1, round(DEFAULT_ITERATIONS * args.budget))
     results_path = args.out / "cascade_results.json"
-    results: dict[str, Any] = json.loads(results_path.read_text()) if args.resume and results_path.exists() else {}
+    results = earlier_results(results_path, args.resume)
     checkpoints = {m: args.out / "runs" / m / "checkpoint_final" for m in MODELS}
     for model, preset in MODELS.items():
         if model in results:

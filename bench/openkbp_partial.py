@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 
-from _common import (SHARED_DATA, add_row_arguments, machine_line, merge_summary, organ_markdown, run_row,
-                     write_manifests as write_manifest_files)
+from _common import (SHARED_DATA, add_row_arguments, earlier_results, machine_line, merge_summary, organ_markdown,
+                     pending_rows, run_row, write_manifests as write_manifest_files)
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 DEFAULT_ITERATIONS = 3500
@@ -126,11 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         "partial+self_training": ("partial", "partial", "self_training"),
     }
     results_path = args.out / "openkbp_results.json"
-    results: dict[str, Any] = json.loads(results_path.read_text()) if args.resume and results_path.exists() else {}
-    for row in [r for r in ROWS if r in args.rows]:
-        if row in results:
-            print(f"{row}: reused from {results_path}", flush=True)
-            continue
+    results = earlier_results(results_path, args.resume)
+    for row in pending_rows(ROWS, args.rows, results, results_path):
         collection, method, strategy = row_setup[row]
         config = TrainConfig(method=method, strategy=strategy, iterations=iterations, seed=args.seed,
                              device=args.device, checkpoint_every=500, deep_supervision=True)
