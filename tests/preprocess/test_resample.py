@@ -101,3 +101,17 @@ def test_per_class_linear_label_resampling_keeps_structures_and_matches_nearest_
     nearest = labels.repeat(2, 0).repeat(2, 1).repeat(2, 2)
     # per-class linear rounds box corners off (0.75^3 < 0.5 at a corner voxel), nearest keeps them: close, not equal
     assert 0.97 < (upsampled == nearest).mean() < 1.0
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_fortran_ordered_volume_is_reoriented_and_resampled_like_a_c_ordered_one(flip):
+    # NIfTI voxels arrive in Fortran order and are no longer copied to C order on reading
+    array = np.random.default_rng(0).normal(size=(21, 17, 13)).astype(np.float32)
+    affine = np.diag([-0.8 if flip else 0.8, 0.9, 2.0, 1.0])
+    c_order, f_order = Volume(array, affine), Volume(np.asfortranarray(array), affine)
+    ornt = orientation_to_ras(affine)
+    c_ras, f_ras = reorient(c_order, ornt), reorient(f_order, ornt)
+    assert f_ras.array.flags.f_contiguous and np.array_equal(f_ras.array, c_ras.array)
+    c_out, f_out = resample_image(c_ras, (9, 8, 26)), resample_image(f_ras, (9, 8, 26))
+    assert f_out.array.flags.c_contiguous and np.allclose(f_out.array, c_out.array, atol=1e-6)
+    assert np.array_equal(f_out.affine, c_out.affine)

@@ -26,7 +26,10 @@ def reorient(volume: Volume, ornt: np.ndarray) -> Volume:
     """Apply an orientation transform (permute/flip only, no interpolation) to voxels and affine together."""
     array = nib.orientations.apply_orientation(volume.array, ornt)
     inverse = nib.orientations.inv_ornt_aff(ornt, volume.shape)
-    return Volume(np.ascontiguousarray(array), volume.affine @ inverse, volume.path)
+    # copy in the source's own layout: a sequential copy, where a change of layout would be a 3D transpose
+    fortran = volume.array.flags.f_contiguous and not volume.array.flags.c_contiguous
+    array = np.asfortranarray(array) if fortran else np.ascontiguousarray(array)
+    return Volume(array, volume.affine @ inverse, volume.path)
 
 
 def reorient_slices(slices: dict[int, tuple[int, ...]], ornt: np.ndarray,
@@ -70,8 +73,16 @@ def resample_image(volume: Volume, new_shape: Sequence[int]) -> Volume:
     new_shape = tuple(int(n) for n in new_shape)
     if new_shape == volume.shape:
         return Volume(volume.array.astype(np.float32, copy=False), volume.affine, volume.path)
-    tensor = torch.from_numpy(np.ascontiguousarray(volume.array, dtype=np.float32))[None, None]
-    out = F.interpolate(tensor, size=new_shape, mode="trilinear", align_corners=False)[0, 0].numpy()
+    array = volume.array
+    if array.flags.f_contiguous and not array.flags.c_contiguous:
+        # Fortran order (NIfTI): trilinear interpolation is separable, so interpolating the transposed C-order
+        # view onto the reversed shape and transposing the (smaller) result back avoids a 3D transpose copy.
+        tensor = torch.from_numpy(array.T.astype(np.float32, copy=False))[None, None]
+        out = F.interpolate(tensor, size=new_shape[::-1], mode="trilinear", align_corners=False)[0, 0].numpy()
+        out = np.ascontiguousarray(out.T)
+    else:
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
+        out = F.interpolate(tensor, size=new_shape, mode="trilinear", align_corners=False)[0, 0].numpy()
     return Volume(out, resampled_affine(volume.affine, volume.shape, new_shape), volume.path)
 
 
