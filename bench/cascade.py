@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
     large: dict[str, Any] = results.get("large_ct", {})
     if not args.skip_large:
-        source = upsampled_ct(args.data / "totalseg" / "example_ct.nii.gz", args.out / "large_ct.nii.gz", LARGE_SHAPE)
+        source = upsampled_ct(args.data / "totalseg" / "example_ct.nii.gz", args.out / "inputs" / "large_ct.nii.gz",
+                              LARGE_SHAPE)
         for name, (fine, coarse) in {"fine": ("fine", None), "coarse > fine": ("fine", "coarse"),
                                      "coarse > fine_roi": ("fine_roi", "coarse")}.items():
             if name not in large:
