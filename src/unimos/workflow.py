@@ -184,7 +184,7 @@ def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: 
     pred_dir = out / "predictions" / name
     test_images = sorted({c.image_paths[0] for c in manifest.split(score_split)})
     modalities = sorted({c.modality for c in manifest.split(score_split)})
-    options = PredictOptions(modality=modalities[0] if len(modalities) == 1 else None)
+    options = PredictOptions(modality=modalities[0] if len(modalities) == 1 else None, precision=config.precision)
     records = predict_files(model, test_images, pred_dir, options, progress=step(f"predict {name}"))
     failed = [r.error for r in records if r.error]
     if failed:
@@ -194,8 +194,16 @@ def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: 
     return json.loads((out / "evaluation" / name / "summary.json").read_text()), seconds
 
 
+def resolved_precision_name(precision: str, device: str) -> str:
+    """What `precision` means on the device training resolves `device` to (float32 / bfloat16 / float16)."""
+    from unimos.training.loop import resolve_device
+    from unimos.utils.precision import precision_name, resolve_precision
+
+    return precision_name(resolve_precision(precision, resolve_device(device)))
+
+
 def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int = 2, iterations: int | None = None,
-             device: str = "auto", progress_factory: Callable[[str], Progress] | None = None,
+             device: str = "auto", precision: str = "auto", progress_factory: Callable[[str], Progress] | None = None,
              train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None) -> DemoResult:
     """The whole pipeline on built-in data: make data -> inspect -> plan -> preprocess -> train partial, naive and
     the complete-label upper bound with one budget -> predict the held-out test set -> evaluate -> one table."""
@@ -216,7 +224,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
     timings: dict[str, float] = {}
     for method in DEMO_METHODS:
         config = TrainConfig(method="partial" if method == "upper_bound" else method, iterations=budget, seed=seed,
-                             device=device, checkpoint_every=0, deep_supervision=True)
+                             device=device, precision=precision, checkpoint_every=0, deep_supervision=True)
         cache = out / ("cache_complete" if method == "upper_bound" else "cache")
         summaries[method], timings[f"train_{method}_s"] = train_and_score(
             method, cache, prepared.plan, prepared.manifest, config, out, step, train_progress)
@@ -228,7 +236,8 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
         "patch_size": plan["patch_size"], "batch_size": plan["batch_size"], "deep_supervision": True,
         "train_cases": len(manifest.split("train")), "test_cases": [c.case_id for c in manifest.split("test")],
         "upper_bound_labels": "labels_complete (every organ of every training case, including the unlabeled set)",
-        "device": device, "seconds": {**timings, "total_s": time.perf_counter() - started},
+        "device": device, "precision": resolved_precision_name(precision, device),
+        "seconds": {**timings, "total_s": time.perf_counter() - started},
     })
     return DemoResult(out, prepared.manifest_path, prepared.plan_path, prepared.cache_dir, prepared.report,
                       prepared.counts, ["make data", "inspect", "plan", "preprocess", "train", "predict", "evaluate"],
@@ -243,7 +252,7 @@ DEMO_SSL_ITERATIONS = {"default": 300, "quick": 16}
 
 
 def run_ssl_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int = 2, iterations: int | None = None,
-                 device: str = "auto", strategies: tuple[str, ...] = SSL_STRATEGIES,
+                 device: str = "auto", precision: str = "auto", strategies: tuple[str, ...] = SSL_STRATEGIES,
                  progress_factory: Callable[[str], Progress] | None = None,
                  train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None) -> DemoResult:
     """Supervised-only against every semi-supervised strategy on the same labeled set (the demo's fully labeled
@@ -261,8 +270,8 @@ def run_ssl_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: i
     summaries: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
     for name in strategies:
-        config = TrainConfig(strategy=name, iterations=budget, seed=seed, device=device, checkpoint_every=0,
-                             deep_supervision=True)
+        config = TrainConfig(strategy=name, iterations=budget, seed=seed, device=device, precision=precision,
+                             checkpoint_every=0, deep_supervision=True)
         summaries[name], seconds[name] = train_and_score(name, prepared.cache_dir, prepared.plan, prepared.manifest,
                                                          config, out, step, train_progress)
     manifest = prepared.manifest
@@ -276,6 +285,7 @@ def run_ssl_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: i
         "labeled_cases": [c.case_id for c in manifest.split("train") if c.label_path is not None],
         "unlabeled_cases": [c.case_id for c in manifest.split("train") if c.label_path is None],
         "test_cases": [c.case_id for c in manifest.split("test")], "device": device,
+        "precision": resolved_precision_name(precision, device),
         "self_training": "the row is the round-1 student; its round-0 teacher trains exactly like the supervised row "
                          "(same seed, iterations and labeled cases), so the two rows show the round's effect; its "
                          "seconds per iteration include teacher, pseudo-labelling and student",

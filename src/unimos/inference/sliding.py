@@ -9,33 +9,41 @@ import torch
 from monai.inferers import sliding_window_inference
 from torch import nn
 
+from unimos.utils.precision import autocast
 
-def _plain_logits(network: nn.Module):
-    """Deep-supervision networks return lists in training mode; inference wants the full-resolution output."""
+
+def _plain_logits(network: nn.Module, precision: torch.dtype | None = None):
+    """Deep-supervision networks return lists in training mode; inference wants the full-resolution output.
+
+    With a `precision` the network runs under autocast and its logits come back as float32, so that MONAI's
+    Gaussian-weighted sum of the windows is accumulated in float32."""
     def run(x: torch.Tensor) -> torch.Tensor:
-        out = network(x)
-        return out[0] if isinstance(out, (list, tuple)) else out
+        with autocast(x.device, precision):
+            out = network(x)
+        out = out[0] if isinstance(out, (list, tuple)) else out
+        return out.float()
     return run
 
 
 @torch.no_grad()
 def predict_probabilities(network: nn.Module, image: torch.Tensor, patch_size: Sequence[int],
                           overlap: float | Sequence[float] = 0.5, mirror: bool = False, sw_batch_size: int = 2,
-                          gaussian: bool = True) -> torch.Tensor:
+                          gaussian: bool = True, precision: torch.dtype | None = None) -> torch.Tensor:
     """Softmax probabilities (1, C, *spatial) for an image (1, C_in, *spatial), by Gaussian-weighted windows.
 
     `patch_size` is the window size (the plan's patch, or larger windows from `inference.windows`); `overlap` a
     fraction, or one per spatial axis. With `mirror`, the average over every combination of flipped spatial axes
-    (2^d passes).
+    (2^d passes). `precision`: autocast dtype of the network (utils/precision.py); None is float32.
     """
     network.eval()
     if int(getattr(network, "spatial_dims", 3)) == 2 and image.ndim == 5:
         # A 2D network sees axial slices: (1, C, X, Y, Z) -> a batch of Z slices (Z, C, X, Y) and back.
         slices = image[0].permute(3, 0, 1, 2)
         probs = torch.cat([predict_probabilities(network, slices[i:i + 16], patch_size[:2], overlap, mirror,
-                                                 sw_batch_size, gaussian) for i in range(0, slices.shape[0], 16)])
+                                                 sw_batch_size, gaussian, precision)
+                           for i in range(0, slices.shape[0], 16)])
         return probs.permute(1, 2, 3, 0)[None]
-    run = _plain_logits(network)
+    run = _plain_logits(network, precision)
     spatial = list(range(2, image.ndim))
     flips = [()] + [combo for r in range(1, len(spatial) + 1) for combo in itertools.combinations(spatial, r)] \
         if mirror else [()]

@@ -173,8 +173,10 @@ def write_pseudo_case(case: CachedCase, fused: np.ndarray, folder: Path, provena
 
 def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: dict[str, Any], round_dir: Path,
                        round_index: int, options: dict[str, Any], device: str = "cpu",
-                       overlap: float = 0.5) -> list[tuple[PseudoRecord, CachedCase | None]]:
-    """Predict, clean, fuse and write every case; returns (record, pseudo case or None when dropped) per case."""
+                       overlap: float = 0.5, precision: str = "auto") -> list[tuple[PseudoRecord, CachedCase | None]]:
+    """Predict, clean, fuse and write every case; returns (record, pseudo case or None when dropped) per case.
+
+    `precision` is the teacher's network arithmetic (utils/precision.py), as in `unimos predict`."""
     import torch
 
     from unimos.data.io import write_nifti
@@ -182,14 +184,16 @@ def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: dict
     from unimos.inference.postprocess import largest_component_per_class
     from unimos.inference.predictor import load_model
     from unimos.inference.sliding import predict_probabilities
+    from unimos.utils.precision import resolve_precision
 
     model = load_model(checkpoint, device=device)
+    dtype = resolve_precision(precision, model.device)
     names = model.class_names
     patch = model.meta.get("patch_size", plan["patch_size"])
     out: list[tuple[PseudoRecord, CachedCase | None]] = []
     for case in cases:
         image = torch.from_numpy(np.array(case.image(), dtype=np.float32))[None].to(model.device)
-        probabilities = predict_probabilities(model.network, image, patch, overlap)[0].cpu().numpy()
+        probabilities = predict_probabilities(model.network, image, patch, overlap, precision=dtype)[0].cpu().numpy()
         pseudo = probabilities.argmax(axis=0).astype(np.uint8)
         if options["largest_component"]:
             pseudo = largest_component_per_class(pseudo)
@@ -273,15 +277,18 @@ def distributed_rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def _round_validation(result: TrainResult, validation_cases: Sequence[CachedCase], device: str) -> dict[int, float]:
+def _round_validation(result: TrainResult, validation_cases: Sequence[CachedCase], device: str,
+                      precision: str = "auto") -> dict[int, float]:
     """The round's validation Dice: the loop's last one when it validated, else the final checkpoint's."""
     if result.val_dice or not validation_cases or distributed_rank() != 0:
         return dict(result.val_dice)
     from unimos.inference.predictor import load_model
     from unimos.training.validate import validation_dice
+    from unimos.utils.precision import resolve_precision
 
     model = load_model(result.checkpoint, device=device)
-    return validation_dice(model.network, validation_cases, model.meta["patch_size"], model.device)
+    return validation_dice(model.network, validation_cases, model.meta["patch_size"], model.device,
+                           resolve_precision(precision, model.device))
 
 
 def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config: "TrainConfig", run_dir: str | Path,
@@ -330,14 +337,15 @@ def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config:
     teacher_config = replace(config, strategy="supervised", strategy_options={})
     result = run_round(0, labeled, teacher_config)
     rounds_done = [RoundResult(0, result.run_dir, result.checkpoint, result.steps, result.seconds,
-                               val_dice=_round_validation(result, validation_cases, device))]
+                               val_dice=_round_validation(result, validation_cases, device, config.precision))]
     waits = [result.data_wait_share]
     for index in range(1, rounds + 1):
         round_dir = run_dir / f"round_{index}"
         finished = resume and (round_dir / "checkpoint_final.json").exists() \
             and (round_dir / "pseudo_labels" / "summary.json").exists()
         if rank == 0 and not finished:
-            pseudo_label_cases(targets, result.checkpoint, plan, round_dir, index, options, device)
+            pseudo_label_cases(targets, result.checkpoint, plan, round_dir, index, options, device,
+                               precision=config.precision)
         if world > 1:
             dist.barrier()
         summary = json.loads((round_dir / "pseudo_labels" / "summary.json").read_text())
@@ -351,7 +359,7 @@ def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config:
         waits.append(result.data_wait_share)
         rounds_done.append(RoundResult(index, result.run_dir, result.checkpoint, result.steps, result.seconds,
                                        sorted(kept), sorted(target_ids - kept),
-                                       _round_validation(result, validation_cases, device)))
+                                       _round_validation(result, validation_cases, device, config.precision)))
     final = SelfTrainingResult(run_dir, result.checkpoint, sum(r.steps for r in rounds_done),
                                time.perf_counter() - begun, float(np.mean(waits)), rounds_done[-1].val_dice,
                                list(result.losses), rounds_done)

@@ -19,6 +19,9 @@ class TrainConfig:
     sampler: `cmd` (class -> modality -> dataset -> case, paper 002), `mdc` or `random`.
     foreground_fraction: share of patches centred on a sampled class (paper 002 centres every patch on one);
         the rest are random, so background far from organs is seen too.
+    precision: autocast of the network (utils/precision.py): `auto` = bfloat16 where the hardware runs it natively
+        (a CPU with AMX, a recent GPU; about twice as fast as float32), else float32; `float16` on CUDA only,
+        with loss scaling. Weights, optimiser and losses stay float32.
     roi_margin_mm: when set, random patch centres keep to the labeled organs' bounding box grown by this margin:
         the fine stage of a coarse-to-fine cascade (paper 001), which at inference runs only inside the region
         the coarse stage found (`predict --coarse`). None: anywhere in the volume.
@@ -45,7 +48,7 @@ class TrainConfig:
     augment: bool = True
     entropy_weight: float = 0.0
     exclusion_weight: float = 0.0
-    amp: bool = False
+    precision: str = "auto"
     validate_every: int = 0
     checkpoint_every: int = 100
     log_every: int = 10
@@ -61,6 +64,10 @@ class TrainConfig:
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
+        payload = dict(payload)
+        if "amp" in payload:  # configs written before `precision`: amp meant float16 autocast on CUDA
+            payload.setdefault("precision", "float16" if payload["amp"] else "float32")
+            del payload["amp"]
         unknown = sorted(set(payload) - known)
         if unknown:
             raise UnimosError("training config", f"unknown settings {unknown}", f"use only {sorted(known)}")

@@ -28,6 +28,7 @@ from unimos.training.optim import build_optimizer, build_schedule
 from unimos.training.trainlog import TrainLog
 from unimos.training.validate import validation_dice
 from unimos.utils.atomic import write_json_atomic
+from unimos.utils.precision import autocast, resolve_precision
 
 
 
@@ -168,7 +169,8 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     unlabeled = PatchSource(unlabeled_cases, patch, "random", 0.0, seed=config.seed + 1) \
         if getattr(strategy, "needs_unlabeled", False) and unlabeled_cases else None
     augment = _augmenter(config)
-    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
+    precision = resolve_precision(config.precision, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
 
     start = 0
     latest = run_dir / "checkpoint_latest"
@@ -198,7 +200,7 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
         batch = {k: v.to(device) for k, v in batch.items()}
         t1 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=config.amp and device.type == "cuda"):
+        with autocast(device, precision):
             out = strategy.step(batch, unl, step, config.iterations)
         if not torch.isfinite(out.loss):
             raise UnimosError(run_dir, f"the loss became {float(out.loss)} at step {step}",
@@ -219,7 +221,7 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
         is_last = done == config.iterations
         row_val: float | None = None
         if config.validate_every and validation_cases and (done % config.validate_every == 0 or is_last) and rank == 0:
-            val = validation_dice(_unwrapped_nets(strategy)["main"], validation_cases, patch, device)
+            val = validation_dice(_unwrapped_nets(strategy)["main"], validation_cases, patch, device, precision)
             row_val = float(np.mean(list(val.values()))) if val else None
         if log is not None and (done % config.log_every == 0 or is_last or row_val is not None):
             log.row(done, loss_value, optimizer.param_groups[0]["lr"], t2 - t0, t1 - t0, row_val)

@@ -24,15 +24,16 @@ def dice_per_class(prediction: np.ndarray, label: np.ndarray, region: np.ndarray
 
 
 def validation_dice(network: nn.Module, cases: Sequence[CachedCase], patch_size: Sequence[int],
-                    device: torch.device, overlap: float = 0.25) -> dict[int, float]:
-    """Mean Dice per class over cases annotating it."""
+                    device: torch.device, precision: torch.dtype | None = None,
+                    overlap: float = 0.25) -> dict[int, float]:
+    """Mean Dice per class over cases annotating it; `precision` is the training's autocast dtype (None: float32)."""
     collected: dict[int, list[float]] = {}
     for case in cases:
         label = case.label()
         if label is None:
             continue
         image = torch.from_numpy(np.array(case.image(), dtype=np.float32))[None].to(device)
-        probs = predict_probabilities(network, image, patch_size, overlap=overlap)
+        probs = predict_probabilities(network, image, patch_size, overlap=overlap, precision=precision)
         prediction = probs.argmax(1)[0].cpu().numpy()
         scores = dice_per_class(prediction, np.asarray(label), np.asarray(case.region()), case.meta["annotated_classes"])
         for cls, value in scores.items():
