@@ -12,8 +12,10 @@ features 32/64/128/256/320, 3x3x3 kernels, strides 1/2/2/2/2, two convolutions p
 PlainConvUNet (the same computation). Patch 96^3 at 3 mm, overlap 0.5, Gaussian weighting, mirroring off.
 
 - unimos: `unimos predict` (the CLI, in a subprocess) with a checkpoint of that network; its stages come from
-  predict_log.json. Two rows: the plan's patch windows (the default, the peers' conditions) and `--window auto`
-  (the fewest, largest windows that fit the memory budget: the whole 3 mm volume here).
+  predict_log.json. Three rows: the plan's patch windows (the default, the peers' conditions) with the default
+  `--precision auto` (bfloat16 on a CPU with AMX, float32 elsewhere; the windows column says which), the same in
+  float32 (the peers' arithmetic), and `--window auto` (the fewest, largest windows that fit the memory budget: the
+  whole 3 mm volume here).
 - MONAI: the plain script `monai_peer` below (nibabel read, resize to 3 mm, CT normalisation, MONAI
   `sliding_window_inference`, argmax at 3 mm, nearest resize of the label map back, nibabel write), timed by stage.
 - nnU-Net v2: `nnUNetPredictor.predict_from_files` on a model folder this script writes (dataset.json, plans.json
@@ -63,8 +65,11 @@ CT_STATS = {"percentile_00_5": -200.0, "percentile_99_5": 300.0, "mean": 60.0, "
 SMALL_CT = Path("totalseg/example_ct.nii.gz")
 LARGE_SHAPE = (512, 512, 400)
 GOAL_SECONDS, GOAL_RATIO, GOAL_PEAK_GIB = 15.0, 0.5, 3.0
-UNIMOS_PATCH, UNIMOS_AUTO, MONAI, NNUNET = "unimos", "unimos_window_auto", "monai", "nnunet_v2"
-TOOL_NAMES = {UNIMOS_PATCH: "unimos (patch windows, default)", UNIMOS_AUTO: "unimos (--window auto)",
+UNIMOS_PATCH, UNIMOS_FLOAT32, UNIMOS_AUTO = "unimos", "unimos_float32", "unimos_window_auto"
+MONAI, NNUNET = "monai", "nnunet_v2"
+UNIMOS_TOOLS = (UNIMOS_PATCH, UNIMOS_FLOAT32, UNIMOS_AUTO)
+TOOL_NAMES = {UNIMOS_PATCH: "unimos (patch windows, default)",
+              UNIMOS_FLOAT32: "unimos (patch windows, --precision float32)", UNIMOS_AUTO: "unimos (--window auto)",
               MONAI: "plain MONAI script", NNUNET: "nnU-Net v2 predict_from_files"}
 
 
@@ -497,6 +502,8 @@ def table(rows: list[Row], title: str, repeats: int) -> str:
         ratio = f"{case / reference.median('case_seconds'):.2f}" if reference else "-"
         windows = row.runs[0].notes.get("windows", {})
         window_text = f"{windows.get('count')} x {'x'.join(map(str, windows.get('size', [])))}" if windows else ""
+        if windows.get("precision"):
+            window_text += f", {windows['precision']}"
         lines.append(f"| {name} | {case:.1f} | {ratio} | {row.median('process_seconds'):.1f} | "
                      f"{max(r.peak_rss_mib for r in row.runs):.0f} | {_fmt_stages(row.median_stages())} | "
                      f"{window_text} |")
@@ -506,7 +513,7 @@ def table(rows: list[Row], title: str, repeats: int) -> str:
 def goal_lines(results: dict[str, list[Row]], small: str, large: str) -> list[str]:
     """The issue's three goals, for each unimos row."""
     lines = []
-    for tool in (UNIMOS_PATCH, UNIMOS_AUTO):
+    for tool in UNIMOS_TOOLS:
         verdicts = []
         for input_name in (small, large):
             rows = {r.tool: r for r in results.get(input_name, [])}
@@ -548,8 +555,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per tool and input; medians are reported")
     parser.add_argument("--mirror-row", action="store_true", help="also run every tool with mirroring on, small CT")
     parser.add_argument("--mirror-repeats", type=int, default=1, help="runs per tool for the mirroring rows")
-    parser.add_argument("--tools", nargs="+", default=[UNIMOS_PATCH, UNIMOS_AUTO, MONAI, NNUNET],
-                        choices=[UNIMOS_PATCH, UNIMOS_AUTO, MONAI, NNUNET])
+    parser.add_argument("--tools", nargs="+", default=[*UNIMOS_TOOLS, MONAI, NNUNET],
+                        choices=[*UNIMOS_TOOLS, MONAI, NNUNET])
     parser.add_argument("--patch", type=int, default=96, help="window edge in voxels, a multiple of 16")
     parser.add_argument("--large-shape", type=int, nargs=3, default=list(LARGE_SHAPE))
     parser.add_argument("--quick", action="store_true",
@@ -589,9 +596,10 @@ def measure_all(args: argparse.Namespace, inputs: dict[str, Path], mirror: bool,
                 if row.skipped:
                     continue
                 work = args.out / "runs" / f"{name}{'_mirror' if mirror else ''}" / row.tool / f"run{repeat}"
-                if row.tool in (UNIMOS_PATCH, UNIMOS_AUTO):
+                if row.tool in UNIMOS_TOOLS:
                     window = "auto" if row.tool == UNIMOS_AUTO else "patch"
-                    run = run_unimos(models["unimos"], source, work, env, window, mirror)
+                    extra = ("--precision", "float32") if row.tool == UNIMOS_FLOAT32 else ()
+                    run = run_unimos(models["unimos"], source, work, env, window, mirror, extra)
                 elif row.tool == MONAI:
                     run = run_worker("monai", sys.executable, source, work, env, args.patch, mirror)
                 else:
