@@ -81,6 +81,7 @@ def test_demo_quick_runs_end_to_end_and_writes_the_results_table(quick_demo):
         assert abs(rows["mean"]["dsc"] - sum(rows[o]["dsc"] for o in organs) / len(organs)) < 1e-9
     meta = json.loads((out / "demo_meta.json").read_text())
     assert meta["quick"] is True and meta["iterations_per_method"] > 0
+    assert meta["precision"] in ("float32", "bfloat16")
     assert "Held-out test set" in result.output
     html = (out / "report" / "index.html").read_text()
     assert "kidney_right" in html and "http://" not in html and "https://" not in html
@@ -104,6 +105,14 @@ def test_the_demo_report_loads_in_a_real_browser_with_every_figure(quick_demo):
     assert not check.console_errors, check.console_errors
     assert screenshot.stat().st_size > 10_000
     print(f"screenshot: {screenshot}")
+
+
+def test_the_demo_budget_holds_more_iterations_where_bfloat16_runs_natively():
+    from unimos.workflow import demo_iterations
+
+    assert demo_iterations(False, "float32") == 700 and demo_iterations(False, "bfloat16") == 1000
+    assert demo_iterations(True, "float32") == demo_iterations(True, "bfloat16") == 40
+    assert demo_iterations(False, "float16") == 1000  # a GPU's half precision is at least as fast
 
 
 def test_demo_refuses_a_non_empty_out_folder(tmp_path):
