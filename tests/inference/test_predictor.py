@@ -1,6 +1,7 @@
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import tiny_training_plan
 
@@ -94,3 +95,46 @@ def test_2d_network_trains_on_axial_slices_and_predicts_a_volume(tiny_manifest, 
     assert record.error is None, record.error
     written = nib.load(record.output)
     assert written.shape == (30, 26, 14) and np.allclose(written.affine, np.diag([-1.5, 1.5, 3.0, 1.0]))
+
+
+def test_a_2d_network_that_resizes_slices_trains_on_crops_and_predicts_in_the_input_geometry(tiny_manifest, tmp_path):
+    from unimos.inference.sliding import predict_probabilities
+
+    manifest = load_manifest(tiny_manifest)
+    plan = tiny_training_plan(manifest)
+    plan["network"]["filters"] = [4, 8, 16]
+    plan = with_hashes(plan)
+    preprocess_manifest(manifest, plan, tmp_path / "cache", workers=1)
+    config = TrainConfig(network="pipofan2d", slice_resize=32, slice_patch=24, iterations=2, checkpoint_every=0,
+                         device="cpu")
+    result = train(open_cache(tmp_path / "cache", plan), plan, config, tmp_path / "run")
+    model = load_model(result.checkpoint)
+    assert model.network.slice_resize == 32 and model.meta["patch_size"] == [24, 24]
+    volume = torch.randn(1, 1, 30, 26, 5)
+    probs = predict_probabilities(model.network, volume, model.meta["patch_size"])
+    assert probs.shape == (1, model.network.num_classes, 30, 26, 5)
+    assert torch.allclose(probs.sum(dim=1), torch.ones(1, 30, 26, 5), atol=1e-4)
+    image = write_nifti(tmp_path / "in" / "scan_0000.nii.gz", np.full((30, 26, 14), 40, np.int16),
+                        np.diag([-1.5, 1.5, 3.0, 1.0]))
+    record = predict_files(model, [image], tmp_path / "out", PredictOptions())[0]
+    assert record.error is None, record.error
+    assert record.window["size"] == [24, 24]
+    written = nib.load(record.output)
+    assert written.shape == (30, 26, 14) and np.allclose(written.affine, np.diag([-1.5, 1.5, 3.0, 1.0]))
+
+
+@pytest.mark.parametrize("settings, complaint", [
+    ({"network": "dynunet", "slice_resize": 32}, "is 3D"),
+    ({"network": "pipofan2d", "slice_patch": 16}, "no --slice-resize"),
+    ({"network": "pipofan2d", "slice_resize": 32, "slice_patch": 48}, "larger than"),
+    ({"network": "pipofan2d", "slice_resize": 30}, "multiple of 4"),
+])
+def test_slice_resize_settings_that_cannot_work_are_refused(tiny_cache, tmp_path, settings, complaint):
+    from unimos.errors import PlanError, UnimosError
+
+    cases, plan = tiny_cache
+    plan = with_hashes({**plan, "network": {**plan["network"], "filters": [4, 8, 16]}})
+    config = TrainConfig(iterations=1, checkpoint_every=0, device="cpu", **settings)
+    with pytest.raises((UnimosError, PlanError), match=complaint):
+        train(cases, plan, config, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint_final.json").exists()

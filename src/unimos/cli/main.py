@@ -185,6 +185,11 @@ def train_command(
     roi_margin_mm: Annotated[Optional[float], typer.Option(min=0.0, help=(
         "Keep random patches within this many mm of the labeled organs: the fine stage of a cascade, predicted "
         "with `predict --coarse` (default: anywhere)."))] = None,
+    slice_resize: Annotated[int, typer.Option(min=0, help=(
+        "2D networks: resize every axial slice to N x N pixels, in training and prediction (UniMOS: 256; "
+        "0: the plan's grid)."))] = 0,
+    slice_patch: Annotated[int, typer.Option(min=0, help=(
+        "Side of the training crop from a resized slice (0: 7/8 of --slice-resize, UniMOS's 224)."))] = 0,
     batch_size: Annotated[int, typer.Option(min=0, help="Patches per step (0: the plan's).")] = 0,
     deep_supervision: Annotated[bool, typer.Option("--deep-supervision", help="Supervise coarser outputs too.")] = False,
     optimizer: Annotated[str, typer.Option(help="adamw, sgd or rmsprop.")] = "adamw",
@@ -206,6 +211,7 @@ def train_command(
 
     Example:  unimos train /tmp/d/manifest.yaml --plan work/plan_3mm.json --cache work/cache --out work/run
               unimos train /tmp/d/manifest.yaml --strategy unimatch --strategy-option tau=0.9 --out work/run_ssl
+              unimos train /tmp/d/manifest.yaml --network pipofan2d --slice-resize 256 --out work/run_2d
     """
     from unimos.preprocess.cache import preprocess_manifest
     from unimos.preprocess.plan import load_plan
@@ -217,7 +223,8 @@ def train_command(
     loaded_plan = load_plan(plan)
     config = TrainConfig(method=method, strategy=strategy, strategy_options=parse_key_values(strategy_option or []),
                          network=network, iterations=iterations, sampler=sampler,
-                         foreground_fraction=foreground_fraction, roi_margin_mm=roi_margin_mm, batch_size=batch_size,
+                         foreground_fraction=foreground_fraction, roi_margin_mm=roi_margin_mm,
+                         slice_resize=slice_resize, slice_patch=slice_patch, batch_size=batch_size,
                          deep_supervision=deep_supervision, optimizer=optimizer, learning_rate=learning_rate,
                          schedule=schedule, seed=seed, device=device, precision=check_precision(precision),
                          validate_every=validate_every, checkpoint_every=checkpoint_every, log_every=log_every,

@@ -127,6 +127,9 @@ def labels_to_input_grid(labels: np.ndarray, geometry: PreparedGeometry) -> np.n
 def window_plan(model: LoadedModel, image_shape: Sequence[int], options: PredictOptions) -> WindowPlan:
     """The windows the network will see for a prepared image of `image_shape` (spatial, on the plan's grid)."""
     patch = model.meta.get("patch_size", model.plan["patch_size"])
+    resize = int(getattr(model.network, "slice_resize", 0))
+    if resize:  # the windows run over the resized slices
+        image_shape = [resize, resize, *list(image_shape)[2:]]
     return plan_windows(options.window, model.network, image_shape, patch, options.overlap, len(model.class_names),
                         int(model.meta["in_channels"]), options.memory_budget_gib, model.device,
                         batch=options.sw_batch_size)

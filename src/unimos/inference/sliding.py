@@ -9,6 +9,7 @@ import torch
 from monai.inferers import sliding_window_inference
 from torch import nn
 
+from unimos.preprocess.slices import resize_slices
 from unimos.utils.precision import autocast
 
 
@@ -37,12 +38,19 @@ def predict_probabilities(network: nn.Module, image: torch.Tensor, patch_size: S
     """
     network.eval()
     if int(getattr(network, "spatial_dims", 3)) == 2 and image.ndim == 5:
-        # A 2D network sees axial slices: (1, C, X, Y, Z) -> a batch of Z slices (Z, C, X, Y) and back.
+        # A 2D network sees axial slices: (1, C, X, Y, Z) -> a batch of Z slices (Z, C, X, Y) and back; one that
+        # resizes slices (UniMOS) sees them resized, and its probabilities are resized back (bilinear keeps sum 1).
         slices = image[0].permute(3, 0, 1, 2)
-        probs = torch.cat([predict_probabilities(network, slices[i:i + 16], patch_size[:2], overlap, mirror,
-                                                 sw_batch_size, gaussian, precision)
-                           for i in range(0, slices.shape[0], 16)])
-        return probs.permute(1, 2, 3, 0)[None]
+        resize = int(getattr(network, "slice_resize", 0))
+        chunks = []
+        for i in range(0, slices.shape[0], 16):
+            chunk = slices[i:i + 16]
+            if resize:
+                chunk = resize_slices(chunk, (resize, resize))
+            probs = predict_probabilities(network, chunk, patch_size[:2], overlap, mirror, sw_batch_size, gaussian,
+                                          precision)
+            chunks.append(resize_slices(probs, slices.shape[2:]) if resize else probs)
+        return torch.cat(chunks).permute(1, 2, 3, 0)[None]
     run = _plain_logits(network, precision)
     spatial = list(range(2, image.ndim))
     flips = [()] + [combo for r in range(1, len(spatial) + 1) for combo in itertools.combinations(spatial, r)] \

@@ -14,6 +14,9 @@ Config keys:
         [32, 64, 128, 256, 256]: four halvings, so H and W must be multiples of 16 (224 is).
     deep_supervision: optional, default false; when true, training-mode outputs are
         [fused logits (full size), side output at 1/2, at 1/4, ...] (each at its own size).
+    slice_resize: optional, default 0 (off); N > 0 resizes every axial slice to N x N before the network sees it,
+        in training (patches are cropped from the resized slice) and in inference (outputs resized back), as
+        UniMOS does with 256 (preprocess/slices.py). Set by `unimos train --slice-resize`.
 """
 
 from __future__ import annotations
@@ -45,11 +48,13 @@ class PipoFan2D(SegmentationNetwork):
         num_classes: output classes, background included.
         filters: feature channels per scale, finest first (at least two scales).
         deep_supervision: return the coarser side outputs too in training mode.
+        slice_resize: side every axial slice is resized to before the network sees it; 0 keeps the plan's grid.
     """
 
     def __init__(self, in_channels: int, num_classes: int, filters: Sequence[int] = DEFAULT_FILTERS,
-                 deep_supervision: bool = False) -> None:
+                 deep_supervision: bool = False, slice_resize: int = 0) -> None:
         super().__init__(2, in_channels, num_classes, deep_supervision)
+        self.slice_resize = int(slice_resize)
         if not 2 <= len(filters) <= MAX_SCALES:
             raise ValueError(f"filters needs 2 to {MAX_SCALES} scales, got {list(filters)}")
         self.filters = [int(f) for f in filters]
@@ -100,7 +105,7 @@ class PipoFan2D(SegmentationNetwork):
 @register_network("pipofan2d")
 def build_pipofan2d(config: Mapping[str, Any], in_channels: int, num_classes: int) -> PipoFan2D:
     """A `PipoFan2D` from a config dict (keys in the module docstring)."""
-    check_config_keys(config, required=set(), optional={"spatial_dims", "filters", "deep_supervision"})
+    check_config_keys(config, required=set(), optional={"spatial_dims", "filters", "deep_supervision", "slice_resize"})
     check_spatial_dims(config, (2,))
     where = "plan 'network' (pipofan2d)"
     filters = positive_ints(config, "filters", config.get("filters", list(DEFAULT_FILTERS)))
@@ -109,7 +114,14 @@ def build_pipofan2d(config: Mapping[str, Any], in_channels: int, num_classes: in
     deep_supervision = config.get("deep_supervision", False)
     if not isinstance(deep_supervision, bool):
         raise PlanError(where, f"has deep_supervision {deep_supervision!r}", "set it to true or false")
-    return PipoFan2D(in_channels, num_classes, filters, deep_supervision)
+    slice_resize = config.get("slice_resize", 0)
+    if isinstance(slice_resize, bool) or not isinstance(slice_resize, int) or slice_resize < 0:
+        raise PlanError(where, f"has slice_resize {slice_resize!r}", "give a whole number of pixels, 0 for off")
+    halvings = 2 ** (len(filters) - 1)
+    if slice_resize % halvings:
+        raise PlanError(where, f"has slice_resize {slice_resize}, not a multiple of {halvings} ({len(filters)} scales)",
+                        f"use a multiple of {halvings}, e.g. 256")
+    return PipoFan2D(in_channels, num_classes, filters, deep_supervision, slice_resize)
 
 
 @register_plan_config("pipofan2d")

@@ -26,12 +26,14 @@ def cross_pseudo_loss(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.T
 
 @STRATEGIES.register("cps")
 class CrossPseudoSupervision(Strategy):
-    """Options: `weight` of the cross term (CPS: 1.5 on Cityscapes; 1 here), `rampup` share of training over which
-    the weight grows from ~0 (sigmoid ramp)."""
+    """Options: `weight` of the cross term and `rampup`, the share of training over which it grows from ~0 (sigmoid
+    ramp). Defaults 0.1 over the whole run, the medical setting of GuidedNet's released script (paper 003: weight
+    0.1, ramped over more than its 20000 iterations); with 1.0 (CPS: 1.5 on Cityscapes, long schedules) from 20% of
+    a 300-iteration demo run on, the pancreas fell to 0.29 against 0.65 supervised."""
 
     needs_unlabeled = True
     extra_networks = ("second",)
-    defaults: dict[str, Any] = {"weight": 1.0, "rampup": 0.2}
+    defaults: dict[str, Any] = {"weight": 0.1, "rampup": 1.0}
 
     def supervised_and_unlabeled_logits(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None):
         """Each network's loss on the labeled batch and its full-resolution logits on the unlabeled one."""

@@ -25,6 +25,9 @@ class TrainConfig:
     roi_margin_mm: when set, random patch centres keep to the labeled organs' bounding box grown by this margin:
         the fine stage of a coarse-to-fine cascade (paper 001), which at inference runs only inside the region
         the coarse stage found (`predict --coarse`). None: anywhere in the volume.
+    slice_resize: 2D networks only: resize every axial slice to this many pixels a side before the network sees
+        it, in training and in prediction (UniMOS, paper 000: 256); 0 keeps the plan's grid. `slice_patch` is the
+        side of the training crop from the resized slice (0: seven eighths of it, UniMOS's 224 of 256).
     """
 
     method: str = "partial"
@@ -45,6 +48,8 @@ class TrainConfig:
     sampler: str = "cmd"
     foreground_fraction: float = 0.9
     roi_margin_mm: float | None = None
+    slice_resize: int = 0
+    slice_patch: int = 0
     augment: bool = True
     entropy_weight: float = 0.0
     exclusion_weight: float = 0.0

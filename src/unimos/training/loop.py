@@ -61,16 +61,39 @@ def distributed_context() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
+def check_slice_settings(config: TrainConfig, spatial_dims: int) -> None:
+    """--slice-resize / --slice-patch only for 2D networks, the crop no larger than the resized slice."""
+    if spatial_dims != 2:
+        raise UnimosError("--slice-resize", f"network '{config.network}' is 3D; slices are resized for 2D ones",
+                          "drop --slice-resize/--slice-patch, or train a 2D network such as pipofan2d")
+    if config.slice_patch and not config.slice_resize:
+        raise UnimosError("--slice-patch", "is a crop of the resized slice, but no --slice-resize is set",
+                          "set --slice-resize too (UniMOS: --slice-resize 256 --slice-patch 224)")
+    if config.slice_patch > config.slice_resize:
+        raise UnimosError("--slice-patch", f"{config.slice_patch} is larger than --slice-resize {config.slice_resize}",
+                          "crop at most the resized slice")
+
+
+def network_config(config: TrainConfig, plan: dict[str, Any]) -> dict[str, Any]:
+    """The network the plan describes for `config.network`, with the training's deep supervision and slice resize."""
+    from unimos.networks.registry import network_config_for
+
+    net_config = {**network_config_for(plan, config.network), "deep_supervision": config.deep_supervision}
+    if config.slice_resize or config.slice_patch:
+        check_slice_settings(config, int(net_config.get("spatial_dims", 3)))
+        net_config["slice_resize"] = int(config.slice_resize)
+    return net_config
+
+
 def build_strategy(config: TrainConfig, plan: dict[str, Any], in_channels: int, num_classes: int) -> nn.Module:
     """The configured strategy with freshly initialised network(s) (seeded) and loss."""
     import unimos.losses  # noqa: F401  (registers losses)
     import unimos.strategies  # noqa: F401  (registers strategies)
     from unimos.losses.registry import build_loss
-    from unimos.networks.registry import build_network, network_config_for
+    from unimos.networks.registry import build_network
     from unimos.strategies.base import STRATEGIES
 
-    net_config = dict(network_config_for(plan, config.network))
-    net_config["deep_supervision"] = config.deep_supervision
+    net_config = network_config(config, plan)
     torch.manual_seed(config.seed)
     nets = {"main": build_network(net_config, in_channels, num_classes)}
     strategy_cls = STRATEGIES.get(config.strategy)
@@ -83,11 +106,16 @@ def build_strategy(config: TrainConfig, plan: dict[str, Any], in_channels: int, 
     return strategy_cls(nets, loss, config.strategy_options)
 
 
-def training_patch(plan_patch: Sequence[int], network: nn.Module) -> list[int]:
-    """The plan's patch for a 3D network, its in-plane (X, Y) part for a 2D one; rounded up to the divisor."""
+def training_patch(plan_patch: Sequence[int], network: nn.Module, slice_patch: int = 0) -> list[int]:
+    """The plan's patch for a 3D network, its in-plane (X, Y) part for a 2D one, a square crop of the resized slice
+    for a 2D network that resizes slices (`slice_patch`, 0: preprocess.slices' default); rounded up to the divisor."""
+    from unimos.preprocess.slices import default_slice_patch
+
     dims = int(getattr(network, "spatial_dims", 3))
     divisor = network.required_divisor() if hasattr(network, "required_divisor") else (1,) * dims
-    return [int(-(-int(p) // int(d)) * int(d)) for p, d in zip(list(plan_patch)[:dims], divisor)]
+    resize = int(getattr(network, "slice_resize", 0))
+    wanted = [slice_patch or default_slice_patch(resize)] * 2 if resize else list(plan_patch)[:dims]
+    return [int(-(-int(p) // int(d)) * int(d)) for p, d in zip(wanted, divisor)]
 
 
 def _unwrapped_nets(strategy: nn.Module) -> nn.ModuleDict:
@@ -111,15 +139,13 @@ def _augmenter(config: TrainConfig) -> Callable[[dict[str, torch.Tensor], torch.
 def _checkpoint_meta(config: TrainConfig, plan: dict[str, Any], step: int, rng: np.random.Generator,
                      schedule: torch.optim.lr_scheduler.LRScheduler, in_channels: int,
                      patch: list[int]) -> dict[str, Any]:
-    from unimos.networks.registry import network_config_for
-
     return {
         "step": step,
         "plan_hash": plan["hash"],
         "plan": {k: plan[k] for k in ("target_spacing_mm", "patch_size", "network", "normalisation", "crop_to_body",
                                       "classes", "cache_key", "hash") if k in plan},
         "classes": plan["classes"],
-        "network": {**network_config_for(plan, config.network), "deep_supervision": config.deep_supervision},
+        "network": network_config(config, plan),
         "in_channels": in_channels,
         "patch_size": patch,
         "strategy": config.strategy,
@@ -153,7 +179,9 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
         for key in list(strategy.nets.keys()):
             if any(p.requires_grad for p in strategy.nets[key].parameters()):  # an EMA teacher is not trained
                 strategy.nets[key] = nn.parallel.DistributedDataParallel(strategy.nets[key])
-    patch = training_patch(plan["patch_size"], _unwrapped_nets(strategy)["main"])
+    main_net = _unwrapped_nets(strategy)["main"]
+    patch = training_patch(plan["patch_size"], main_net, config.slice_patch)
+    slice_resize = int(getattr(main_net, "slice_resize", 0))
     optimizer = build_optimizer(strategy.parameters(), config)
     schedule = build_schedule(optimizer, config)
     rng = np.random.default_rng(config.seed)
@@ -164,9 +192,9 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     roi_margin = None if config.roi_margin_mm is None else \
         [int(np.ceil(config.roi_margin_mm / s)) for s in plan["target_spacing_mm"]]
     labeled = PatchSource(labeled_cases, patch, config.sampler, config.foreground_fraction, seed=config.seed,
-                          roi_margin=roi_margin)
+                          roi_margin=roi_margin, slice_resize=slice_resize)
     unlabeled_cases = [c for c in cases if not c.meta["has_label"]]
-    unlabeled = PatchSource(unlabeled_cases, patch, "random", 0.0, seed=config.seed + 1) \
+    unlabeled = PatchSource(unlabeled_cases, patch, "random", 0.0, seed=config.seed + 1, slice_resize=slice_resize) \
         if getattr(strategy, "needs_unlabeled", False) and unlabeled_cases else None
     augment = _augmenter(config)
     precision = resolve_precision(config.precision, device)
