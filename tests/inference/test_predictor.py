@@ -128,6 +128,7 @@ def test_a_2d_network_that_resizes_slices_trains_on_crops_and_predicts_in_the_in
     ({"network": "pipofan2d", "slice_patch": 16}, "no --slice-resize"),
     ({"network": "pipofan2d", "slice_resize": 32, "slice_patch": 48}, "larger than"),
     ({"network": "pipofan2d", "slice_resize": 30}, "multiple of 4"),
+    ({"network": "pipofan2d", "slice_resize": 32, "roi_margin_mm": 10.0}, "fine stage"),
 ])
 def test_slice_resize_settings_that_cannot_work_are_refused(tiny_cache, tmp_path, settings, complaint):
     from unimos.errors import PlanError, UnimosError
@@ -138,3 +139,41 @@ def test_slice_resize_settings_that_cannot_work_are_refused(tiny_cache, tmp_path
     with pytest.raises((UnimosError, PlanError), match=complaint):
         train(cases, plan, config, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoint_final.json").exists()
+
+
+def test_a_plan_naming_pipofan2d_without_spatial_dims_can_resize_slices():
+    from unimos.training.loop import network_config
+
+    plan = {"network": {"name": "pipofan2d", "filters": [8, 16, 32]}}
+    config = network_config(TrainConfig(network="pipofan2d", slice_resize=32), plan)
+    assert config["slice_resize"] == 32
+    planned = network_config(TrainConfig(network="pipofan2d", slice_patch=16),
+                             {"network": {**plan["network"], "slice_resize": 64}})
+    assert planned["slice_resize"] == 64  # the plan's resize, cropped by the command line's patch
+
+
+def test_resuming_with_another_slice_resize_is_refused(tiny_cache, tmp_path):
+    from unimos.training.checkpoint import CheckpointError
+
+    cases, plan = tiny_cache
+    plan = with_hashes({**plan, "network": {**plan["network"], "filters": [4, 8, 16]}})
+    started = TrainConfig(network="pipofan2d", slice_resize=32, iterations=2, checkpoint_every=1, device="cpu")
+    train(cases, plan, started, tmp_path / "run")
+    for changed in ({"slice_resize": 0}, {"slice_patch": 16}):
+        with pytest.raises(CheckpointError, match="--slice-resize"):
+            train(cases, plan, TrainConfig(**{**started.to_json(), **changed, "iterations": 3}), tmp_path / "run",
+                  resume=True)
+
+
+def test_a_cascade_refuses_a_fine_model_that_resizes_slices():
+    from types import SimpleNamespace
+
+    from unimos.errors import UnimosError
+    from unimos.inference.cascade import check_cascade_pair
+
+    coarse = SimpleNamespace(class_names=["background", "liver"], meta={"in_channels": 1}, network=object())
+    fine = SimpleNamespace(class_names=["background", "liver"], meta={"in_channels": 1},
+                           network=SimpleNamespace(slice_resize=256))
+    with pytest.raises(UnimosError, match="resizes whole slices"):
+        check_cascade_pair(coarse, fine)
+    check_cascade_pair(coarse, SimpleNamespace(**{**vars(fine), "network": SimpleNamespace(slice_resize=0)}))

@@ -57,6 +57,10 @@ def check_cascade_pair(coarse: Any, fine: Any) -> None:
     if int(coarse.meta["in_channels"]) != int(fine.meta["in_channels"]):
         raise UnimosError("--coarse", "the coarse and the fine model read a different number of channels",
                           "train both stages on the same manifest")
+    if int(getattr(fine.network, "slice_resize", 0)):
+        raise UnimosError("--coarse", "the fine model resizes whole slices (--slice-resize); inside the coarse "
+                          "region its slices would be magnified unlike in training",
+                          "use a fine model trained without --slice-resize, or predict without --coarse")
 
 
 def predict_cascade(coarse: Any, fine: Any, channels: Sequence[Volume], options: Any, stages: dict[str, float],

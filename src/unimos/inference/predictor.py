@@ -125,7 +125,8 @@ def labels_to_input_grid(labels: np.ndarray, geometry: PreparedGeometry) -> np.n
 
 
 def window_plan(model: LoadedModel, image_shape: Sequence[int], options: PredictOptions) -> WindowPlan:
-    """The windows the network will see for a prepared image of `image_shape` (spatial, on the plan's grid)."""
+    """The windows the network will see for a prepared image of `image_shape` (spatial, on the plan's grid); for a
+    2D network that resizes slices, the windows (and the shape in their summary) are those of the resized slices."""
     patch = model.meta.get("patch_size", model.plan["patch_size"])
     resize = int(getattr(model.network, "slice_resize", 0))
     if resize:  # the windows run over the resized slices

@@ -16,7 +16,8 @@ Config keys:
         [fused logits (full size), side output at 1/2, at 1/4, ...] (each at its own size).
     slice_resize: optional, default 0 (off); N > 0 resizes every axial slice to N x N before the network sees it,
         in training (patches are cropped from the resized slice) and in inference (outputs resized back), as
-        UniMOS does with 256 (preprocess/slices.py). Set by `unimos train --slice-resize`.
+        UniMOS does with 256 (preprocess/slices.py). Set by `unimos train --slice-resize` (which overrides a
+        value in the plan's network entry).
 """
 
 from __future__ import annotations
@@ -115,12 +116,13 @@ def build_pipofan2d(config: Mapping[str, Any], in_channels: int, num_classes: in
     if not isinstance(deep_supervision, bool):
         raise PlanError(where, f"has deep_supervision {deep_supervision!r}", "set it to true or false")
     slice_resize = config.get("slice_resize", 0)
+    where = "--slice-resize (pipofan2d's slice_resize)"
     if isinstance(slice_resize, bool) or not isinstance(slice_resize, int) or slice_resize < 0:
-        raise PlanError(where, f"has slice_resize {slice_resize!r}", "give a whole number of pixels, 0 for off")
+        raise PlanError(where, f"is {slice_resize!r}", "give a whole number of pixels, 0 for off")
     halvings = 2 ** (len(filters) - 1)
     if slice_resize % halvings:
-        raise PlanError(where, f"has slice_resize {slice_resize}, not a multiple of {halvings} ({len(filters)} scales)",
-                        f"use a multiple of {halvings}, e.g. 256")
+        raise PlanError(where, f"is {slice_resize}, not a multiple of {halvings} (the network halves "
+                        f"{len(filters) - 1} times)", f"use a multiple of {halvings}, e.g. 256")
     return PipoFan2D(in_channels, num_classes, filters, deep_supervision, slice_resize)
 
 

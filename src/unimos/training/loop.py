@@ -61,27 +61,35 @@ def distributed_context() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
-def check_slice_settings(config: TrainConfig, spatial_dims: int) -> None:
-    """--slice-resize / --slice-patch only for 2D networks, the crop no larger than the resized slice."""
+def check_slice_settings(config: TrainConfig, spatial_dims: int, slice_resize: int) -> None:
+    """Slice resizing only for 2D networks, without a region-restricted (cascade fine-stage) training, and the crop
+    no larger than the resized slice. `slice_resize` is the effective one (command line, else the plan's)."""
+    option = "--slice-resize" if config.slice_resize else "--slice-patch"
     if spatial_dims != 2:
-        raise UnimosError("--slice-resize", f"network '{config.network}' is 3D; slices are resized for 2D ones",
-                          "drop --slice-resize/--slice-patch, or train a 2D network such as pipofan2d")
-    if config.slice_patch and not config.slice_resize:
+        raise UnimosError(option, f"network '{config.network}' is 3D; slices are resized for 2D ones",
+                          f"drop {option}, or train a 2D network such as pipofan2d")
+    if config.slice_patch and not slice_resize:
         raise UnimosError("--slice-patch", "is a crop of the resized slice, but no --slice-resize is set",
                           "set --slice-resize too (UniMOS: --slice-resize 256 --slice-patch 224)")
-    if config.slice_patch > config.slice_resize:
-        raise UnimosError("--slice-patch", f"{config.slice_patch} is larger than --slice-resize {config.slice_resize}",
+    if config.slice_patch > slice_resize:
+        raise UnimosError("--slice-patch", f"{config.slice_patch} is larger than the slice resize {slice_resize}",
                           "crop at most the resized slice")
+    if slice_resize and config.roi_margin_mm is not None:
+        raise UnimosError("--roi-margin-mm", "a cascade's fine stage sees the region's slices, which a slice resize "
+                          "would magnify unlike the whole slices it trains on", "drop --slice-resize or --roi-margin-mm")
 
 
 def network_config(config: TrainConfig, plan: dict[str, Any]) -> dict[str, Any]:
-    """The network the plan describes for `config.network`, with the training's deep supervision and slice resize."""
-    from unimos.networks.registry import network_config_for
+    """The network the plan describes for `config.network`, with the training's deep supervision and slice resize
+    (`config.slice_resize` if set, else the plan's network entry's)."""
+    from unimos.networks.registry import build_network, network_config_for
 
     net_config = {**network_config_for(plan, config.network), "deep_supervision": config.deep_supervision}
-    if config.slice_resize or config.slice_patch:
-        check_slice_settings(config, int(net_config.get("spatial_dims", 3)))
-        net_config["slice_resize"] = int(config.slice_resize)
+    slice_resize = int(config.slice_resize or net_config.get("slice_resize", 0))
+    if slice_resize or config.slice_patch:
+        bare = {k: v for k, v in net_config.items() if k != "slice_resize"}
+        check_slice_settings(config, int(build_network(bare, 1, 2).spatial_dims), slice_resize)
+        net_config["slice_resize"] = slice_resize
     return net_config
 
 
@@ -203,7 +211,8 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     start = 0
     latest = run_dir / "checkpoint_latest"
     if resume:
-        start = _resume(latest, strategy, optimizer, schedule, rng, torch_gen, plan)
+        start = _resume(latest, strategy, optimizer, schedule, rng, torch_gen, plan, network_config(config, plan),
+                        patch)
     elif rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / "config.json", config.to_json())
@@ -284,11 +293,22 @@ def _save(path: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
     ckpt.save_checkpoint(path, _unwrapped_nets(strategy), meta, optimizer, extra)
 
 
+def check_same_network(meta: dict[str, Any], network: dict[str, Any], patch: list[int], where: Path) -> None:
+    """A resumed run must build the network and cut the patches it was started with (slice resize included, which
+    adds no weights, so loading them would not notice)."""
+    if meta.get("network") != network or list(meta.get("patch_size", patch)) != list(patch):
+        raise ckpt.CheckpointError(where, f"was trained with network {meta.get('network')} on patches "
+                                   f"{meta.get('patch_size')}, not {network} on {patch}",
+                                   "resume with the settings the run was started with (see its config.json), "
+                                   "e.g. the same --network, --deep-supervision, --slice-resize, --slice-patch")
+
+
 def _resume(latest: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
             schedule: torch.optim.lr_scheduler.LRScheduler, rng: np.random.Generator, torch_gen: torch.Generator,
-            plan: dict[str, Any]) -> int:
+            plan: dict[str, Any], network: dict[str, Any], patch: list[int]) -> int:
     meta = ckpt.read_checkpoint_meta(latest)
     ckpt.check_compatible(meta, plan, latest)
+    check_same_network(meta, network, patch, latest)
     tensors = ckpt.load_tensors(latest)
     ckpt.load_model_weights(_unwrapped_nets(strategy), tensors, latest)
     ckpt.restore_optimizer(optimizer, tensors, meta)
