@@ -77,50 +77,44 @@ def test_largest_component_keeps_only_the_biggest_piece_per_class():
     assert out[8, 8, 8] == 0 and (out[0:4, 0:4, 0:4] == 1).all() and (out[6:8, 0:2, 0:2] == 2).all()
 
 
-def test_2d_network_trains_on_axial_slices_and_predicts_a_volume(tiny_manifest, tmp_path):
-    from tests.conftest import tiny_training_plan
-
+def train_tiny_2d_model(tiny_manifest, root, **settings):
+    """A pipofan2d model trained 2 steps on the tiny manifest, loaded back from its checkpoint."""
     manifest = load_manifest(tiny_manifest)
     plan = tiny_training_plan(manifest)
     plan["network"]["filters"] = [4, 8, 16]
     plan = with_hashes(plan)
-    preprocess_manifest(manifest, plan, tmp_path / "cache", workers=1)
-    config = TrainConfig(network="pipofan2d", iterations=2, checkpoint_every=0, device="cpu")
-    result = train(open_cache(tmp_path / "cache", plan), plan, config, tmp_path / "run")
-    model = load_model(result.checkpoint)
-    assert model.network.spatial_dims == 2 and model.meta["patch_size"] == [8, 8]
-    image = write_nifti(tmp_path / "in" / "scan_0000.nii.gz", np.full((30, 26, 14), 40, np.int16),
-                        np.diag([-1.5, 1.5, 3.0, 1.0]))
-    record = predict_files(model, [image], tmp_path / "out", PredictOptions())[0]
+    preprocess_manifest(manifest, plan, root / "cache", workers=1)
+    config = TrainConfig(network="pipofan2d", iterations=2, checkpoint_every=0, device="cpu", **settings)
+    return load_model(train(open_cache(root / "cache", plan), plan, config, root / "run").checkpoint)
+
+
+def predict_in_input_geometry(model, root):
+    """Predict a (30, 26, 14) scan; the record, after checking the label map has the input's shape and affine."""
+    affine = np.diag([-1.5, 1.5, 3.0, 1.0])
+    image = write_nifti(root / "in" / "scan_0000.nii.gz", np.full((30, 26, 14), 40, np.int16), affine)
+    record = predict_files(model, [image], root / "out", PredictOptions())[0]
     assert record.error is None, record.error
     written = nib.load(record.output)
-    assert written.shape == (30, 26, 14) and np.allclose(written.affine, np.diag([-1.5, 1.5, 3.0, 1.0]))
+    assert written.shape == (30, 26, 14) and np.allclose(written.affine, affine)
+    return record
+
+
+def test_2d_network_trains_on_axial_slices_and_predicts_a_volume(tiny_manifest, tmp_path):
+    model = train_tiny_2d_model(tiny_manifest, tmp_path)
+    assert model.network.spatial_dims == 2 and model.meta["patch_size"] == [8, 8]
+    predict_in_input_geometry(model, tmp_path)
 
 
 def test_a_2d_network_that_resizes_slices_trains_on_crops_and_predicts_in_the_input_geometry(tiny_manifest, tmp_path):
     from unimos.inference.sliding import predict_probabilities
 
-    manifest = load_manifest(tiny_manifest)
-    plan = tiny_training_plan(manifest)
-    plan["network"]["filters"] = [4, 8, 16]
-    plan = with_hashes(plan)
-    preprocess_manifest(manifest, plan, tmp_path / "cache", workers=1)
-    config = TrainConfig(network="pipofan2d", slice_resize=32, slice_patch=24, iterations=2, checkpoint_every=0,
-                         device="cpu")
-    result = train(open_cache(tmp_path / "cache", plan), plan, config, tmp_path / "run")
-    model = load_model(result.checkpoint)
+    model = train_tiny_2d_model(tiny_manifest, tmp_path, slice_resize=32, slice_patch=24)
     assert model.network.slice_resize == 32 and model.meta["patch_size"] == [24, 24]
     volume = torch.randn(1, 1, 30, 26, 5)
     probs = predict_probabilities(model.network, volume, model.meta["patch_size"])
     assert probs.shape == (1, model.network.num_classes, 30, 26, 5)
     assert torch.allclose(probs.sum(dim=1), torch.ones(1, 30, 26, 5), atol=1e-4)
-    image = write_nifti(tmp_path / "in" / "scan_0000.nii.gz", np.full((30, 26, 14), 40, np.int16),
-                        np.diag([-1.5, 1.5, 3.0, 1.0]))
-    record = predict_files(model, [image], tmp_path / "out", PredictOptions())[0]
-    assert record.error is None, record.error
-    assert record.window["size"] == [24, 24]
-    written = nib.load(record.output)
-    assert written.shape == (30, 26, 14) and np.allclose(written.affine, np.diag([-1.5, 1.5, 3.0, 1.0]))
+    assert predict_in_input_geometry(model, tmp_path).window["size"] == [24, 24]
 
 
 @pytest.mark.parametrize("settings, complaint", [
