@@ -146,14 +146,14 @@ def _augmenter(config: TrainConfig) -> Callable[[dict[str, torch.Tensor], torch.
 
 def _checkpoint_meta(config: TrainConfig, plan: dict[str, Any], step: int, rng: np.random.Generator,
                      schedule: torch.optim.lr_scheduler.LRScheduler, in_channels: int,
-                     patch: list[int]) -> dict[str, Any]:
+                     patch: list[int], network: dict[str, Any]) -> dict[str, Any]:
     return {
         "step": step,
         "plan_hash": plan["hash"],
         "plan": {k: plan[k] for k in ("target_spacing_mm", "patch_size", "network", "normalisation", "crop_to_body",
                                       "classes", "cache_key", "hash") if k in plan},
         "classes": plan["classes"],
-        "network": network_config(config, plan),
+        "network": network,
         "in_channels": in_channels,
         "patch_size": patch,
         "strategy": config.strategy,
@@ -188,6 +188,7 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
             if any(p.requires_grad for p in strategy.nets[key].parameters()):  # an EMA teacher is not trained
                 strategy.nets[key] = nn.parallel.DistributedDataParallel(strategy.nets[key])
     main_net = _unwrapped_nets(strategy)["main"]
+    net_config = network_config(config, plan)  # once: what checkpoints record and a resume must match
     patch = training_patch(plan["patch_size"], main_net, config.slice_patch)
     slice_resize = int(getattr(main_net, "slice_resize", 0))
     optimizer = build_optimizer(strategy.parameters(), config)
@@ -211,8 +212,7 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     start = 0
     latest = run_dir / "checkpoint_latest"
     if resume:
-        start = _resume(latest, strategy, optimizer, schedule, rng, torch_gen, plan, network_config(config, plan),
-                        patch)
+        start = _resume(latest, strategy, optimizer, schedule, rng, torch_gen, plan, net_config, patch)
     elif rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / "config.json", config.to_json())
@@ -263,12 +263,14 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
         if log is not None and (done % config.log_every == 0 or is_last or row_val is not None):
             log.row(done, loss_value, optimizer.param_groups[0]["lr"], t2 - t0, t1 - t0, row_val)
         if rank == 0 and (is_last or (config.checkpoint_every and done % config.checkpoint_every == 0)):
-            _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels, patch)
+            _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels, patch,
+                  net_config)
         if progress is not None and rank == 0:
             progress(done, config.iterations, loss_value)
         if stop_after is not None and done >= stop_after and not is_last:
             if rank == 0:
-                _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels, patch)
+                _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels, patch,
+                      net_config)
             if log is not None:
                 log.close()
             return TrainResult(run_dir, latest, done - start, time.perf_counter() - begun,
@@ -276,7 +278,7 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     final = run_dir / "checkpoint_final"
     if rank == 0:
         _save(final, strategy, optimizer, schedule, rng, torch_gen, config, plan, config.iterations, in_channels,
-              patch)
+              patch, net_config)
     if world > 1:
         dist.barrier()
     if log is not None:
@@ -287,8 +289,9 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
 
 def _save(path: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
           schedule: torch.optim.lr_scheduler.LRScheduler, rng: np.random.Generator, torch_gen: torch.Generator,
-          config: TrainConfig, plan: dict[str, Any], step: int, in_channels: int, patch: list[int]) -> None:
-    meta = _checkpoint_meta(config, plan, step, rng, schedule, in_channels, patch)
+          config: TrainConfig, plan: dict[str, Any], step: int, in_channels: int, patch: list[int],
+          network: dict[str, Any]) -> None:
+    meta = _checkpoint_meta(config, plan, step, rng, schedule, in_channels, patch, network)
     extra = {"torch_rng": torch.get_rng_state(), "augment_rng": torch_gen.get_state()}
     ckpt.save_checkpoint(path, _unwrapped_nets(strategy), meta, optimizer, extra)
 
