@@ -117,11 +117,12 @@ def test_a_batch_without_known_voxels_falls_back_to_cps():
     assert "loss_gt" not in out.logs and "loss_cons" not in out.logs and "loss_cps" in out.logs
 
 
-def test_with_the_gaussian_weights_at_zero_it_is_cps():
+@pytest.mark.parametrize("class_weights", ["distdw", "none"])
+def test_with_the_gaussian_weights_at_zero_it_is_cps(class_weights):
     nets = tiny_nets()
     labeled, unlabeled = batches()
-    guided = strategy_for(nets, **{k: 0.0 for k in GAUSSIAN_WEIGHTS}).train()
-    plain = CrossPseudoSupervision(nets, build_loss("partial")).train()
+    guided = strategy_for(nets, class_weights=class_weights, **{k: 0.0 for k in GAUSSIAN_WEIGHTS}).train()
+    plain = CrossPseudoSupervision(nets, build_loss("partial"), {"class_weights": class_weights}).train()
     expected = plain.step(labeled, unlabeled, step=3, total_steps=10).loss
     assert torch.allclose(guided.step(labeled, unlabeled, step=3, total_steps=10).loss, expected, rtol=1e-5)
 

@@ -49,6 +49,13 @@ class Strategy(nn.Module):
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimiser step; nothing by default."""
 
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """State besides the networks' weights that a resumed run needs (saved in checkpoints); none by default."""
+        return {}
+
+    def load_extra_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what `extra_state` returned; a key it lacks keeps its fresh value."""
+
 
 def resolve_options(name: str, defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """The defaults updated with the given options; an unknown option is an error naming the known ones."""

@@ -12,9 +12,11 @@ equation numbers of `gaussian_mixture.py` (paper 003 numbers none; we count its 
 - L_max (eq. 7): exp(-d(mu_k, mu_v)^2) averaged over pairs of classes present in the batch, pushes means apart;
 - L_cons (eq. 8): squared difference of the two networks' posteriors on unlabeled voxels;
 - L_rectify (eq. 9): cross-entropy of each network against argmax of its own posterior (eq. 4) on unlabeled voxels;
-- L_cps: plain CPS (`cps.cross_pseudo_loss`), so with the four Gaussian weights at 0 this is `cps`.
+- L_cps: CPS (`cps.cross_pseudo_loss`) with the released code's class weights (class_weights.py), so with the four
+  Gaussian weights at 0 this is `cps --strategy-option class_weights=distdw`.
 The knowledge transfer of KT-CPS is that the Gaussians fitted on labeled features are what supervise the unlabeled
-flow (L_cons, L_rectify); r(t) is the sigmoid ramp of `cps`.
+flow (L_cons, L_rectify), and that how well each class is learned on labeled voxels weighs the cross pseudo-labels;
+r(t) is the sigmoid ramp of `cps`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from torch import nn
 
 from unimos.networks.base import Logits, full_resolution
 from unimos.strategies.base import STRATEGIES, StepOutput, Strategy
-from unimos.strategies.cps import cross_pseudo_loss
+from unimos.strategies.cps import NETWORKS, LearnedWeightsMixin, cross_pseudo_loss
 from unimos.strategies.gaussian_mixture import (
     ClassGaussians,
     fit_class_gaussians,
@@ -85,7 +87,7 @@ def rectify_loss(logits: torch.Tensor, log_post: torch.Tensor) -> torch.Tensor:
 
 
 @STRATEGIES.register("guided_cps")
-class GuidedCrossPseudoSupervision(Strategy):
+class GuidedCrossPseudoSupervision(LearnedWeightsMixin, Strategy):
     """GuidedNet (paper 003): `cps` plus the 3D-CGMM terms. Options (paper 003 gives no weights; where noted, the
     value of the authors' released training script, kimjisoo12/GuidedNet `train_guidedNet_flare.py`):
 
@@ -96,6 +98,8 @@ class GuidedCrossPseudoSupervision(Strategy):
     - `rectify_weight` (0.1), ramped: the script's unlabeled Gaussian term is a soft binary cross-entropy, halved
       and averaged over classes, far weaker per voxel than eq. 9's hard cross-entropy; at weight 1 (and
       `cps_weight` 1, ramp 0.2) a 300-iteration demo run lost the spleen and pancreas entirely;
+    - `class_weights` ("distdw": the script's KT-CPS weights of the cross term, class_weights.py; "none": plain)
+      and `weights_momentum` (0.99, the script's);
     - `max_voxels` (32768): voxels drawn per batch for the Gaussian terms, bounding their memory (0: all);
     - `min_std` (0.01): floor on each Gaussian's standard deviation.
     """
@@ -110,9 +114,15 @@ class GuidedCrossPseudoSupervision(Strategy):
         "cons_weight": 0.1,  # paper 003, eq. 8
         "rectify_weight": 0.1,  # paper 003, eq. 9
         "rampup": 1.0,
+        "class_weights": "distdw",
+        "weights_momentum": 0.99,
         "max_voxels": 32768,
         "min_std": 0.01,
     }
+
+    def __init__(self, nets: dict[str, nn.Module], loss: nn.Module, options: dict[str, Any] | None = None) -> None:
+        super().__init__(nets, loss, options)
+        self.init_class_weights()
 
     def step(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None,
              step: int, total_steps: int) -> StepOutput:
@@ -129,6 +139,7 @@ class GuidedCrossPseudoSupervision(Strategy):
 
         loss = labeled["image"].new_zeros(())
         terms: dict[str, torch.Tensor] = {}
+        labeled_logits: dict[str, torch.Tensor] = {}
         unlabeled_logits: dict[str, torch.Tensor] = {}
         unlabeled_log_post: dict[str, torch.Tensor] = {}
         rectify_terms: list[torch.Tensor] = []
@@ -136,9 +147,10 @@ class GuidedCrossPseudoSupervision(Strategy):
         def add_log(name: str, value: torch.Tensor) -> None:  # logged as the mean over the two networks, as `cps`
             terms[name] = terms.get(name, value.new_zeros(())) + value.detach() / 2
 
-        for name in ("main", "second"):
+        for name in NETWORKS:
             net = self.nets[name]
             logits, features = logits_and_features(net, labeled["image"])
+            labeled_logits[name] = full_resolution(logits)
             supervised = self.loss(logits, targets)
             loss = loss + supervised
             add_log("loss_labeled", supervised)
@@ -147,7 +159,7 @@ class GuidedCrossPseudoSupervision(Strategy):
             with torch.autocast(features.device.type, enabled=False):
                 if labeled_positions.numel() > 0:
                     voxel_features = gather_voxels(features, labeled_positions).float()
-                    voxel_logits = gather_voxels(full_resolution(logits), labeled_positions).float()
+                    voxel_logits = gather_voxels(labeled_logits[name], labeled_positions).float()
                     # paper 003, eq. 1: the deviation weighs each voxel by the network's probability of its class
                     probability = torch.softmax(voxel_logits.detach(), dim=1)
                     own_class = probability.gather(1, labeled_classes.unsqueeze(1)).squeeze(1)
@@ -178,7 +190,8 @@ class GuidedCrossPseudoSupervision(Strategy):
             return StepOutput(loss, logs)
 
         ramp = sigmoid_rampup(step, int(options["rampup"] * total_steps))
-        cps = cross_pseudo_loss(unlabeled_logits["main"], unlabeled_logits["second"])
+        weights = self.update_class_weights(labeled_logits, targets)
+        cps = cross_pseudo_loss(unlabeled_logits["main"], unlabeled_logits["second"], weights["main"], weights["second"])
         unlabeled_loss = options["cps_weight"] * cps
         logs["loss_cps"] = float(cps.detach())
         if unlabeled_log_post:

@@ -25,6 +25,7 @@ from unimos.training import checkpoint as ckpt
 from unimos.training.batches import PatchSource
 from unimos.training.config import TrainConfig
 from unimos.training.optim import build_optimizer, build_schedule
+from unimos.training.streams import RandomStreams
 from unimos.training.trainlog import TrainLog
 from unimos.training.validate import validation_dice
 from unimos.utils.atomic import write_json_atomic
@@ -144,7 +145,7 @@ def _augmenter(config: TrainConfig) -> Callable[[dict[str, torch.Tensor], torch.
     return run
 
 
-def _checkpoint_meta(config: TrainConfig, plan: dict[str, Any], step: int, rng: np.random.Generator,
+def _checkpoint_meta(config: TrainConfig, plan: dict[str, Any], step: int, streams: RandomStreams,
                      schedule: torch.optim.lr_scheduler.LRScheduler, in_channels: int,
                      patch: list[int], network: dict[str, Any]) -> dict[str, Any]:
     return {
@@ -159,7 +160,7 @@ def _checkpoint_meta(config: TrainConfig, plan: dict[str, Any], step: int, rng: 
         "strategy": config.strategy,
         "method": config.method,
         "config": config.to_json(),
-        "sampler_state": rng.bit_generator.state,
+        "sampler_state": streams.sampler_state(),
         "schedule_state": {k: v for k, v in schedule.state_dict().items() if k != "lr_lambdas"},
     }
 
@@ -193,8 +194,7 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     slice_resize = int(getattr(main_net, "slice_resize", 0))
     optimizer = build_optimizer(strategy.parameters(), config)
     schedule = build_schedule(optimizer, config)
-    rng = np.random.default_rng(config.seed)
-    torch_gen = torch.Generator().manual_seed(config.seed)
+    streams = RandomStreams.seeded(config.seed)
     labeled_cases = [c for c in cases if c.meta["has_label"]]
     if not labeled_cases:
         raise UnimosError(run_dir, "none of the training cases has a label", "add labeled cases to the manifest")
@@ -212,7 +212,7 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     start = 0
     latest = run_dir / "checkpoint_latest"
     if resume:
-        start = _resume(latest, strategy, optimizer, schedule, rng, torch_gen, plan, net_config, patch)
+        start = _resume(latest, strategy, optimizer, schedule, streams, plan, net_config, patch)
     elif rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / "config.json", config.to_json())
@@ -226,13 +226,14 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     begun = time.perf_counter()
     for step in range(start, config.iterations):
         t0 = time.perf_counter()
-        global_batch = labeled.batch(batch_size * world, rng)
+        global_batch = labeled.batch(batch_size * world, streams.labeled_sampler)
         batch = {k: v[rank * batch_size:(rank + 1) * batch_size] for k, v in global_batch.items()}
-        batch = augment(batch, torch_gen)
+        batch = augment(batch, streams.labeled_augment)
         unl = None
         if unlabeled is not None:
-            global_unl = unlabeled.batch(batch_size * world, rng)
-            unl = augment({k: v[rank * batch_size:(rank + 1) * batch_size] for k, v in global_unl.items()}, torch_gen)
+            global_unl = unlabeled.batch(batch_size * world, streams.unlabeled_sampler)
+            unl = augment({k: v[rank * batch_size:(rank + 1) * batch_size] for k, v in global_unl.items()},
+                          streams.unlabeled_augment)
             unl = {k: v.to(device) for k, v in unl.items()}
         batch = {k: v.to(device) for k, v in batch.items()}
         t1 = time.perf_counter()
@@ -263,13 +264,13 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
         if log is not None and (done % config.log_every == 0 or is_last or row_val is not None):
             log.row(done, loss_value, optimizer.param_groups[0]["lr"], t2 - t0, t1 - t0, row_val)
         if rank == 0 and (is_last or (config.checkpoint_every and done % config.checkpoint_every == 0)):
-            _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels, patch,
+            _save(latest, strategy, optimizer, schedule, streams, config, plan, done, in_channels, patch,
                   net_config)
         if progress is not None and rank == 0:
             progress(done, config.iterations, loss_value)
         if stop_after is not None and done >= stop_after and not is_last:
             if rank == 0:
-                _save(latest, strategy, optimizer, schedule, rng, torch_gen, config, plan, done, in_channels, patch,
+                _save(latest, strategy, optimizer, schedule, streams, config, plan, done, in_channels, patch,
                       net_config)
             if log is not None:
                 log.close()
@@ -277,7 +278,7 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
                                data_seconds / step_seconds if step_seconds else 0.0, val, losses)
     final = run_dir / "checkpoint_final"
     if rank == 0:
-        _save(final, strategy, optimizer, schedule, rng, torch_gen, config, plan, config.iterations, in_channels,
+        _save(final, strategy, optimizer, schedule, streams, config, plan, config.iterations, in_channels,
               patch, net_config)
     if world > 1:
         dist.barrier()
@@ -288,11 +289,11 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
 
 
 def _save(path: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
-          schedule: torch.optim.lr_scheduler.LRScheduler, rng: np.random.Generator, torch_gen: torch.Generator,
-          config: TrainConfig, plan: dict[str, Any], step: int, in_channels: int, patch: list[int],
+          schedule: torch.optim.lr_scheduler.LRScheduler, streams: RandomStreams, config: TrainConfig, plan: dict[str, Any], step: int, in_channels: int, patch: list[int],
           network: dict[str, Any]) -> None:
-    meta = _checkpoint_meta(config, plan, step, rng, schedule, in_channels, patch, network)
-    extra = {"torch_rng": torch.get_rng_state(), "augment_rng": torch_gen.get_state()}
+    meta = _checkpoint_meta(config, plan, step, streams, schedule, in_channels, patch, network)
+    extra = {"torch_rng": torch.get_rng_state(), **streams.augment_state(),
+             **{f"strategy.{k}": v for k, v in strategy.extra_state().items()}}
     ckpt.save_checkpoint(path, _unwrapped_nets(strategy), meta, optimizer, extra)
 
 
@@ -307,8 +308,7 @@ def check_same_network(meta: dict[str, Any], network: dict[str, Any], patch: lis
 
 
 def _resume(latest: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
-            schedule: torch.optim.lr_scheduler.LRScheduler, rng: np.random.Generator, torch_gen: torch.Generator,
-            plan: dict[str, Any], network: dict[str, Any], patch: list[int]) -> int:
+            schedule: torch.optim.lr_scheduler.LRScheduler, streams: RandomStreams, plan: dict[str, Any], network: dict[str, Any], patch: list[int]) -> int:
     meta = ckpt.read_checkpoint_meta(latest)
     ckpt.check_compatible(meta, plan, latest)
     check_same_network(meta, network, patch, latest)
@@ -318,7 +318,8 @@ def _resume(latest: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
     state = schedule.state_dict()
     state.update(meta["schedule_state"])
     schedule.load_state_dict(state)
-    rng.bit_generator.state = meta["sampler_state"]
+    streams.restore(meta["sampler_state"], tensors)
     torch.set_rng_state(tensors["extra.torch_rng"])
-    torch_gen.set_state(tensors["extra.augment_rng"])
+    prefix = "extra.strategy."
+    strategy.load_extra_state({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
     return int(meta["step"])
