@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -135,3 +137,19 @@ def test_features_come_through_forward_so_that_a_ddp_wrapper_would_sync_them():
     assert torch.allclose(logits, expected_logits) and torch.allclose(features, expected_features)
     (logits.mean() + features.mean()).backward()
     assert all(p.grad is not None for p in net.parameters())
+
+
+def test_gaussian_rampup_scales_the_labeled_gaussian_terms_by_the_sigmoid_ramp():
+    nets = tiny_nets()
+    labeled, unlabeled = batches()
+
+    def loss(step, **options):
+        torch.manual_seed(0)  # the voxels drawn for the Gaussian terms
+        return float(strategy_for(nets, **options).train().step(labeled, unlabeled, step, total_steps=10).loss.detach())
+
+    labeled_terms = {"gt_weight": 0.0, "self_weight": 0.0, "max_weight": 0.0}
+    without = loss(0, **labeled_terms)
+    unramped = loss(0) - without
+    ramped = loss(0, gaussian_rampup=1.0) - without
+    assert unramped > 0 and abs(ramped - math.exp(-5.0) * unramped) < 1e-4 * unramped
+    assert abs(loss(10, gaussian_rampup=1.0) - loss(10)) < 1e-6  # the ramp has ended

@@ -93,7 +93,8 @@ class GuidedCrossPseudoSupervision(LearnedWeightsMixin, Strategy):
 
     - `cps_weight` (0.1, the script's ramped `consistency`, as `cps`) and `rampup` (1.0: the whole run; the
       script's ramp is longer than its training);
-    - `gt_weight`, `self_weight`, `max_weight` (1.0 each; the script's `lanmuda` 1), unramped;
+    - `gt_weight`, `self_weight`, `max_weight` (1.0 each; the script's `lanmuda` 1), ramped over `gaussian_rampup`
+      of the run (0.0: unramped, as the script);
     - `cons_weight` (0.1, the script's `consistency`), ramped;
     - `rectify_weight` (0.1), ramped: the script's unlabeled Gaussian term is a soft binary cross-entropy, halved
       and averaged over classes, far weaker per voxel than eq. 9's hard cross-entropy; at weight 1 (and
@@ -114,6 +115,7 @@ class GuidedCrossPseudoSupervision(LearnedWeightsMixin, Strategy):
         "cons_weight": 0.1,  # paper 003, eq. 8
         "rectify_weight": 0.1,  # paper 003, eq. 9
         "rampup": 1.0,
+        "gaussian_rampup": 0.0,
         "class_weights": "distdw",
         "weights_momentum": 0.99,
         "max_voxels": 32768,
@@ -137,6 +139,7 @@ class GuidedCrossPseudoSupervision(LearnedWeightsMixin, Strategy):
                                     device=unlabeled["image"].device)
             unlabeled_positions = sample_positions(everywhere, int(options["max_voxels"]))
 
+        labeled_ramp = sigmoid_rampup(step, int(options["gaussian_rampup"] * total_steps))
         loss = labeled["image"].new_zeros(())
         terms: dict[str, torch.Tensor] = {}
         labeled_logits: dict[str, torch.Tensor] = {}
@@ -169,8 +172,8 @@ class GuidedCrossPseudoSupervision(LearnedWeightsMixin, Strategy):
                     gt = posterior_ground_truth_loss(log_post, labeled_classes)
                     self_term = self_guidance_loss(voxel_logits, log_post.exp())
                     separation = mean_separation_loss(gaussians)
-                    loss = loss + (options["gt_weight"] * gt + options["self_weight"] * self_term
-                                   + options["max_weight"] * separation)
+                    loss = loss + labeled_ramp * (options["gt_weight"] * gt + options["self_weight"] * self_term
+                                                  + options["max_weight"] * separation)
                     add_log("loss_gt", gt)
                     add_log("loss_self", self_term)
                     add_log("loss_max", separation)
