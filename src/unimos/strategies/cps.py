@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-
 from torch import nn
 
 from unimos.errors import UnimosError
+from unimos.losses.targets import Targets
 from unimos.networks.base import full_resolution
 from unimos.strategies.base import STRATEGIES, StepOutput, Strategy
 from unimos.strategies.class_weights import LearnedClassWeights, weighted_cross_entropy
@@ -40,11 +40,13 @@ def cross_pseudo_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, weights_a:
 
 
 class LearnedWeightsMixin:
-    """Per-network DistDW class weights for the cross term, kept across steps and in checkpoints."""
+    """Per-network DistDW class weights for the cross term, kept across steps and in checkpoints (mixed in before
+    Strategy, whose options must hold `class_weights` and `weights_momentum`)."""
 
     options: dict[str, Any]
 
-    def init_class_weights(self) -> None:
+    def __init__(self, nets: dict[str, nn.Module], loss: nn.Module, options: dict[str, Any] | None = None) -> None:
+        super().__init__(nets, loss, options)  # type: ignore[call-arg]
         mode = self.options["class_weights"]
         if mode not in CLASS_WEIGHTS:
             raise UnimosError("--strategy-option", f"class_weights={mode!r} is not known",
@@ -53,7 +55,7 @@ class LearnedWeightsMixin:
             if mode == "distdw" else None
 
     def update_class_weights(self, labeled_logits: dict[str, torch.Tensor],
-                             targets) -> dict[str, torch.Tensor | None]:
+                             targets: Targets) -> dict[str, torch.Tensor | None]:
         """Each network's weights after folding in its full-resolution labeled logits (None without weighting)."""
         if self.learned is None:
             return {name: None for name in NETWORKS}
@@ -84,10 +86,6 @@ class CrossPseudoSupervision(LearnedWeightsMixin, Strategy):
     needs_unlabeled = True
     extra_networks = ("second",)
     defaults: dict[str, Any] = {"weight": 0.1, "rampup": 1.0, "class_weights": "none", "weights_momentum": 0.99}
-
-    def __init__(self, nets: dict[str, nn.Module], loss: nn.Module, options: dict[str, Any] | None = None) -> None:
-        super().__init__(nets, loss, options)
-        self.init_class_weights()
 
     def step(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None,
              step: int, total_steps: int) -> StepOutput:

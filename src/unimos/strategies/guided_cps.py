@@ -125,10 +125,6 @@ class GuidedCrossPseudoSupervision(LearnedWeightsMixin, Strategy):
         "min_std": 0.01,
     }
 
-    def __init__(self, nets: dict[str, nn.Module], loss: nn.Module, options: dict[str, Any] | None = None) -> None:
-        super().__init__(nets, loss, options)
-        self.init_class_weights()
-
     def step(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None,
              step: int, total_steps: int) -> StepOutput:
         options = self.options
