@@ -294,6 +294,8 @@ def run_ssl_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: i
         "unlabeled_cases": [c.case_id for c in manifest.split("train") if c.label_path is None],
         "test_cases": [c.case_id for c in manifest.split("test")], "device": device,
         "precision": resolved_precision_name(precision, device),
+        "labeled_batches": "the same in every row: unlabeled batches are drawn from their own random streams "
+                           "(training/streams.py)",
         "self_training": "the row is the round-1 student; its round-0 teacher trains exactly like the supervised row "
                          "(same seed, iterations and labeled cases), so the two rows show the round's effect; its "
                          "seconds per iteration include teacher, pseudo-labelling and student",
