@@ -289,8 +289,8 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
 
 
 def _save(path: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
-          schedule: torch.optim.lr_scheduler.LRScheduler, streams: RandomStreams, config: TrainConfig, plan: dict[str, Any], step: int, in_channels: int, patch: list[int],
-          network: dict[str, Any]) -> None:
+          schedule: torch.optim.lr_scheduler.LRScheduler, streams: RandomStreams, config: TrainConfig,
+          plan: dict[str, Any], step: int, in_channels: int, patch: list[int], network: dict[str, Any]) -> None:
     meta = _checkpoint_meta(config, plan, step, streams, schedule, in_channels, patch, network)
     extra = {"torch_rng": torch.get_rng_state(), **streams.augment_state(),
              **{f"strategy.{k}": v for k, v in strategy.extra_state().items()}}
@@ -308,7 +308,8 @@ def check_same_network(meta: dict[str, Any], network: dict[str, Any], patch: lis
 
 
 def _resume(latest: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
-            schedule: torch.optim.lr_scheduler.LRScheduler, streams: RandomStreams, plan: dict[str, Any], network: dict[str, Any], patch: list[int]) -> int:
+            schedule: torch.optim.lr_scheduler.LRScheduler, streams: RandomStreams, plan: dict[str, Any],
+            network: dict[str, Any], patch: list[int]) -> int:
     meta = ckpt.read_checkpoint_meta(latest)
     ckpt.check_compatible(meta, plan, latest)
     check_same_network(meta, network, patch, latest)
