@@ -34,7 +34,8 @@ def cross_pseudo_loss(logits_a: torch.Tensor, logits_b: torch.Tensor, weights_a:
     _, label_a = pseudo_labels(logits_a)
     _, label_b = pseudo_labels(logits_b)
     if weights_a is not None and weights_b is not None:
-        return weighted_cross_entropy(logits_a, label_b, weights_b) + weighted_cross_entropy(logits_b, label_a, weights_a)
+        return (weighted_cross_entropy(logits_a, label_b, weights_b)
+                + weighted_cross_entropy(logits_b, label_a, weights_a))
     everywhere = torch.ones_like(label_a, dtype=torch.bool)
     return masked_cross_entropy(logits_a, label_b, everywhere) + masked_cross_entropy(logits_b, label_a, everywhere)
 

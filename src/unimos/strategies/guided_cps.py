@@ -193,7 +193,8 @@ class GuidedCrossPseudoSupervision(LearnedWeightsMixin, Strategy):
 
         ramp = sigmoid_rampup(step, int(options["rampup"] * total_steps))
         weights = self.update_class_weights(labeled_logits, targets)
-        cps = cross_pseudo_loss(unlabeled_logits["main"], unlabeled_logits["second"], weights["main"], weights["second"])
+        cps = cross_pseudo_loss(unlabeled_logits["main"], unlabeled_logits["second"],
+                                weights["main"], weights["second"])
         unlabeled_loss = options["cps_weight"] * cps
         logs["loss_cps"] = float(cps.detach())
         if unlabeled_log_post:
