@@ -1,0 +1,55 @@
+"""Strategy variants against supervised on one development seed, to choose defaults on a seed that the reported
+table (`demo_seeds.py --ssl`) does not use.
+
+    .venv/bin/python bench/ssl_variants.py --seed 2 --out /tmp/ssl_dev2 [--rows supervised guided_w01]
+
+Rows: supervised; cps_distdw (cps with class_weights=distdw); guided_cps, guided_ramp, guided_w01 (guided_cps with
+its labeled Gaussian terms at 1, at 1 ramped over the run, at 0.1). Prints DSC per organ and writes
+OUT/dev_results.json; seed 2's results are in bench/results/ssl_dev_seed2.json (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from unimos.training.config import TrainConfig
+from unimos.workflow import SSL_SOURCES, _prepare_demo, demo_results_table, train_and_score
+
+AT_ONE = {"gt_weight": 1.0, "self_weight": 1.0, "max_weight": 1.0}
+ROWS = {
+    "supervised": ("supervised", {}),
+    "cps_distdw": ("cps", {"class_weights": "distdw"}),
+    "guided_cps": ("guided_cps", AT_ONE),
+    "guided_ramp": ("guided_cps", {**AT_ONE, "gaussian_rampup": 1.0}),
+    "guided_w01": ("guided_cps", {"gt_weight": 0.1, "self_weight": 0.1, "max_weight": 0.1}),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--out", type=Path, required=True, help="a new or empty folder")
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=list(ROWS))
+    args = parser.parse_args()
+    prepared = _prepare_demo(args.out, False, args.seed, 2, lambda _label: None, subset=SSL_SOURCES)
+    organs = prepared.manifest.taxonomy.names[1:]
+    summaries = {}
+    for name in args.rows:
+        strategy, options = ROWS[name]
+        config = TrainConfig(strategy=strategy, strategy_options=options, iterations=args.iterations, seed=args.seed,
+                             checkpoint_every=0, deep_supervision=True)
+        summaries[name], seconds = train_and_score(name, prepared.cache_dir, prepared.plan, prepared.manifest, config,
+                                                   args.out)
+        print(f"{name}: {seconds:.0f} s training", flush=True)
+    table = demo_results_table(summaries, organs)
+    (args.out / "dev_results.json").write_text(json.dumps(table, indent=1))
+    print(" " * 12, " ".join(o[:6] for o in organs), "mean")
+    for name, row in table.items():
+        print(f"{name:12s}", " ".join(f"{row[o]['dsc']:.3f}" for o in organs), f"{row['mean']['dsc']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
