@@ -74,3 +74,29 @@ def test_partial_ce_of_a_voxel_whose_candidates_are_every_class_is_zero():
     table = torch.ones(1, 3, 3, dtype=torch.bool)
     loss = build_loss("partial_ce")(logits, Targets(labels, torch.ones(1, 2, 2, dtype=torch.bool), table))
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("scale", [1.0, 30.0, 300.0])
+def test_partial_ce_equals_the_log_sum_exp_form_with_its_gradient(scale):
+    """The dense softmax form agrees with -log sum exp over the candidates, also where the candidate mass underflows
+    (scale 300: log p_iS far below -46, taken by the exact fallback, not clamped)."""
+    from unimos.losses.cross_entropy import candidate_log_prob
+
+    gen = torch.Generator().manual_seed(3)
+    logits = (torch.randn(2, 5, 3, 4, generator=gen, dtype=torch.float64) * scale).float().requires_grad_(True)
+    labels = torch.randint(0, 5, (2, 3, 4), generator=gen)
+    tables = identity_tables(2, 5)
+    tables[1] = partial_table(5, {1, 2})
+    region = torch.rand(2, 3, 4, generator=gen) > 0.3
+    targets = Targets(labels.masked_fill(~region, 0), region, tables)
+    loss = build_loss("partial_ce")(logits, targets)
+    (grad,) = torch.autograd.grad(loss, logits)
+
+    reference_logits = logits.detach().clone().requires_grad_(True)
+    log_prob = candidate_log_prob(reference_logits, targets.candidates())
+    reference = -(log_prob * region).sum() / region.sum()
+    (reference_grad,) = torch.autograd.grad(reference, reference_logits)
+    torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, reference_grad, rtol=1e-4, atol=1e-6)
+    if scale == 300.0:
+        assert -float(log_prob[region].min()) > 100  # the fallback was needed and kept the true size
