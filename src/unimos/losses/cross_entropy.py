@@ -27,14 +27,16 @@ def candidate_log_prob(voxel_logits: torch.Tensor, voxel_candidates: torch.Tenso
     return log_prob.clamp(max=0.0)  # rounding can give +1e-7 when S_i holds every class
 
 
-def candidate_mass(logits: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log p_iS, 1 - p_iS) per voxel of (B, C, *spatial) logits and bool candidates.
+def candidate_mass(logits: torch.Tensor, candidates: torch.Tensor,
+                   with_outside: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(log p_iS, 1 - p_iS or None) per voxel of (B, C, *spatial) logits and bool candidates.
 
-    1 - p_iS is summed from the non-candidate classes, so it stays accurate when p_iS is close to 1 (focal weight).
+    1 - p_iS (only `with_outside`) is summed from the non-candidate classes, so it stays accurate when p_iS is close
+    to 1 (the focal weight).
     """
     probs = torch.softmax(logits, dim=1)
-    mass = (probs * candidates).sum(dim=1)
-    outside = (probs * ~candidates).sum(dim=1)
+    mass = torch.where(candidates, probs, 0.0).sum(dim=1)
+    outside = torch.where(candidates, 0.0, probs).sum(dim=1) if with_outside else None
     log_prob = torch.log(mass.clamp(min=SMALLEST_DIRECT_MASS)).clamp(max=0.0)
     tiny = mass < SMALLEST_DIRECT_MASS
     if bool(tiny.any()):
@@ -55,9 +57,9 @@ def partial_cross_entropy(logits: torch.Tensor, targets: Targets, *, gamma: floa
     count = scored.sum()
     if int(count) == 0:
         return zero_with_graph(logits)
-    log_prob, outside = candidate_mass(logits, targets.candidates())
+    log_prob, outside = candidate_mass(logits, targets.candidates(), with_outside=gamma != 0.0)
     terms = -log_prob
-    if gamma != 0.0:
+    if outside is not None:
         terms = outside.clamp(min=0.0).pow(gamma) * terms  # paper 002, eq. 1: focal weight (1 - p_iS)^gamma
     return (terms * scored).sum() / count
 

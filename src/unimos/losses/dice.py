@@ -58,7 +58,8 @@ def merged_dice_loss(logits: torch.Tensor, targets: Targets, *, smooth: float = 
     merged_probs, merged_truth, is_group = merged_prediction_and_truth(logits, targets)
     scored = targets.region if voxel_mask is None else targets.region & voxel_mask
     weight = scored.unsqueeze(1).to(merged_probs.dtype)
-    merged_probs, merged_truth = merged_probs * weight, merged_truth * weight
+    if not bool(scored.all()):  # a full region (partial and full labels) needs no zeroing: skip two passes
+        merged_probs, merged_truth = merged_probs * weight, merged_truth * weight
     per_sample = []
     for b in range(logits.shape[0]):
         axis = slicing_axis(targets.region[b], slice_axis) if targets.may_slice(b) else None

@@ -9,7 +9,8 @@ Config keys (the plan's "network" dict, written by `unimos plan`):
     deep_supervision: optional, default false; when true, training-mode outputs are a list with one extra output
         per decoder level below full resolution except the deepest (nnU-Net's choice), at its own resolution.
 
-The blocks, their initialisation, InstanceNorm and LeakyReLU are MONAI's; only the forward pass is written here,
+The blocks, their initialisation, InstanceNorm and LeakyReLU are MONAI's (the 3D network's instance norms swapped
+for layout-keeping twins and its weights kept channels-last, see layout.py); only the forward pass is written here,
 walking those blocks in DynUNet's order so that encoder features can be perturbed and decoder features returned.
 MONAI's own `DynUNet.forward` recurses through `skip_layers`, which share the same blocks; we do not keep them, so
 the state dict holds every tensor once (safetensors refuses shared tensors). Load weights saved from a plain MONAI
@@ -26,6 +27,7 @@ from monai.networks.nets import DynUNet
 
 from unimos.errors import PlanError
 from unimos.networks.base import Logits, SegmentationNetwork
+from unimos.networks.layout import channels_last, layout_keeping_norms
 from unimos.networks.registry import (check_config_keys, check_spatial_dims, positive_ints, register_network,
                                       register_plan_config)
 
@@ -66,6 +68,8 @@ class DynUNetSegmenter(SegmentationNetwork):
         self.output_block = monai_net.output_block
         if deep_supervision:
             self.deep_supervision_heads = monai_net.deep_supervision_heads
+        if spatial_dims == 3:  # networks/layout.py: channels-last 3D convolutions run 1.5-2.3x faster on a CPU
+            channels_last(layout_keeping_norms(self), spatial_dims)
 
     def required_divisor(self) -> tuple[int, ...]:
         divisor = [1] * self.spatial_dims
@@ -85,10 +89,10 @@ class DynUNetSegmenter(SegmentationNetwork):
         for up, skip in zip(self.upsamples, reversed(skips)):
             features = up(features, skip)
             decoded.append(features)
-        logits = self.output_block(features)
+        logits = self.output_block(features).contiguous()  # losses and windows sum faster in the standard layout
         if self.training and self.deep_supervision:
             # MONAI's head i reads the decoder output one level below the previous: level i + 1 (0 = full size).
-            coarser = [head(decoded[-2 - i]) for i, head in enumerate(self.deep_supervision_heads)]
+            coarser = [head(decoded[-2 - i]).contiguous() for i, head in enumerate(self.deep_supervision_heads)]
             return [logits, *coarser], features
         return logits, features
 
