@@ -110,9 +110,9 @@ def test_the_demo_report_loads_in_a_real_browser_with_every_figure(quick_demo):
 def test_the_demo_budget_holds_more_iterations_where_bfloat16_runs_natively():
     from unimos.workflow import demo_iterations
 
-    assert demo_iterations(False, "float32") == 700 and demo_iterations(False, "bfloat16") == 1200
+    assert demo_iterations(False, "float32") == 700 and demo_iterations(False, "bfloat16") == 1100
     assert demo_iterations(True, "float32") == demo_iterations(True, "bfloat16") == 40
-    assert demo_iterations(False, "float16") == 1200  # a GPU's half precision is at least as fast
+    assert demo_iterations(False, "float16") == 1100  # a GPU's half precision is at least as fast
 
 
 def test_demo_refuses_a_non_empty_out_folder(tmp_path):
