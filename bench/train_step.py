@@ -7,6 +7,7 @@ that a drift of the machine affects both:
   gathered (N, C) voxels with two log-sum-exps, as unimos ran until 2026-12-05;
 - `unimos`: what unimos runs now: channels-last 3D convolutions with layout-keeping instance norms
   (networks/layout.py) and the dense partial cross-entropy (losses/cross_entropy.py).
+Both rows share the rest of the loop, including the merged Dice's skipping of the zeroing pass on a full region.
 The step time is the loop's own (log.csv `seconds`: batch, augmentation, forward, loss, backward, optimiser), the
 median over the steps of every round after the first few.
 
