@@ -4,8 +4,9 @@ Paper 002, eq. 1 (and the target adaptive loss of paper 000, eq. 1): a voxel who
 several classes is supervised with p_iS = sum_{c in S_i} p_ic; with singleton sets this is plain cross-entropy.
 
 Computed densely over the (B, C, *spatial) layout, one softmax and one masked sum, rather than by gathering the
-scored voxels into an (N, C) table and taking two log-sum-exps over it: the same values, about twice as fast on a
-CPU (bench/loss_speed.py). The few voxels whose candidate mass underflows get the exact log-sum-exp form.
+scored voxels into an (N, C) table and taking two log-sum-exps over it: the same values, 2.4x faster forward and
+backward on the demo's 2 x 10 x 48^3 logits on 2 CPU cores (bench/train_step.py times the whole step). The few
+voxels whose candidate mass underflows get the exact log-sum-exp form.
 """
 
 from __future__ import annotations
