@@ -258,10 +258,8 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
 SSL_STRATEGIES = ("supervised", "unimatch", "self_training", "cps", "guided_cps", "mean_teacher")
 SSL_SOURCES = ("ct_full", "ct_unlabeled", "ct_test")
 """The semi-supervised comparison: the fully labeled source is the labeled set, the unlabeled source the rest."""
-# Iterations per strategy: the default run fits in 40 minutes on 2 CPU cores, quick in a few. 300 took 21-23
-# minutes (2026-12-03, 4.2 s per iteration over the six rows); 500 is what the rest of the 40 minutes holds with
-# a margin, before counting the faster step of bench/train_step.py.
-DEMO_SSL_ITERATIONS = {"default": 500, "quick": 16}
+# Iterations per strategy: the default run fits in about 40 minutes on 2 CPU cores, quick in a few.
+DEMO_SSL_ITERATIONS = {"default": 300, "quick": 16}
 
 
 def run_ssl_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int = 2, iterations: int | None = None,
