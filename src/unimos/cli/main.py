@@ -357,7 +357,7 @@ def demo_command(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller data and budget: a smoke test of a few minutes.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for the data and every later stage.")] = 0,
     iterations: Annotated[Optional[int], typer.Option(
-        help="Training steps per method (default 700, or 1000 where bfloat16 runs natively; quick 40; with --ssl "
+        help="Training steps per method (default 700, or 1100 where bfloat16 runs natively; quick 40; with --ssl "
              "300 and 16).")] = None,
     ssl: Annotated[bool, typer.Option("--ssl", help="Compare the semi-supervised strategies instead.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
