@@ -34,7 +34,8 @@ def test_3d_dynunet_runs_channels_last_with_the_same_state_dict_keys_and_standar
     network = build_network(config, 1, 3)
     assert not any(isinstance(m, (nn.InstanceNorm3d)) and not isinstance(m, SampleInstanceNorm3d)
                    for m in network.modules())
-    assert network.input_block.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    # conv2 (4 -> 4 channels): conv1 has one input channel, where both layouts coincide and the check could not fail
+    assert network.input_block.conv2.conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
     keys = set(network.state_dict())
     assert {"input_block.norm1.weight", "input_block.norm1.bias"} <= keys
     assert not any("running" in k for k in keys)
