@@ -4,7 +4,9 @@ table (`demo_seeds.py --ssl`) does not use.
     .venv/bin/python bench/ssl_variants.py --seed 2 --out /tmp/ssl_dev2 [--rows supervised guided_w01]
 
 Rows: supervised; cps_distdw (cps with class_weights=distdw); guided_cps, guided_ramp, guided_w01 (guided_cps with
-its labeled Gaussian terms at 1, at 1 ramped over the run, at 0.1). Prints DSC per organ and writes
+its labeled Gaussian terms at 1, at 1 ramped over the run, at 0.1); all_labeled, supervised training on the labeled
+source plus the unlabeled source with the complete labels the generator kept: the most that the unlabeled scans
+could add at the same iterations, a ceiling for every strategy. Prints DSC per organ and writes
 OUT/dev_results.json; seed 2's results are in bench/results/ssl_dev_seed2.json (bench/README.md).
 """
 
@@ -14,8 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
+from unimos.data.manifest import load_manifest
+from unimos.preprocess.cache import preprocess_manifest
 from unimos.training.config import TrainConfig
-from unimos.workflow import SSL_SOURCES, _prepare_demo, demo_results_table, train_and_score
+from unimos.workflow import SSL_SOURCES, _prepare_demo, demo_results_table, train_and_score, write_source_subset
 
 AT_ONE = {"gt_weight": 1.0, "self_weight": 1.0, "max_weight": 1.0}
 ROWS = {
@@ -24,7 +28,22 @@ ROWS = {
     "guided_cps": ("guided_cps", AT_ONE),
     "guided_ramp": ("guided_cps", {**AT_ONE, "gaussian_rampup": 1.0}),
     "guided_w01": ("guided_cps", {"gt_weight": 0.1, "self_weight": 0.1, "max_weight": 0.1}),
+    "all_labeled": ("supervised", {}),
 }
+CEILING = "all_labeled"
+
+
+def complete_label_manifest(data_dir: Path) -> Path:
+    """DATA/manifest_ssl_complete.yaml: the SSL sources with every case, the unlabeled source's too, carrying the
+    complete labels the generator kept (manifest_complete.yaml)."""
+    return write_source_subset(data_dir / "manifest_complete.yaml", SSL_SOURCES, data_dir / "manifest_ssl_complete.yaml")
+
+
+def complete_label_cache(out: Path, plan: dict, workers: int = 2) -> Path:
+    """The complete-label SSL sources preprocessed with the comparison's plan into OUT/cache_complete."""
+    preprocess_manifest(load_manifest(complete_label_manifest(out / "data")), plan, out / "cache_complete",
+                        workers=workers)
+    return out / "cache_complete"
 
 
 def main() -> None:
@@ -41,8 +60,8 @@ def main() -> None:
         strategy, options = ROWS[name]
         config = TrainConfig(strategy=strategy, strategy_options=options, iterations=args.iterations, seed=args.seed,
                              checkpoint_every=0, deep_supervision=True)
-        summaries[name], seconds = train_and_score(name, prepared.cache_dir, prepared.plan, prepared.manifest, config,
-                                                   args.out)
+        cache = complete_label_cache(args.out, prepared.plan) if name == CEILING else prepared.cache_dir
+        summaries[name], seconds = train_and_score(name, cache, prepared.plan, prepared.manifest, config, args.out)
         print(f"{name}: {seconds:.0f} s training", flush=True)
     table = demo_results_table(summaries, organs)
     (args.out / "dev_results.json").write_text(json.dumps(table, indent=1))
