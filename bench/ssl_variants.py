@@ -36,7 +36,8 @@ CEILING = "all_labeled"
 def complete_label_manifest(data_dir: Path) -> Path:
     """DATA/manifest_ssl_complete.yaml: the SSL sources with every case, the unlabeled source's too, carrying the
     complete labels the generator kept (manifest_complete.yaml)."""
-    return write_source_subset(data_dir / "manifest_complete.yaml", SSL_SOURCES, data_dir / "manifest_ssl_complete.yaml")
+    return write_source_subset(data_dir / "manifest_complete.yaml", SSL_SOURCES,
+                               data_dir / "manifest_ssl_complete.yaml")
 
 
 def complete_label_cache(out: Path, plan: dict, workers: int = 2) -> Path:
