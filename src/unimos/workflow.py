@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +14,7 @@ from unimos.data.validation import InspectReport, inspect_manifest
 from unimos.errors import OutputError, UnimosError, ValidationFailed
 from unimos.preprocess.cache import preprocess_manifest
 from unimos.preprocess.fingerprint import collect_fingerprint
-from unimos.preprocess.plan import Preset, make_plan, save_plan
+from unimos.preprocess.plan import Preset, make_plan, save_plan, with_hashes
 
 if TYPE_CHECKING:  # torch is imported only by the stages that train
     from unimos.training.config import TrainConfig
@@ -43,6 +45,25 @@ def refuse_output_inside_inputs(output: str | Path, input_folders: list[Path], o
                               f"give {option} a folder outside it, or add --allow-output-in-input")
 
 
+def check_output_folder(folder: str | Path, option: str) -> None:
+    """An output folder option that names a file (or lies below one) is refused before any work."""
+    folder = Path(folder)
+    blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        problem = "is a file, not a folder" if blocker == folder else f"cannot be created: {blocker} is a file"
+        raise OutputError(folder, problem, f"give {option} a folder path")
+
+
+def refuse_existing_outputs(folder: str | Path, names: tuple[str, ...], overwrite: bool, what: str) -> None:
+    """Files that an earlier run wrote are replaced only with `overwrite`; refused otherwise, before any work."""
+    folder = Path(folder)
+    check_output_folder(folder, "--out")
+    found = [name for name in names if (folder / name).exists()]
+    if found and not overwrite:
+        raise OutputError(folder, f"holds the results of {what} ({', '.join(found)})",
+                          "give --out another folder, or add --overwrite to replace them")
+
+
 def manifest_input_folders(manifest: Manifest) -> list[Path]:
     """The folders that hold the manifest's image and label files."""
     folders = {p.parent for case in manifest.cases for p in (*case.image_paths, case.label_path) if p is not None}
@@ -50,20 +71,97 @@ def manifest_input_folders(manifest: Manifest) -> list[Path]:
 
 
 def plan_manifest(manifest: Manifest, out: str | Path, preset: Preset = "3mm", seed: int = 0,
-                  workers: int = 2, progress: Progress | None = None) -> dict[str, Any]:
-    """Fingerprint the training cases and write the plan JSON to `out`."""
+                  workers: int = 2, progress: Progress | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Fingerprint the training cases and write the plan JSON to `out`.
+
+    An existing `out` is replaced only with `overwrite` or when the new plan is the same (a plan may be hand-edited,
+    and a checkpoint or cache is tied to its plan); another preset's plan is refused before any work."""
+    out = Path(out)
+    existing = _existing_plan(out, preset) if out.exists() and not overwrite else None
     fingerprint = collect_fingerprint(manifest, seed=seed, workers=workers, progress=progress)
     plan = make_plan(fingerprint, manifest.taxonomy, preset)
+    if existing is not None and with_hashes(existing)["hash"] != plan["hash"]:
+        raise OutputError(out, f"holds another plan (hash {with_hashes(existing)['hash']}; the new one is "
+                          f"{plan['hash']}): it differs, by hand edits or other data", _PLAN_FIX)
     save_plan(plan, out)
     return plan
 
 
-def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: "TrainConfig", run_dir: str | Path,
-                     resume: bool = False, progress: Callable[[int, int, float], None] | None = None) -> "TrainResult":
-    """Train on the cached cases of the configured splits; validation cases (if any) give validation Dice."""
+_PLAN_FIX = "give --out another file, or add --overwrite to replace it"
+
+
+def _existing_plan(out: Path, preset: str) -> dict[str, Any]:
+    """The plan already at `out`, refusing (before any work) a file that is not one or one of another preset."""
+    if out.is_dir():
+        raise OutputError(out, "is a folder, not a plan file", "give --out a file path such as work/plan_3mm.json")
+    try:
+        existing = json.loads(out.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        existing = None
+    if not isinstance(existing, dict) or "unimos_plan_version" not in existing:
+        raise OutputError(out, "exists and is not a unimos plan", _PLAN_FIX)
+    if existing.get("preset") != preset:
+        raise OutputError(out, f"holds a plan of preset '{existing.get('preset')}', not '{preset}'", _PLAN_FIX)
+    return existing
+
+
+# What `unimos train` writes at the top of a run folder (self-training adds round_K folders).
+RUN_OUTPUTS = ("checkpoint_final.json", "checkpoint_final.safetensors", "checkpoint_latest.json",
+               "checkpoint_latest.safetensors", "log.csv", "config.json", "plan.json", "self_training.json",
+               "tensorboard", "report")
+
+
+def run_outputs(run_dir: Path) -> list[Path]:
+    """The files and folders of an earlier run in `run_dir`."""
+    if not run_dir.is_dir():
+        return []
+    rounds = sorted(p for p in run_dir.glob("round_*") if p.is_dir())
+    return [run_dir / name for name in RUN_OUTPUTS if (run_dir / name).exists()] + rounds
+
+
+def _describe_run(run_dir: Path) -> str:
+    from unimos.training.checkpoint import read_checkpoint_meta
+
+    for name in ("checkpoint_final", "checkpoint_latest"):
+        try:
+            meta = read_checkpoint_meta(run_dir / name)
+        except UnimosError:
+            continue
+        iterations = (meta.get("config") or {}).get("iterations", "?")
+        return f"a run trained to step {meta.get('step')} of {iterations} ({name}, method {meta.get('method')})"
+    return "the files of an earlier run"
+
+
+def prepare_run_folder(run_dir: str | Path, resume: bool, overwrite: bool) -> None:
+    """A run folder holding an earlier run is continued (`resume`), replaced (`overwrite`: its files are deleted
+    first, so that nothing of the old run mixes with the new one) or refused, naming the run found."""
+    run_dir = Path(run_dir)
+    if resume and overwrite:
+        raise UnimosError("--resume/--overwrite", "both were given", "give --resume to continue the run in --out, "
+                          "or --overwrite to replace it, not both")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputError(run_dir, "is a file, not a run folder", "give --out a folder path")
+    found = run_outputs(run_dir)
+    if resume or not found:
+        return
+    if not overwrite:
+        shown = ", ".join(p.name for p in found[:6]) + (" ..." if len(found) > 6 else "")
+        raise OutputError(run_dir, f"holds {_describe_run(run_dir)} ({shown})",
+                          "add --resume to continue it, or --overwrite to replace it, or give --out another folder")
+    for path in found:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: TrainConfig, run_dir: str | Path,
+                     resume: bool = False, progress: Callable[[int, int, float], None] | None = None,
+                     overwrite: bool = False) -> TrainResult:
+    """Train on the cached cases of the configured splits; validation cases (if any) give validation Dice.
+
+    An earlier run in `run_dir` is refused unless `resume` (continue it) or `overwrite` (replace it)."""
     from unimos.preprocess.cache import open_cache
     from unimos.training.loop import train
 
+    prepare_run_folder(run_dir, resume, overwrite)
     cached = open_cache(cache_dir, plan)
     cases = [c for c in cached if c.meta["split"] in config.train_splits]
     validation = [c for c in cached if c.meta["split"] == "validation" and c.meta["has_label"]]
@@ -172,7 +270,7 @@ def write_source_subset(manifest_path: Path, sources: tuple[str, ...], out: Path
     return out
 
 
-def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: Manifest, config: "TrainConfig",
+def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: Manifest, config: TrainConfig,
                     out: Path, step: Callable[[str], Progress | None] = lambda _label: None,
                     train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None,
                     score_split: str = "test", resume: bool = False) -> tuple[dict, float]:

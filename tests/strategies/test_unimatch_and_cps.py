@@ -15,7 +15,7 @@ from tests.strategies.helpers import tiny_batches
 def test_unimatch_without_confident_voxels_is_half_the_supervised_loss(tiny_cache):
     cases, plan = tiny_cache
     labeled, unlabeled = tiny_batches(cases, plan)
-    strategy = build_strategy(TrainConfig(strategy="unimatch", strategy_options={"tau": 1.01}), plan, 1,
+    strategy = build_strategy(TrainConfig(strategy="unimatch", strategy_options={"tau": 1.0}), plan, 1,
                               len(plan["classes"]) + 1)
     strategy.eval()  # no dropout: the labeled logits are the same in both forward passes
     out = strategy.step(labeled, unlabeled, 0, 10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,8 @@ ManifestArg = Annotated[Path, typer.Argument(help="A manifest.yaml, or an nnU-Ne
 AllowInsideOpt = Annotated[bool, typer.Option("--allow-output-in-input",
                                               help="Allow writing inside a folder that holds input scans.")]
 WorkersOpt = Annotated[int, typer.Option(min=1, help="Parallel workers (processes or threads).")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=(
+    "Replace outputs that an earlier run wrote (without it, existing results are never replaced)."))]
 PrecisionOpt = Annotated[str, typer.Option(help=(
     "Network arithmetic: auto (bfloat16 where the hardware runs it natively, a CPU with AMX or a recent GPU: "
     "about twice as fast; float32 elsewhere), float32, bfloat16, or float16 (CUDA only)."))]
@@ -49,6 +52,21 @@ def parse_key_values(items: list[str]) -> dict[str, Any]:
     return options
 
 
+TRACEBACK_ENV = "UNIMOS_TRACEBACK"  # set to 1 to see the traceback of an unexpected error
+
+
+def _unexpected(err: Exception) -> str:
+    """One line for an error no check foresaw: what happened and what to do."""
+    if isinstance(err, MemoryError):
+        return ("ran out of memory. Fix: run it on a machine with more memory, or lower its size (--batch-size, "
+                "--memory-budget-gib, a smaller plan)")
+    if isinstance(err, OSError):
+        return (f"the system refused an operation ({err.strerror or err}{f': {err.filename}' if err.filename else ''})"
+                ". Fix: check free disk space and permissions of the files and folders named")
+    return (f"unexpected {type(err).__name__}: {err}. Fix: this is a bug in unimos; please report it with the "
+            f"command line, and run it again with {TRACEBACK_ENV}=1 to see where it happened")
+
+
 def friendly_errors(command: F) -> F:
     """Print UnimosErrors as readable paragraphs (no traceback) and exit non-zero."""
 
@@ -65,6 +83,14 @@ def friendly_errors(command: F) -> F:
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished files are kept; nothing half-written is left.")
             raise typer.Exit(code=130) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except Exception as err:  # a bug or the machine, not the user's input: still one message, no traceback
+            if os.environ.get(TRACEBACK_ENV):
+                raise
+            err_console.print(f"[bold red]error:[/] unimos {command.__name__.removesuffix('_command').replace('_', '-')}"
+                              f": {_unexpected(err)}", soft_wrap=True)
+            raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -122,10 +148,12 @@ def plan_command(
     preset: Annotated[str, typer.Option(help="'3mm' (fast, 3 mm isotropic), '3mm-small' (narrower net, CPU demo), 'fine' (median spacing) or 'coarse' (6 mm, the first stage of a cascade: predict --coarse).")] = "3mm",
     seed: Annotated[int, typer.Option(help="Seed for intensity sampling.")] = 0,
     workers: WorkersOpt = 2,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Derive a plan (target spacing, patch size, normalisation, network size) from the data fingerprint.
 
-    The manifest is inspected first; the plan is a JSON file you may read and edit, with a hash.
+    The manifest is inspected first; the plan is a JSON file you may read and edit, with a hash. An existing plan
+    at --out is replaced only when it is the same plan, or with --overwrite.
 
     Example:  unimos plan /tmp/d/manifest.yaml --out work/plan_3mm.json --preset 3mm
     """
@@ -133,7 +161,8 @@ def plan_command(
 
     with progress_bars(err_console) as bars:
         loaded, _ = checked_manifest(manifest, workers=workers, progress=bars("inspect"))
-        plan = plan_manifest(loaded, out, preset, seed=seed, workers=workers, progress=bars("fingerprint"))  # type: ignore[arg-type]
+        plan = plan_manifest(loaded, out, preset, seed=seed, workers=workers, progress=bars("fingerprint"),  # type: ignore[arg-type]
+                             overwrite=overwrite)
     console.print(f"wrote [bold]{out}[/] (hash {plan['hash']}): spacing {plan['target_spacing_mm']} mm, "
                   f"patch {plan['patch_size']}, {len(plan['network']['strides'])} stages, "
                   f"filters {plan['network']['filters']}")
@@ -154,9 +183,11 @@ def preprocess_command(
     """
     from unimos.preprocess.cache import preprocess_manifest
     from unimos.preprocess.plan import load_plan
-    from unimos.workflow import checked_manifest, manifest_input_folders, refuse_output_inside_inputs
+    from unimos.workflow import (check_output_folder, checked_manifest, manifest_input_folders,
+                                 refuse_output_inside_inputs)
 
     loaded_plan = load_plan(plan)
+    check_output_folder(cache, "--cache")
     with progress_bars(err_console) as bars:
         loaded, _ = checked_manifest(manifest, workers=workers, progress=bars("inspect"))
         refuse_output_inside_inputs(cache, manifest_input_folders(loaded), "--cache", allow_output_in_input)
@@ -204,6 +235,8 @@ def train_command(
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also log to OUT/tensorboard (needs the optional "
                                               "package: pip install 'unimos[tensorboard]').")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint_latest.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help=(
+        "Replace the run already in --out (its checkpoints, log and config are deleted first)."))] = False,
     workers: WorkersOpt = 2,
     allow_output_in_input: AllowInsideOpt = False,
 ) -> None:
@@ -215,13 +248,18 @@ def train_command(
     """
     from unimos.preprocess.cache import preprocess_manifest
     from unimos.preprocess.plan import load_plan
+    from unimos.strategies.base import check_strategy_options
     from unimos.training.config import TrainConfig
     from unimos.utils.precision import check_precision
-    from unimos.workflow import (checked_manifest, manifest_input_folders, refuse_output_inside_inputs,
-                                 train_from_cache)
+    from unimos.workflow import (check_output_folder, checked_manifest, manifest_input_folders, prepare_run_folder,
+                                 refuse_output_inside_inputs, train_from_cache)
 
     loaded_plan = load_plan(plan)
-    config = TrainConfig(method=method, strategy=strategy, strategy_options=parse_key_values(strategy_option or []),
+    options = parse_key_values(strategy_option or [])
+    check_strategy_options(strategy, options)
+    check_output_folder(cache, "--cache")
+    prepare_run_folder(out, resume, overwrite)
+    config = TrainConfig(method=method, strategy=strategy, strategy_options=options,
                          network=network, iterations=iterations, sampler=sampler,
                          foreground_fraction=foreground_fraction, roi_margin_mm=roi_margin_mm,
                          slice_resize=slice_resize, slice_patch=slice_patch, batch_size=batch_size,
@@ -236,8 +274,8 @@ def train_command(
             refuse_output_inside_inputs(folder, inputs, option, allow_output_in_input)
         preprocess_manifest(loaded, loaded_plan, cache, workers=workers, progress=bars("preprocess"))
         bar = bars("train")
-        result = train_from_cache(cache, loaded_plan, config, out, resume=resume,
-                                  progress=lambda done, total, _loss: bar(done, total))
+        result = train_from_cache(cache, loaded_plan, config, out, resume=resume, overwrite=overwrite,
+                                  progress=lambda done, total, loss: bar(done, total, loss))
     console.print(f"trained {result.steps} steps in {result.seconds:.0f} s (data wait {100 * result.data_wait_share:.1f}%"
                   f" of step time); checkpoint [bold]{result.checkpoint}[/]")
 
@@ -270,6 +308,10 @@ def predict_command(
     roi_margin_mm: Annotated[float, typer.Option(min=0.0, help="With --coarse: margin around the region (mm).")] = 20.0,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     precision: PrecisionOpt = "auto",
+    force: Annotated[bool, typer.Option("--force", help=(
+        "Predict scans that fail the intensity or shape checks (e.g. a CT not in Hounsfield units, an MR given to a "
+        "CT model) anyway; each such case gets a warning in predict_log.json."))] = False,
+    overwrite: OverwriteOpt = False,
     allow_output_in_input: AllowInsideOpt = False,
 ) -> None:
     """Segment every organ of the model's taxonomy in one pass; outputs keep each input's exact geometry.
@@ -286,18 +328,20 @@ def predict_command(
     refuse_output_inside_inputs(out, sorted(folders), "--out", allow_output_in_input)
     options = PredictOptions(overlap=overlap, mirror=mirror, largest_component=largest_component, modality=modality,
                              memory_budget_gib=memory_budget_gib, output_format=output_format, window=window,
-                             precision=precision)
+                             precision=precision, force=force)
     model = load_model(checkpoint, device)
     first_stage = load_model(coarse, device) if coarse is not None else None
     with progress_bars(err_console) as bars:
         records = predict_files(model, files, out, options, skip_existing=skip_existing, progress=bars("predict"),
-                                coarse=first_stage, roi_margin_mm=roi_margin_mm)
+                                coarse=first_stage, roi_margin_mm=roi_margin_mm, overwrite=overwrite)
     failed = [r for r in records if r.error]
     for record in records:
         if record.stages.get("skipped"):
             console.print(f"{record.case_id}: skipped, {record.output} exists")
         elif not record.error:
             console.print(f"{record.case_id}: {record.seconds:.1f} s, peak {record.peak_rss_mib:.0f} MiB -> {record.output}")
+        for warning in getattr(record, "warnings", []):
+            err_console.print(f"[yellow]warning:[/] {record.case_id}: {warning}", soft_wrap=True)
     if failed:
         err_console.print(f"[bold red]{len(failed)} of {len(records)} case(s) failed[/]:")
         for record in failed:
@@ -312,20 +356,28 @@ def evaluate_command(
     manifest: ManifestArg,
     out: Annotated[Optional[Path], typer.Option(help="Where scores go (default: PREDICTIONS/evaluation).")] = None,
     split: Annotated[str, typer.Option(help="train, validation, test, or all.")] = "test",
-    tolerance_mm: Annotated[float, typer.Option(help="NSD tolerance in mm.")] = 2.0,
+    tolerance_mm: Annotated[float, typer.Option(help="NSD tolerance in mm (> 0).")] = 2.0,
     report: Annotated[bool, typer.Option(help="Also write OUT/report/index.html with figures.")] = True,
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", help=(
+        "Score the cases that have a prediction when some have none (they are listed in summary.md)."))] = False,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Score predictions (DSC, NSD, HD95) only on what each reference annotates.
+
+    Classes are matched by name through PREDICTIONS/labels.json (written by `unimos predict`) when it exists.
 
     Example:  unimos evaluate predictions/ /tmp/d/manifest.yaml --split test
     """
     from unimos.data.manifest import load_manifest
-    from unimos.evaluation.evaluate import evaluate_predictions
+    from unimos.evaluation.evaluate import EVALUATION_OUTPUTS, check_tolerance, evaluate_predictions
+    from unimos.workflow import refuse_existing_outputs
 
+    check_tolerance(tolerance_mm)
     target = out or predictions / "evaluation"
+    refuse_existing_outputs(target, EVALUATION_OUTPUTS, overwrite, "an earlier evaluation")
     loaded = load_manifest(manifest)
     evaluate_predictions(predictions, loaded, target, split=None if split == "all" else split,
-                         tolerance_mm=tolerance_mm)
+                         tolerance_mm=tolerance_mm, allow_missing=allow_missing)
     console.print((target / "summary.md").read_text())
     console.print(f"scores in [bold]{target}[/]")
     if report:

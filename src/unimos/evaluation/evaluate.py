@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,10 @@ SPLITS = ("train", "validation", "test")
 PREDICTION_EXTENSIONS = (".nii.gz", ".nii")
 METRICS = ("dsc", "nsd", "hd95")
 CSV_COLUMNS = ("case_id", "source", "modality", "structure", "dsc", "nsd", "hd95", "status")
+# What `evaluate_predictions` writes in its output folder.
+EVALUATION_OUTPUTS = ("scores.csv", "summary.json", "summary.md")
+# Written by `unimos predict` beside the predictions: {"0": "background", "1": "liver", ...}.
+LABELS_FILE = "labels.json"
 # Prediction and reference affines may differ by float32 header rounding, never by more (mm).
 AFFINE_TOLERANCE_MM = 1e-3
 
@@ -79,7 +84,7 @@ class Aggregate:
     n_hd95: int
 
     @classmethod
-    def of(cls, records: Iterable[StructureRecord]) -> "Aggregate":
+    def of(cls, records: Iterable[StructureRecord]) -> Aggregate:
         scored = [r for r in records if r.scored]
         columns = {m: np.array([getattr(r, m) for r in scored], dtype=np.float64) for m in METRICS}
         means = {m: _nan_stat(np.mean, columns[m]) for m in METRICS}
@@ -163,6 +168,11 @@ def evaluate_predictions(pred_dir: Path, manifest: Manifest, out_dir: Path, spli
             reference holding label values its source does not declare.
     """
     pred_dir, out_dir = Path(pred_dir), Path(out_dir)
+    check_tolerance(tolerance_mm)
+    if not pred_dir.is_dir():
+        raise InputError(pred_dir, "is not a folder of predictions" if pred_dir.exists() else "does not exist",
+                         "give the --out folder of `unimos predict`")
+    lookup = class_lookup(pred_dir / LABELS_FILE, manifest.taxonomy)
     cases = _cases_to_score(manifest, split)
     predictions = {case.case_id: _prediction_path(pred_dir, case.case_id) for case in cases}
     missing = tuple(case_id for case_id, path in predictions.items() if path is None)
@@ -176,7 +186,7 @@ def evaluate_predictions(pred_dir: Path, manifest: Manifest, out_dir: Path, spli
             continue
         if progress is not None:
             progress(case.case_id)
-        records.extend(score_case(case, manifest.taxonomy, path, tolerance_mm))
+        records.extend(score_case(case, manifest.taxonomy, path, tolerance_mm, lookup))
         case_sources[case.case_id] = case.source.name
     result = _aggregate(records, manifest.taxonomy, case_sources, split, tolerance_mm, missing, out_dir)
     _write_outputs(result)
@@ -184,8 +194,10 @@ def evaluate_predictions(pred_dir: Path, manifest: Manifest, out_dir: Path, spli
 
 
 def score_case(case: Case, taxonomy: Taxonomy, prediction_path: Path,
-               tolerance_mm: float = DEFAULT_TOLERANCE_MM) -> list[StructureRecord]:
+               tolerance_mm: float = DEFAULT_TOLERANCE_MM, lookup: np.ndarray | None = None) -> list[StructureRecord]:
     """Score one case's prediction on the classes it annotates, inside its annotated region.
+
+    `lookup` maps the prediction's label values to project class indices (`class_lookup`); None: they are the same.
 
     Raises:
         InputError: the prediction is not on the reference's grid or holds values outside the project classes;
@@ -199,7 +211,10 @@ def score_case(case: Case, taxonomy: Taxonomy, prediction_path: Path,
     reference, annotated_region = to_project_labels(case, taxonomy, label, image)
     prediction = read_volume(prediction_path, "label")
     _check_same_grid(prediction, label, prediction_path, case.label_path)
-    pred_boxes = _label_boxes(prediction.array, taxonomy, prediction_path)
+    if lookup is not None:
+        _label_boxes(prediction.array, len(lookup), prediction_path)
+        prediction = Volume(lookup[prediction.array], prediction.affine)
+    pred_boxes = _label_boxes(prediction.array, taxonomy.num_classes, prediction_path)
     ref_boxes = ndimage.find_objects(reference)
     region = ScoringRegion.from_mask(annotated_region, case.annotated_slices)
     spacing = label.spacing_mm
@@ -234,6 +249,43 @@ def _cases_to_score(manifest: Manifest, split: str | None) -> list[Case]:
     return cases
 
 
+def check_tolerance(tolerance_mm: float) -> None:
+    """The NSD tolerance is a distance: a positive number of mm."""
+    if not (math.isfinite(tolerance_mm) and tolerance_mm > 0):
+        raise UnimosError("--tolerance-mm", f"is {tolerance_mm:g}, not a positive distance",
+                          f"give a tolerance in mm greater than 0 (the default is {DEFAULT_TOLERANCE_MM:g})")
+
+
+def class_lookup(labels_file: Path, taxonomy: Taxonomy) -> np.ndarray | None:
+    """Prediction label value -> project class index, matched by class name through predict's labels.json.
+
+    A class the model knows but the project does not is scored as background; None without a labels.json (the
+    values are then taken as project class indices). Refuses a model that lacks classes the project scores."""
+    if not labels_file.is_file():
+        return None
+    try:
+        names = json.loads(labels_file.read_text(encoding="utf-8"))
+        values = {int(k): str(v) for k, v in names.items()}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, ValueError, TypeError):
+        raise InputError(labels_file, "is not a class table of `unimos predict` ({\"0\": \"background\", ...})",
+                         "restore it from the prediction run, or delete it to read the values as project "
+                         "class indices") from None
+    if not values or min(values) < 0:
+        raise InputError(labels_file, "holds no class table with non-negative label values",
+                         "restore it from the prediction run, or delete it")
+    project = {name: i for i, name in enumerate(taxonomy.names)}
+    lacking = [name for name in taxonomy.names[1:] if name not in values.values()]
+    if lacking:
+        raise InputError(labels_file, f"lists the model's classes {sorted(set(values.values()) - {'background'})}, "
+                         f"which lack the project's {lacking}",
+                         "evaluate against a manifest of the classes the model predicts, or predict with a model "
+                         "trained on the project's classes")
+    lookup = np.zeros(max(values) + 1, dtype=np.min_scalar_type(taxonomy.num_classes))
+    for value, name in values.items():
+        lookup[value] = project.get(name, 0)
+    return lookup
+
+
 def _prediction_path(pred_dir: Path, case_id: str) -> Path | None:
     for extension in PREDICTION_EXTENSIONS:
         path = pred_dir / f"{case_id}{extension}"
@@ -247,7 +299,8 @@ def _missing_error(pred_dir: Path, missing: Sequence[str], split: str | None) ->
     which = f"split '{split}'" if split is not None else "the manifest"
     return InputError(pred_dir.absolute(), f"holds no prediction (<case_id>.nii.gz) for {len(missing)} case(s) "
                       f"of {which}: {shown}",
-                      "predict these cases into this folder, or allow missing predictions to score only the others")
+                      "predict these cases into this folder with `unimos predict CHECKPOINT SCANS --out "
+                      f"{pred_dir}`, or add --allow-missing to score only the others")
 
 
 def _image_if_needed(case: Case) -> Volume | None:
@@ -270,9 +323,8 @@ def _check_same_grid(prediction: Volume, reference: Volume, pred_path: Path, ref
                      "prediction onto the reference with nearest-neighbour interpolation")
 
 
-def _label_boxes(array: np.ndarray, taxonomy: Taxonomy, path: Path) -> list:
-    """Bounding boxes per project class of a prediction, refusing values that are not project classes."""
-    n = taxonomy.num_classes
+def _label_boxes(array: np.ndarray, n: int, path: Path) -> list:
+    """Bounding boxes per class of a prediction, refusing values outside 0..n-1."""
     low = int(array.min()) if array.size and np.issubdtype(array.dtype, np.signedinteger) else 0
     boxes = ndimage.find_objects(array) if low >= 0 else []
     if low < 0 or len(boxes) >= n:

@@ -16,7 +16,7 @@ from torch import nn
 from unimos.errors import UnimosError
 from unimos.losses.targets import Targets
 from unimos.networks.base import full_resolution
-from unimos.strategies.base import STRATEGIES, StepOutput, Strategy
+from unimos.strategies.base import NON_NEGATIVE, PROBABILITY, STRATEGIES, Limit, StepOutput, Strategy
 from unimos.strategies.class_weights import LearnedClassWeights, weighted_cross_entropy
 from unimos.strategies.pseudo import masked_cross_entropy, pseudo_labels, sigmoid_rampup
 from unimos.training.batches import targets_of
@@ -87,6 +87,8 @@ class CrossPseudoSupervision(LearnedWeightsMixin, Strategy):
     needs_unlabeled = True
     extra_networks = ("second",)
     defaults: dict[str, Any] = {"weight": 0.1, "rampup": 1.0, "class_weights": "none", "weights_momentum": 0.99}
+    limits = {"weight": NON_NEGATIVE, "rampup": PROBABILITY, "class_weights": Limit(choices=CLASS_WEIGHTS),
+              "weights_momentum": PROBABILITY}
 
     def step(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None,
              step: int, total_steps: int) -> StepOutput:

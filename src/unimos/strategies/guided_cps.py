@@ -28,16 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from unimos.networks.base import Logits, full_resolution
-from unimos.strategies.base import STRATEGIES, StepOutput, Strategy
-from unimos.strategies.cps import NETWORKS, LearnedWeightsMixin, cross_pseudo_loss
-from unimos.strategies.gaussian_mixture import (
-    ClassGaussians,
-    fit_class_gaussians,
-    gather_voxels,
-    known_classes,
-    log_posterior,
-    sample_positions,
-)
+from unimos.strategies.base import NON_NEGATIVE, PROBABILITY, STRATEGIES, Limit, StepOutput, Strategy
+from unimos.strategies.cps import CLASS_WEIGHTS, NETWORKS, LearnedWeightsMixin, cross_pseudo_loss
+from unimos.strategies.gaussian_mixture import (ClassGaussians, fit_class_gaussians, gather_voxels, known_classes,
+                                                log_posterior, sample_positions)
 from unimos.strategies.pseudo import sigmoid_rampup
 from unimos.training.batches import targets_of
 
@@ -124,6 +118,10 @@ class GuidedCrossPseudoSupervision(LearnedWeightsMixin, Strategy):
         "max_voxels": 32768,
         "min_std": 0.01,
     }
+    limits = {**{key: NON_NEGATIVE for key in ("cps_weight", "gt_weight", "self_weight", "max_weight", "cons_weight",
+                                               "rectify_weight", "min_std")},
+              "rampup": PROBABILITY, "gaussian_rampup": PROBABILITY, "class_weights": Limit(choices=CLASS_WEIGHTS),
+              "weights_momentum": PROBABILITY, "max_voxels": Limit(1)}
 
     def step(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None,
              step: int, total_steps: int) -> StepOutput:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from unimos.networks.base import full_resolution
-from unimos.strategies.base import STRATEGIES, StepOutput, Strategy
+from unimos.strategies.base import NON_NEGATIVE, PROBABILITY, STRATEGIES, StepOutput, Strategy
 from unimos.strategies.pseudo import sigmoid_rampup
 from unimos.training.batches import targets_of
 
@@ -34,6 +34,7 @@ class MeanTeacher(Strategy):
     needs_unlabeled = True
     extra_networks = ("teacher",)
     defaults: dict[str, Any] = {"ema_decay": 0.99, "weight": 1.0, "rampup": 0.4, "noise": 0.1}
+    limits = {"ema_decay": PROBABILITY, "weight": NON_NEGATIVE, "rampup": PROBABILITY, "noise": NON_NEGATIVE}
 
     def __init__(self, nets: dict[str, nn.Module], loss: nn.Module, options: dict[str, Any] | None = None) -> None:
         super().__init__(nets, loss, options)

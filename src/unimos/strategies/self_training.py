@@ -27,11 +27,10 @@ import numpy as np
 
 from unimos.errors import UnimosError
 from unimos.preprocess.cache import CachedCase
-from unimos.strategies.base import STRATEGIES, resolve_options
+from unimos.strategies.base import PROBABILITY, STRATEGIES, Limit, resolve_options
 from unimos.strategies.supervised import Supervised
-from unimos.utils.atomic import atomic_path, write_json_atomic
-
 from unimos.training.loop import TrainResult
+from unimos.utils.atomic import atomic_path, write_json_atomic
 
 if TYPE_CHECKING:
     from unimos.training.config import TrainConfig
@@ -51,6 +50,7 @@ class SelfTraining(Supervised):
 
     multi_round = True
     defaults: dict[str, Any] = {"rounds": 1, "min_confidence": 0.0, "largest_component": True, "fuse_partial": True}
+    limits = {"rounds": Limit(1), "min_confidence": PROBABILITY}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -253,21 +253,12 @@ class SelfTrainingResult(TrainResult):
     rounds: list[RoundResult] = field(default_factory=list)
 
 
-def self_training_options(config: "TrainConfig") -> dict[str, Any]:
+def self_training_options(config: TrainConfig) -> dict[str, Any]:
     """The strategy's options with defaults, checked (an unknown or out-of-range option is a readable error)."""
     if config.strategy != "self_training":
         raise UnimosError("--strategy", f"run_self_training needs strategy 'self_training', got '{config.strategy}'",
                           "train other strategies with `train`")
-    options = resolve_options("SelfTraining", SelfTraining.defaults, config.strategy_options)
-    rounds = options["rounds"]
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise UnimosError("--strategy-option rounds", f"must be a whole number >= 1, got {options['rounds']}",
-                          "give rounds=1 (a teacher and one student) or more")
-    threshold = options["min_confidence"]
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-        raise UnimosError("--strategy-option min_confidence", f"must lie in [0, 1], got {options['min_confidence']}",
-                          "give 0 to keep every case, e.g. 0.8 to drop unconfident ones")
-    return options
+    return resolve_options("SelfTraining", SelfTraining.defaults, config.strategy_options, SelfTraining.limits)
 
 
 def distributed_rank() -> int:
@@ -291,7 +282,7 @@ def _round_validation(result: TrainResult, validation_cases: Sequence[CachedCase
                            resolve_precision(precision, model.device))
 
 
-def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config: "TrainConfig", run_dir: str | Path,
+def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig, run_dir: str | Path,
                       validation_cases: Sequence[CachedCase] = (), resume: bool = False,
                       progress: Callable[[int, int, float], None] | None = None) -> SelfTrainingResult:
     """Teacher (round 0), then `rounds` students trained from scratch by `train` (paper 001 2.3, paper 004 2.3-2.4).
@@ -315,7 +306,7 @@ def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config:
             return None
         return lambda done, _total, loss: progress(index * config.iterations + done, total, loss)
 
-    def run_round(index: int, round_cases: list[CachedCase], round_config: "TrainConfig") -> TrainResult:
+    def run_round(index: int, round_cases: list[CachedCase], round_config: TrainConfig) -> TrainResult:
         round_dir = run_dir / f"round_{index}"
         final = round_dir / "checkpoint_final"
         if resume and final.with_suffix(".json").exists():

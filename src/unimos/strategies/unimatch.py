@@ -20,7 +20,7 @@ import torch
 
 from unimos.losses.targets import Targets
 from unimos.networks.base import Logits, full_resolution
-from unimos.strategies.base import STRATEGIES, StepOutput, Strategy
+from unimos.strategies.base import PROBABILITY, STRATEGIES, StepOutput, Strategy
 from unimos.strategies.pseudo import admissible, cutmix_box, masked_cross_entropy, mix_with_partner, pseudo_labels
 from unimos.training.augment import AugmentConfig, augment_intensity
 from unimos.training.batches import targets_of
@@ -71,6 +71,7 @@ class UniMatch(Strategy):
     needs_unlabeled = True
     defaults: dict[str, Any] = {"tau": 0.95, "feature_dropout": 0.5, "weak_flip": False, "weak_rot90": False,
                                 "use_partial": True}
+    limits = {"tau": PROBABILITY, "feature_dropout": PROBABILITY}
 
     def step(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None,
              step: int, total_steps: int) -> StepOutput:

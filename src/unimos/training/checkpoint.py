@@ -80,9 +80,12 @@ def read_checkpoint_meta(path: str | Path) -> dict[str, Any]:
     if embedded is not None:
         return embedded
     meta_path = base.with_suffix(".json")
+    if not meta_path.exists() and base.with_suffix(".safetensors").is_file():
+        raise CheckpointError(meta_path, f"does not exist, and {base.with_suffix('.safetensors')} holds no unimos "
+                              "metadata of its own", "copy or rename both files of the checkpoint together")
     if not meta_path.exists():
-        raise CheckpointError(meta_path, "does not exist (a unimos checkpoint is NAME.safetensors + NAME.json)",
-                              "give the path of a checkpoint written by `unimos train`")
+        raise CheckpointError(base, "does not exist: neither NAME.safetensors nor NAME.json is there (a unimos "
+                              "checkpoint is the pair)", "give the path of a checkpoint written by `unimos train`")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
@@ -125,8 +128,14 @@ def _base(path: str | Path) -> Path:
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """All tensors of a checkpoint's safetensors file (no code can run while reading it)."""
     base = _base(path)
-    meta = read_checkpoint_meta(base)
-    weights = base.parent / meta["weights"]
+    read_checkpoint_meta(base)
+    # The name it was given, not the one stored inside: a pair renamed or copied (best.json + best.safetensors)
+    # must load its own weights.
+    weights = base.with_suffix(".safetensors")
+    if not weights.is_file():
+        raise CheckpointError(weights, f"does not exist, so {base.with_suffix('.json')} has no weights "
+                              "(a unimos checkpoint is NAME.safetensors + NAME.json)",
+                              "copy or rename both files of the checkpoint together")
     try:
         return load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:

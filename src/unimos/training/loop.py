@@ -28,9 +28,8 @@ from unimos.training.optim import build_optimizer, build_schedule
 from unimos.training.streams import RandomStreams
 from unimos.training.trainlog import TrainLog
 from unimos.training.validate import validation_dice
-from unimos.utils.atomic import write_json_atomic
+from unimos.utils.atomic import removed_on_failure, write_json_atomic
 from unimos.utils.precision import autocast, resolve_precision
-
 
 
 @dataclass
@@ -96,7 +95,7 @@ def network_config(config: TrainConfig, plan: dict[str, Any]) -> dict[str, Any]:
 
 def build_strategy(config: TrainConfig, plan: dict[str, Any], in_channels: int, num_classes: int) -> nn.Module:
     """The configured strategy with freshly initialised network(s) (seeded) and loss."""
-    import unimos.losses  # noqa: F401  (registers losses)
+    import unimos.losses
     import unimos.strategies  # noqa: F401  (registers strategies)
     from unimos.losses.registry import build_loss
     from unimos.networks.registry import build_network
@@ -171,9 +170,19 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     """Train on cached cases; checkpoints and a CSV log go to `run_dir`; returns the final checkpoint path.
 
     `stop_after` ends this invocation after that many steps in total (checkpointed), for time-boxed jobs that
-    continue later with `resume`.
+    continue later with `resume`. A run that fails before its first checkpoint leaves no files of its own behind.
     """
     run_dir = Path(run_dir)
+    rank, world = distributed_context()
+    if rank != 0:  # only rank 0 writes, so only rank 0 may clean up
+        return _train(cases, plan, config, run_dir, validation_cases, resume, progress, stop_after, lambda: None)
+    with removed_on_failure(run_dir) as created:
+        return _train(cases, plan, config, run_dir, validation_cases, resume, progress, stop_after, created.keep)
+
+
+def _train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig, run_dir: Path,
+           validation_cases: Sequence[CachedCase], resume: bool, progress: Callable[[int, int, float], None] | None,
+           stop_after: int | None, saved: Callable[[], None]) -> TrainResult:
     rank, world = distributed_context()
     device = resolve_device(config.device)
     if config.threads:
@@ -212,7 +221,8 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     start = 0
     latest = run_dir / "checkpoint_latest"
     if resume:
-        start = _resume(latest, strategy, optimizer, schedule, streams, plan, net_config, patch)
+        start = _resume(latest, strategy, optimizer, schedule, streams, plan, net_config, patch,
+                        config.iterations)
     elif rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / "config.json", config.to_json())
@@ -241,7 +251,7 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
         with autocast(device, precision):
             out = strategy.step(batch, unl, step, config.iterations)
         if not torch.isfinite(out.loss):
-            raise UnimosError(run_dir, f"the loss became {float(out.loss)} at step {step}",
+            raise UnimosError(run_dir, f"the loss became {float(out.loss.detach())} at step {step}",
                               "lower --learning-rate, or check the inputs for extreme intensities")
         scaler.scale(out.loss).backward()
         scaler.unscale_(optimizer)
@@ -266,12 +276,14 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
         if rank == 0 and (is_last or (config.checkpoint_every and done % config.checkpoint_every == 0)):
             _save(latest, strategy, optimizer, schedule, streams, config, plan, done, in_channels, patch,
                   net_config)
+            saved()
         if progress is not None and rank == 0:
             progress(done, config.iterations, loss_value)
         if stop_after is not None and done >= stop_after and not is_last:
             if rank == 0:
                 _save(latest, strategy, optimizer, schedule, streams, config, plan, done, in_channels, patch,
                       net_config)
+                saved()
             if log is not None:
                 log.close()
             return TrainResult(run_dir, latest, done - start, time.perf_counter() - begun,
@@ -280,6 +292,7 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     if rank == 0:
         _save(final, strategy, optimizer, schedule, streams, config, plan, config.iterations, in_channels,
               patch, net_config)
+        saved()
     if world > 1:
         dist.barrier()
     if log is not None:
@@ -309,10 +322,14 @@ def check_same_network(meta: dict[str, Any], network: dict[str, Any], patch: lis
 
 def _resume(latest: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
             schedule: torch.optim.lr_scheduler.LRScheduler, streams: RandomStreams, plan: dict[str, Any],
-            network: dict[str, Any], patch: list[int]) -> int:
+            network: dict[str, Any], patch: list[int], iterations: int) -> int:
     meta = ckpt.read_checkpoint_meta(latest)
     ckpt.check_compatible(meta, plan, latest)
     check_same_network(meta, network, patch, latest)
+    if int(meta["step"]) > iterations:
+        raise ckpt.CheckpointError(latest, f"is at step {meta['step']}, beyond the {iterations} iterations asked for",
+                                   f"resume with --iterations {meta['step']} or more (the run already has "
+                                   f"{meta['step']} steps; its final checkpoint is written when it reaches them)")
     tensors = ckpt.load_tensors(latest)
     ckpt.load_model_weights(_unwrapped_nets(strategy), tensors, latest)
     ckpt.restore_optimizer(optimizer, tensors, meta)

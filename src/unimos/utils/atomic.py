@@ -88,3 +88,40 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def write_json_atomic(path: str | Path, payload: Any) -> Path:
     """Write JSON (indented, keys in given order) to `path` atomically."""
     return write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+
+
+class NewFiles:
+    """What one command created in a folder, removed again if the command fails before `keep()` is called."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.folder_existed = folder.exists()
+        self.before = set(folder.iterdir()) if folder.is_dir() else set()
+        self.kept = False
+
+    def keep(self) -> None:
+        """From now on a failure leaves the files: they are worth keeping (e.g. a checkpoint to resume from)."""
+        self.kept = True
+
+    def remove(self) -> None:
+        """Delete the entries of the folder that did not exist before (and the folder, if this command made it)."""
+        if not self.folder.is_dir():
+            return
+        for path in set(self.folder.iterdir()) - self.before:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        if not self.folder_existed:
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: str | Path) -> Iterator[NewFiles]:
+    """A failed command leaves no files of its own behind: what it created in `folder` goes when the block raises
+    (Ctrl-C included), unless it called `keep()`; files that were there before are never touched."""
+    created = NewFiles(Path(folder))
+    try:
+        yield created
+    except BaseException:
+        if not created.kept:
+            created.remove()
+        raise
