@@ -50,7 +50,7 @@ def score_cascade(name: str, fine: Path, coarse: Path, manifest: Any, out: Path,
     folder = name.replace(" > ", "_then_")
     images = sorted({c.image_paths[0] for c in manifest.split("test")})
     records = predict_files(load_model(fine), images, out / "predictions" / folder, PredictOptions(modality="CT"),
-                            coarse=load_model(coarse), roi_margin_mm=margin_mm)
+                            coarse=load_model(coarse), roi_margin_mm=margin_mm, overwrite=True)
     failed = [r.error for r in records if r.error]
     if failed:
         raise SystemExit(f"{name}: prediction failed: {failed[0]}")

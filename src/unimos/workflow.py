@@ -286,7 +286,9 @@ def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: 
     from unimos.training.loop import resolve_device
 
     clock = time.perf_counter()
-    result = train_from_cache(cache_dir, plan, config, out / "runs" / name, resume=resume,
+    # OUT belongs to the comparison (new or empty when it began): a row that cannot resume is retrained, and its
+    # predictions and scores are derived again from the checkpoint.
+    result = train_from_cache(cache_dir, plan, config, out / "runs" / name, resume=resume, overwrite=not resume,
                               progress=train_progress(name) if train_progress else None)
     seconds = time.perf_counter() - clock
     model = load_model(result.checkpoint, device=resolve_device(config.device))
@@ -294,7 +296,7 @@ def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: 
     test_images = sorted({c.image_paths[0] for c in manifest.split(score_split)})
     modalities = sorted({c.modality for c in manifest.split(score_split)})
     options = PredictOptions(modality=modalities[0] if len(modalities) == 1 else None, precision=config.precision)
-    records = predict_files(model, test_images, pred_dir, options, progress=step(f"predict {name}"))
+    records = predict_files(model, test_images, pred_dir, options, progress=step(f"predict {name}"), overwrite=True)
     failed = [r.error for r in records if r.error]
     if failed:
         raise UnimosError(pred_dir, f"prediction failed for {len(failed)} test case(s): {failed[0]}",

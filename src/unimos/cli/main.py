@@ -389,7 +389,8 @@ def evaluate_command(
 @app.command("report")
 @friendly_errors
 def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="A `unimos demo` folder or a `unimos evaluate` output folder.")],
+    run_dir: Annotated[Path, typer.Argument(help=(
+        "A `unimos demo` folder, a `unimos evaluate` output folder or a `unimos train` run folder."))],
     out: Annotated[Optional[Path], typer.Option(help="Report folder (default: RUN_DIR/report).")] = None,
     max_cases: Annotated[int, typer.Option(min=1, help="Case montages to draw, worst first.")] = 12,
 ) -> None:

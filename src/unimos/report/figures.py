@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +17,13 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: never open a window, and work without a display
 
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
 
-from unimos.report.colors import color_table, rgb_hex  # noqa: E402
-from unimos.report.run_folder import MethodResult, TrainingLog  # noqa: E402
-from unimos.utils.atomic import atomic_path  # noqa: E402
+from unimos.report.colors import color_table, rgb_hex
+from unimos.report.run_folder import MethodResult, TrainingLog
+from unimos.utils.atomic import atomic_path
 
 FIGURE_DPI = 150  # print quality for a figure a column wide (about 1000 px for 6.5 in)
 _STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
@@ -107,9 +108,7 @@ def training_figure(logs: Sequence[TrainingLog], path: Path) -> Path:
             ax.plot(log.steps, log.loss, color=colors[log.label], lw=1.2, label=log.label)
         ax.set_xlabel("iteration")
         ax.set_ylabel("training loss")
-        finite = np.array([v for log in logs for v in log.loss if math.isfinite(v)])
-        if finite.size and finite.min() > 0 and finite.max() / finite.min() > 20:
-            ax.set_yscale("log")  # losses of different strategies can lie an order of magnitude apart
+        _loss_scale(ax, logs)
         ax.set_title("Training loss")
         ax.legend(frameon=False)
         if with_val:
@@ -124,6 +123,62 @@ def training_figure(logs: Sequence[TrainingLog], path: Path) -> Path:
             ax.legend(frameon=False)
         fig.tight_layout()
         return save(fig, path)
+
+
+def run_curves_figure(logs: Sequence[TrainingLog], path: Path) -> Path:
+    """The curves of one `unimos train` run: loss, learning rate, seconds per iteration, validation Dice if measured.
+
+    Several logs (self-training rounds) share each panel, one colour per log.
+    """
+    colors = method_colors([log.label for log in logs])
+    with_lr = any(math.isfinite(v) for log in logs for v in log.lr)
+    with_val = [log for log in logs if log.val_steps]
+    with_data = any(math.isfinite(v) for log in logs for v in log.data_seconds)
+    nrows = math.ceil((2 + with_lr + bool(with_val)) / 2)
+    with figure(9.0, 3.2 * nrows, nrows=nrows, ncols=2) as (fig, axes):
+        free = iter(axes.ravel())
+        ax = next(free)
+        _curves(ax, logs, colors, lambda log: (log.steps, log.loss), "Training loss", "training loss")
+        _loss_scale(ax, logs)
+        if with_lr:
+            _curves(next(free), logs, colors, lambda log: (log.steps, log.lr), "Learning rate", "learning rate")
+        ax = next(free)
+        _curves(ax, logs, colors, lambda log: (log.steps, log.seconds), "Time per iteration",
+                "seconds per iteration")
+        if with_data:
+            for log in logs:
+                ax.plot(log.steps, log.data_seconds, color=colors[log.label], lw=1.0, ls="--",
+                        marker="x" if len(log.steps) < 20 else None, ms=4, label=f"{log.label}: waiting for data")
+            ax.legend(frameon=False)
+        if with_val:
+            ax = next(free)
+            _curves(ax, with_val, colors, lambda log: (log.val_steps, log.val_dice), "Validation Dice",
+                    "mean Dice (validation cases)")
+            ax.set_ylim(0.0, 1.0)
+        for ax in free:
+            ax.set_visible(False)
+        fig.tight_layout()
+        return save(fig, path)
+
+
+def _curves(ax: plt.Axes, logs: Sequence[TrainingLog], colors: dict[str, str],
+            series: Callable[[TrainingLog], tuple[Sequence[int], Sequence[float]]], title: str, ylabel: str) -> None:
+    """One line per log of `series(log)` = (iterations, values); points marked while they are few."""
+    for log in logs:
+        x, y = series(log)
+        ax.plot(x, y, color=colors[log.label], lw=1.2, marker="o" if len(x) < 20 else None, ms=3, label=log.label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("iteration")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(frameon=False)
+
+
+def _loss_scale(ax: plt.Axes, logs: Sequence[TrainingLog]) -> None:
+    """A log scale when the losses span more than a factor 20 (strategies can lie an order of magnitude apart)."""
+    finite = np.array([v for log in logs for v in log.loss if math.isfinite(v)])
+    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 20:
+        ax.set_yscale("log")
 
 
 # ----------------------------------------------------------------------------------------------- results

@@ -5,9 +5,12 @@ referenced by relative paths: the folder can be copied, zipped or opened offline
 small inline style sheet). Every figure is also a stand-alone PNG with title and legend, fit for a paper.
 
 Sections, each made from what the folder holds (a section that cannot be made says what it needs):
+- Run (a `unimos train` run folder only): what the run was, from its config.json and plan.json. Such a folder
+  has no scores: its report has the Run and Training sections (and Data when a manifest is given), no more.
 - Data (needs the manifest): annotation coverage, sources x classes, as a heat map; modality, splits, voxel
   size and image size per source, from the image headers only.
-- Training (needs RUN_DIR/runs/<method>/log.csv): loss and validation Dice curves, one line per run.
+- Training (needs RUN_DIR/runs/<method>/log.csv, or RUN_DIR/log.csv of a train run): loss and validation Dice
+  curves, one line per run; for a train run also its learning rate and seconds per iteration.
 - Results (scores.csv + summary.json of each method): per-organ DSC/NSD with the methods side by side, the
   per-case DSC per organ and method as box and strip plots, tables per source and per modality.
 - Cases (needs the manifest and the predictions for the views): the evaluated cases worst first by the first
@@ -30,11 +33,23 @@ import numpy as np
 from unimos.data.io import read_geometry
 from unimos.data.manifest import Case, Manifest
 from unimos.errors import UnimosError
+from unimos.evaluation.evaluate import StructureRecord
 from unimos.report.case_views import ORIENTATION_NOTE, CaseFigure, render_case
 from unimos.report.colors import color_table, rgb_hex
-from unimos.report.figures import CoverageRow, coverage_figure, dsc_distribution_figure, training_figure
-from unimos.evaluation.evaluate import StructureRecord
-from unimos.report.run_folder import MethodResult, RunFolder, finite_mean, find_run_folder
+from unimos.report.figures import (
+    CoverageRow,
+    coverage_figure,
+    dsc_distribution_figure,
+    run_curves_figure,
+    training_figure,
+)
+from unimos.report.run_folder import (
+    MethodResult,
+    RunFolder,
+    TrainRun,
+    find_run_folder,
+    finite_mean,
+)
 from unimos.utils.atomic import write_text_atomic
 
 MAX_CASES = 12
@@ -66,8 +81,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, mani
     """Write the HTML report of a demo/run folder or of a `unimos evaluate` output folder; return index.html.
 
     Args:
-        run_dir: the folder `unimos demo` wrote (evaluation/<method>/, runs/, predictions/, data/manifest.yaml)
-            or one `unimos evaluate` wrote (scores.csv, summary.json).
+        run_dir: the folder `unimos demo` wrote (evaluation/<method>/, runs/, predictions/, data/manifest.yaml),
+            one `unimos evaluate` wrote (scores.csv, summary.json) or one `unimos train` wrote (config.json,
+            plan.json, log.csv, checkpoints).
         out_dir: where index.html and figures/ go (default RUN_DIR/report).
         manifest: the manifest the predictions were scored against (default RUN_DIR/data/manifest.yaml); the
             data summary and the case views need it.
@@ -76,16 +92,22 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, mani
         max_cases: the number of worst cases shown.
 
     Raises:
-        InputError: `run_dir` holds no evaluation.
+        InputError: `run_dir` is not a folder a report can be made of (the message says what it lacks).
         OutputError: the report cannot be written.
     """
     run = find_run_folder(run_dir, manifest, predictions)
     out = Path(out_dir) if out_dir is not None else run.root / REPORT_FOLDER
     figures = out / FIGURE_FOLDER
-    sections = [("data", "Data", _data_section(run, figures)),
-                ("training", "Training", _training_section(run, figures)),
-                ("results", "Results", _results_section(run, figures)),
-                ("cases", "Cases", _cases_section(run, figures, max_cases))]
+    if run.train is not None:
+        sections = [("run", "Run", _run_section(run.train))]
+        if run.manifest is not None:
+            sections.append(("data", "Data", _data_section(run, figures)))
+        sections.append(("training", "Training", _training_section(run, figures)))
+    else:
+        sections = [("data", "Data", _data_section(run, figures)),
+                    ("training", "Training", _training_section(run, figures)),
+                    ("results", "Results", _results_section(run, figures)),
+                    ("cases", "Cases", _cases_section(run, figures, max_cases))]
     nav = " ".join(f'<a href="#{key}">{title}</a>' for key, title, _ in sections)
     body = "\n".join(f'<section id="{key}">\n<h2>{title}</h2>\n{html}\n</section>' for key, title, html in sections)
     page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -101,6 +123,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, mani
 
 
 def _header(run: RunFolder) -> str:
+    if run.train is not None:
+        return _train_header(run, run.train)
     if not run.methods:
         return ('<p class="meta"><b>folder</b>: ' + escape(str(run.root.absolute())) + "</p>\n"
                 + _note("No evaluation yet: this folder holds no evaluation/&lt;method&gt;/summary.json. Run "
@@ -125,11 +149,109 @@ def _header(run: RunFolder) -> str:
     return '<p class="meta">' + "<br>\n".join(f"<b>{escape(k)}</b>: {escape(v)}" for k, v in items) + "</p>"
 
 
+def _train_header(run: RunFolder, train: TrainRun) -> str:
+    """What a `unimos train` run folder is: its method, strategy and how far it got; scores come from elsewhere."""
+    config = train.config
+    items = [("folder", str(run.root.absolute())),
+             ("written", datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")),
+             ("method", str(config.get("method", "?"))), ("strategy", str(config.get("strategy", "?"))),
+             ("network", str(config.get("network", "?"))), ("iterations", _progress(run, train))]
+    final = train.folder / "checkpoint_final"
+    when = "" if train.finished else " once it has finished"
+    return ('<p class="meta">' + "<br>\n".join(f"<b>{escape(k)}</b>: {escape(v)}" for k, v in items) + "</p>\n"
+            + _note("A <code>unimos train</code> run: it holds no scores, so this page shows what the run was and "
+                    f"its training curves. To score it{when}: <code>unimos predict "
+                    f"{escape(str(final))} IMAGES --out PREDICTIONS</code>, then <code>unimos evaluate PREDICTIONS "
+                    "MANIFEST</code>; that writes the results and case views."))
+
+
+def _progress(run: RunFolder, train: TrainRun) -> str:
+    """Iterations done of those configured, and whether the run finished or stopped (which checkpoint is last)."""
+    planned = train.config.get("iterations", "?")
+    done = train.checkpoint_step if train.checkpoint_step is not None else \
+        max((log.steps[-1] for log in run.logs), default="?")
+    rounds = f" per round, {train.rounds} rounds" if train.rounds else ""
+    if train.finished:
+        return f"{done} of {planned}{rounds} (finished: checkpoint_final)"
+    if train.checkpoint is not None:
+        return f"{done} of {planned}{rounds} (stopped or still running; last checkpoint: {train.checkpoint})"
+    return f"{done} of {planned}{rounds} (no checkpoint yet)"
+
+
 def _tolerance(run: RunFolder) -> float:
     if not run.methods:
         return math.nan
     value = run.methods[0].summary.get("tolerance_mm")
     return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+_CONFIG_ROWS = (("method", "method"), ("strategy", "strategy"), ("strategy_options", "strategy options"),
+                ("network", "network"), ("deep_supervision", "deep supervision"), ("iterations", "iterations"),
+                ("batch_size", "batch size"), ("optimizer", "optimizer"), ("learning_rate", "learning rate"),
+                ("weight_decay", "weight decay"), ("schedule", "learning rate schedule"),
+                ("sampler", "patch sampler"), ("foreground_fraction", "foreground fraction"),
+                ("augment", "augmentation"), ("precision", "precision"), ("validate_every", "validation every"),
+                ("train_splits", "training splits"), ("seed", "seed"), ("device", "device"))
+_PLAN_ROWS = (("preset", "preset"), ("target_spacing_mm", "target spacing (mm)"), ("patch_size", "patch (voxels)"),
+              ("batch_size", "batch size"), ("crop_to_body", "crop to body"))
+
+
+def _run_section(train: TrainRun) -> str:
+    """The run's settings from config.json and the plan it trained on from plan.json, as two tables."""
+    config, plan = train.config, train.plan
+    parts = [(f"<p>Settings of the run in <code>{escape(str(train.folder))}</code>, as <code>unimos train</code> "
+              "saved them.</p>")]
+    if config:
+        rows = [(label, _config_value(key, config[key], plan)) for key, label in _CONFIG_ROWS if key in config]
+        parts.append("<h3>Training (config.json)</h3>\n" + _key_table("run-config", rows))
+    else:
+        parts.append(_note(f"{escape(str(train.folder / 'config.json'))} cannot be read: the settings are unknown."))
+    if plan:
+        rows = [(label, _text(plan[key])) for key, label in _PLAN_ROWS if key in plan]
+        classes = [c.get("name", "?") for c in plan.get("classes", []) if isinstance(c, dict)]
+        if classes:
+            rows.append(("classes", ", ".join(classes)))
+        schemes = plan.get("normalisation")
+        if isinstance(schemes, dict):
+            rows.append(("normalisation", ", ".join(f"{m}: {v.get('scheme', '?')}" for m, v in schemes.items()
+                                                    if isinstance(v, dict))))
+        parts.append("<h3>Plan (plan.json)</h3>\n" + _key_table("run-plan", rows))
+    else:
+        parts.append(_note(f"{escape(str(train.folder / 'plan.json'))} is missing or cannot be read: the spacing "
+                           "and patch are unknown."))
+    return "\n".join(parts)
+
+
+def _config_value(key: str, value: Any, plan: dict[str, Any]) -> str:
+    """A config.json value as a reader understands it (0 means 'the plan's' for the batch, 'never' for validation)."""
+    if key == "batch_size" and value == 0:
+        return f"{_text(plan.get('batch_size', '?'))} (the plan's)"
+    if key == "validate_every":
+        return "never" if not value else f"{value} iterations"
+    if key == "strategy_options" and not value:
+        return "defaults"
+    return _text(value)
+
+
+def _text(value: Any) -> str:
+    """Lists as 'a × b × c' (numbers) or 'a, b'; dicts as 'k=v'; booleans as yes/no."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        return (" × " if numbers and value else ", ").join(f"{v:g}" if numbers else _text(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_text(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "–" if value is None else str(value)
+
+
+def _key_table(table_id: str, rows: Sequence[tuple[str, str]]) -> str:
+    body = "\n".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    return f'<table id="{table_id}">\n{body}</table>'
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -144,8 +266,8 @@ def _data_section(run: RunFolder, figures: Path) -> str:
     rows = [CoverageRow(s.name, s.modality, s.kind, len(cases),
                         tuple(sum(1 for c in cases if name in c.annotated_classes) for name in classes))
             for s in manifest.sources for cases in [manifest.cases_of(s.name)]]
-    parts = [f"<p>Manifest <code>{escape(str(manifest.path))}</code>: project <b>{escape(manifest.name)}</b>, "
-             f"{len(classes)} classes, {len(manifest.sources)} sources, {len(manifest.cases)} cases.</p>"]
+    parts = [(f"<p>Manifest <code>{escape(str(manifest.path))}</code>: project <b>{escape(manifest.name)}</b>, "
+              f"{len(classes)} classes, {len(manifest.sources)} sources, {len(manifest.cases)} cases.</p>")]
     if rows and classes:
         coverage_figure(rows, classes, figures / "coverage.png")
         parts.append(_figure("coverage.png", "Annotation coverage: for each source (rows) and class (columns), "
@@ -223,12 +345,34 @@ def _shape_text(shapes: Sequence[np.ndarray]) -> str:
 
 
 def _training_section(run: RunFolder, figures: Path) -> str:
+    if run.train is not None:
+        return _train_run_curves(run, run.train, figures)
     if not run.logs:
         where = run.root / "runs" / "<method>" / "log.csv"
         return _note(f"Not shown: no training log was found ({escape(str(where))}, as `unimos train` writes it). "
                      + ("This folder holds an evaluation only; make the report of the run folder to see training."
                         if run.layout == "evaluation" else ""))
     training_figure(run.logs, figures / "training.png")
+    return _figure("training.png", "Training loss at each logged iteration (left) and, where measured, the mean "
+                   "Dice on the validation cases (right), per run. Each method's loss is its own objective: compare "
+                   "curves of one method, not levels across methods.") + "\n" + _training_table(run)
+
+
+def _train_run_curves(run: RunFolder, train: TrainRun, figures: Path) -> str:
+    """The curves of a `unimos train` run folder: loss, learning rate, time per iteration, validation Dice."""
+    if not run.logs:
+        log = escape(str(train.folder / "log.csv"))
+        every = train.config.get("log_every", "log_every")
+        return _note(f"Not shown: {log} holds no logged iteration yet (<code>unimos train</code> writes one row "
+                     f"every {escape(str(every))} iterations and at the last one).")
+    run_curves_figure(run.logs, figures / "training.png")
+    return _figure("training.png", "Training loss, learning rate and seconds per iteration (dashed: of which "
+                   "waiting for data) at each logged iteration and, where measured, the mean Dice on the "
+                   "validation cases.") + "\n" + _training_table(run)
+
+
+def _training_table(run: RunFolder) -> str:
+    """Per run: iterations, last loss, best validation Dice, median seconds per iteration and of data loading."""
     rows = []
     for log in run.logs:
         best = int(np.argmax(log.val_dice)) if log.val_dice else None
@@ -238,12 +382,9 @@ def _training_section(run: RunFolder, figures: Path) -> str:
         rows.append(f"<tr><td>{escape(log.label)}</td><td>{log.steps[-1]}</td><td>{_num(log.loss[-1], 4)}</td>"
                     f"<td>{val}</td><td>{_num(float(np.median(seconds)) if seconds else math.nan, 3)}</td>"
                     f"<td>{_num(float(np.median(data)) if data else math.nan, 3)}</td></tr>")
-    table = ("<table id=\"training-table\"><tr><th>run</th><th>iterations</th><th>last loss</th>"
-             "<th>best validation Dice</th><th>s / iteration (median of logged)</th>"
-             "<th>of which data (s)</th></tr>\n" + "\n".join(rows) + "</table>")
-    return _figure("training.png", "Training loss at each logged iteration (left) and, where measured, the mean "
-                   "Dice on the validation cases (right), per run. Each method's loss is its own objective: compare "
-                   "curves of one method, not levels across methods.") + "\n" + table
+    return ("<table id=\"training-table\"><tr><th>run</th><th>iterations</th><th>last loss</th>"
+            "<th>best validation Dice</th><th>s / iteration (median of logged)</th>"
+            "<th>of which data (s)</th></tr>\n" + "\n".join(rows) + "</table>")
 
 
 # ----------------------------------------------------------------------------------------------- results
@@ -251,12 +392,13 @@ def _training_section(run: RunFolder, figures: Path) -> str:
 
 def _results_section(run: RunFolder, figures: Path) -> str:
     if not run.methods:
-        return _note("Missing: no evaluation in this folder yet (evaluation/&lt;method&gt;/scores.csv and summary.json).")
+        return _note("Missing: no evaluation in this folder yet (evaluation/&lt;method&gt;/scores.csv and "
+                     "summary.json).")
     structures = run.structures
     tolerance = _tolerance(run)
-    parts = [f"<p>Scores on what each reference annotates (unannotated organs of partial references are not "
-             f"scored). DSC and NSD at {tolerance:g} mm: mean over the cases that annotate the organ; HD95 in mm "
-             "over the cases where both masks are non-empty. The best DSC per organ is in bold.</p>"]
+    parts = [(f"<p>Scores on what each reference annotates (unannotated organs of partial references are not "
+              f"scored). DSC and NSD at {tolerance:g} mm: mean over the cases that annotate the organ; HD95 in mm "
+              "over the cases where both masks are non-empty. The best DSC per organ is in bold.</p>")]
     for method in run.methods:
         missing = method.summary.get("missing") or []
         if missing:
@@ -337,8 +479,8 @@ def _cases_section(run: RunFolder, figures: Path, max_cases: int) -> str:
     drawn_by = run.methods[0]
     order = _worst_first(run)
     shown = order[:max_cases]
-    parts = [f"<p>The evaluated cases, worst first by the mean DSC of <b>{escape(drawn_by.name)}</b> over the "
-             f"organs each case annotates; the views show that method's prediction.</p>"]
+    parts = [(f"<p>The evaluated cases, worst first by the mean DSC of <b>{escape(drawn_by.name)}</b> over the "
+              "organs each case annotates; the views show that method's prediction.</p>")]
     if len(order) > len(shown):
         parts.append(_note(f"Showing the {len(shown)} worst of {len(order)} cases."))
     cases = {c.case_id: c for c in run.manifest.cases} if run.manifest is not None else {}
@@ -363,9 +505,9 @@ def _case_article(run: RunFolder, rank: int, case_id: str, case: Case | None, st
     rows = [r for m in run.methods for r in m.scores if r.case_id == case_id]
     about = (f"{case.source.name}, {case.modality}, {case.kind} reference" if case is not None
              else f"{rows[0].source}, {rows[0].modality}" if rows else "")
-    parts = [f'<article id="case-{escape(case_id)}">\n<h3>{rank}. {escape(case_id)}: mean DSC '
-             f"{_num(drawn_by.case_mean_dsc(case_id))} ({escape(drawn_by.name)})</h3>\n"
-             f'<p class="meta">{escape(about)}</p>', _case_table(run.methods, case_id, case, structures, colors)]
+    parts = [(f'<article id="case-{escape(case_id)}">\n<h3>{rank}. {escape(case_id)}: mean DSC '
+              f"{_num(drawn_by.case_mean_dsc(case_id))} ({escape(drawn_by.name)})</h3>\n"
+              f'<p class="meta">{escape(about)}</p>'), _case_table(run.methods, case_id, case, structures, colors)]
     if case is not None and run.manifest is not None:
         name = f"case_{rank:02d}_{_safe(case_id)}.png"
         dsc = {r.structure: r.dsc for r in drawn_by.scores if r.case_id == case_id}

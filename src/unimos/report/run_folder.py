@@ -1,11 +1,15 @@
 """What a report is made from: the methods, scores, training logs, manifest and predictions of one output folder.
 
-Two layouts are recognised:
+Three layouts are recognised:
 - a demo (or any run) folder: `evaluation/<method>/{scores.csv,summary.json}`, with `runs/<method>/log.csv`
   (self-training: `runs/<method>/round_<k>/log.csv`), `predictions/<method>/<case_id>.nii.gz` and
   `data/manifest.yaml` (`data/manifest_ssl.yaml` for `unimos demo --ssl`) when present;
 - a `unimos evaluate` output folder: `scores.csv` + `summary.json` only. Its predictions are found when the
-  folder lies inside them (`evaluate`'s default, PREDICTIONS/evaluation); its manifest only when it is given.
+  folder lies inside them (`evaluate`'s default, PREDICTIONS/evaluation); its manifest only when it is given;
+- a `unimos train` run folder: `config.json`, `plan.json`, `log.csv` and checkpoints (self-training: in each
+  `round_<k>/`). It has no scores: its report shows what the run was and its training curves.
+Any other folder (empty, predictions not evaluated yet, an evaluation missing scores.csv) is refused with one
+InputError saying what it lacks and which command writes it.
 Method order follows `demo_results.json` / `ssl_results.json` when present (the order the demo ran them).
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +29,11 @@ from unimos.errors import InputError, UnimosError
 from unimos.evaluation.evaluate import StructureRecord
 
 SCORE_FILE, SUMMARY_FILE, LOG_FILE = "scores.csv", "summary.json", "log.csv"
+CONFIG_FILE, PLAN_FILE = "config.json", "plan.json"
+CHECKPOINTS = ("checkpoint_final", "checkpoint_latest")
+PREDICTION_FILES = ("predict_log.json", "labels.json")
+REPORT_INPUTS = ("the output folder of `unimos evaluate` (scores.csv + summary.json), of `unimos demo` "
+                 "(evaluation/<method>/) or of `unimos train` (config.json + log.csv)")
 PREDICTION_EXTENSIONS = (".nii.gz", ".nii")
 _ROUND = re.compile(r"^round_(\d+)$")
 
@@ -57,7 +67,7 @@ class MethodResult:
 
 @dataclass(frozen=True)
 class TrainingLog:
-    """One training run's log.csv: loss per logged step, validation Dice where it was measured."""
+    """One training run's log.csv: loss, learning rate and time per logged step, validation Dice where measured."""
 
     label: str
     path: Path
@@ -67,6 +77,23 @@ class TrainingLog:
     data_seconds: tuple[float, ...]
     val_steps: tuple[int, ...]
     val_dice: tuple[float, ...]
+    lr: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """What a `unimos train` run folder says of the run: its config.json, plan.json and latest checkpoint."""
+
+    folder: Path  # the folder holding config.json: the run folder, or its last round_<k>/ (self-training)
+    config: dict[str, Any]  # {} when config.json cannot be read
+    plan: dict[str, Any]  # {} when plan.json is missing or cannot be read
+    checkpoint: str | None  # "checkpoint_final" (finished), "checkpoint_latest" (interrupted) or None
+    checkpoint_step: int | None
+    rounds: int = 0  # self-training rounds found (round_<k>/), 0 for a plain run
+
+    @property
+    def finished(self) -> bool:
+        return self.checkpoint == "checkpoint_final"
 
 
 @dataclass(frozen=True)
@@ -74,13 +101,14 @@ class RunFolder:
     """Everything found in one output folder; `manifest` is None when none was found or it could not be read."""
 
     root: Path
-    layout: str  # "run" (evaluation/<method>/...) or "evaluation" (scores.csv + summary.json)
+    layout: str  # "run" (evaluation/<method>/...), "evaluation" (scores.csv + summary.json) or "train"
     methods: tuple[MethodResult, ...]
     logs: tuple[TrainingLog, ...]
     manifest_path: Path | None
     manifest: Manifest | None
     manifest_note: str | None
     meta: dict[str, Any] = field(default_factory=dict)
+    train: TrainRun | None = None  # set for a `unimos train` run folder
 
     @property
     def case_ids(self) -> list[str]:
@@ -100,21 +128,22 @@ class RunFolder:
 
 def find_run_folder(run_dir: str | Path, manifest_path: str | Path | None = None,
                     predictions_dir: str | Path | None = None) -> RunFolder:
-    """Read what `unimos demo` or `unimos evaluate` wrote into `run_dir`.
+    """Read what `unimos demo`, `unimos evaluate` or `unimos train` wrote into `run_dir`.
 
     Args:
-        run_dir: a demo/run folder (evaluation/<method>/...) or an evaluation folder (scores.csv, summary.json).
+        run_dir: a demo/run folder (evaluation/<method>/...), an evaluation folder (scores.csv, summary.json) or
+            a `unimos train` run folder (config.json, log.csv).
         manifest_path: the manifest the predictions were scored against (default: RUN_DIR/data/manifest.yaml).
         predictions_dir: the predictions of a single-method evaluation folder (default: its parent folder when
             that holds predictions, as with `unimos evaluate`'s default output folder).
 
     Raises:
-        InputError: the folder does not exist or holds no evaluation in either layout.
+        InputError: the path is not a folder, or the folder holds none of the three layouts.
     """
     root = Path(run_dir)
-    if not root.is_dir():
-        raise InputError(root.absolute(), "is not a folder", "give the folder `unimos demo` or `unimos evaluate` wrote")
+    _check_folder(root)
     order = _method_order(root)
+    train = None
     if _is_evaluation(root):
         predictions = Path(predictions_dir) if predictions_dir is not None else _enclosing_predictions(root)
         name = predictions.name if predictions is not None and root.name == "evaluation" else root.name
@@ -129,17 +158,19 @@ def find_run_folder(run_dir: str | Path, manifest_path: str | Path | None = None
         names = [n for n in order if n in folders] + sorted(n for n in folders if n not in order)
         methods = tuple(_read_method(n, folders[n], _folder(root / "predictions" / n)) for n in names)
         layout = "run"
-    elif (root / "runs").is_dir() or _default_manifest(root).is_file():
+    elif (root / "runs").is_dir() or _default_manifest(root) is not None:
         methods = ()  # a run folder not evaluated yet: the report shows what exists and says what is missing
         layout = "run"
+    elif (train := _train_run(root)) is not None:
+        methods = ()
+        layout = "train"
     else:
-        raise InputError(root.absolute(), f"holds no evaluation: neither {SCORE_FILE} + {SUMMARY_FILE} nor "
-                         f"evaluation/<method>/{SUMMARY_FILE}",
-                         "give the folder `unimos demo` wrote, or the output folder of `unimos evaluate`")
+        raise _not_a_report_folder(root)
     manifest_file = Path(manifest_path) if manifest_path is not None else _default_manifest(root)
     manifest, note = _load(manifest_file, root)
-    return RunFolder(root, layout, methods, _training_logs(root, order), manifest_file if manifest else None,
-                     manifest, note, _meta(root))
+    logs = _train_run_logs(root) if train is not None else _training_logs(root, order)
+    return RunFolder(root, layout, methods, logs, manifest_file if manifest else None, manifest, note, _meta(root),
+                     train)
 
 
 def finite_mean(values) -> float:
@@ -149,6 +180,55 @@ def finite_mean(values) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- layout
+
+
+def _check_folder(root: Path) -> None:
+    """Refuse a path that does not exist or is a file, pointing at the folder when it is one a report reads."""
+    where = root.absolute()
+    if not root.exists():
+        raise InputError(where, "does not exist", f"check the path, and give {REPORT_INPUTS}")
+    if root.is_dir():
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise InputError(where, "cannot be read (permission denied)", "check the folder's permissions")
+        return
+    if root.name in (SCORE_FILE, SUMMARY_FILE, LOG_FILE, CONFIG_FILE):
+        raise InputError(where, "is a file, not a folder",
+                         f"give the folder holding it: `unimos report {where.parent}`")
+    raise InputError(where, "is a file, not a folder", f"give {REPORT_INPUTS}")
+
+
+def _not_a_report_folder(root: Path) -> InputError:
+    """The one error for a folder a report cannot be made of: what it holds, what it lacks, what writes that."""
+    where = root.absolute()
+    for folder in (root, root / "evaluation"):
+        half = [name for name in (SCORE_FILE, SUMMARY_FILE) if (folder / name).is_file()]
+        if half:
+            lacking = SUMMARY_FILE if half == [SCORE_FILE] else SCORE_FILE
+            return InputError(folder.absolute(), f"holds {half[0]} but no {lacking}, which `unimos evaluate` writes "
+                              "beside it", _evaluate_again(folder.absolute()))
+    if any((root / name).is_file() for name in PREDICTION_FILES) or (
+            _holds_predictions(root) and not any(root.glob("*.yaml"))):  # a data folder holds its manifest
+        return InputError(where, f"holds predictions but no evaluation of them ({SCORE_FILE} + {SUMMARY_FILE})",
+                          f"run `unimos evaluate {where} MANIFEST` first; it scores them and writes their report "
+                          f"to {where / 'evaluation' / 'report'}")
+    if (root / "index.html").is_file():
+        return InputError(where, "is a report already (index.html), not the folder it was made from",
+                          f"give the folder above it: `unimos report {where.parent}`")
+    if not any(root.iterdir()):
+        return InputError(where, f"is empty; a report needs {REPORT_INPUTS}", "give the folder one of them wrote")
+    return InputError(where, f"holds none of what a report needs: {REPORT_INPUTS}",
+                      "give the folder one of them wrote")
+
+
+def _evaluate_again(folder: Path) -> str:
+    """How to rewrite an evaluation folder: from its enclosing predictions when it lies inside them."""
+    if folder.name == "evaluation" and _holds_predictions(folder.parent):
+        return f"run `unimos evaluate {folder.parent} MANIFEST --overwrite` again to rewrite both"
+    return f"run `unimos evaluate PREDICTIONS MANIFEST --out {folder} --overwrite` again to rewrite both"
+
+
+def _holds_predictions(folder: Path) -> bool:
+    return any(any(folder.glob(f"*{extension}")) for extension in PREDICTION_EXTENSIONS)
 
 
 def _is_evaluation(folder: Path) -> bool:
@@ -162,9 +242,30 @@ def _folder(path: Path) -> Path | None:
 def _enclosing_predictions(evaluation_dir: Path) -> Path | None:
     """`unimos evaluate` writes to PREDICTIONS/evaluation by default: the parent holds the predictions then."""
     parent = evaluation_dir.parent
-    if any(parent.glob("*.nii.gz")) or any(parent.glob("*.nii")):
-        return parent
-    return None
+    return parent if _holds_predictions(parent) else None
+
+
+def _train_run(root: Path) -> TrainRun | None:
+    """The run `unimos train` wrote into `root` (config.json there, or in round_<k>/ for self-training); else None."""
+    rounds = _rounds(root)
+    candidates = [root] + [folder for _, folder in reversed(rounds)]
+    folder = next((c for c in candidates if (c / CONFIG_FILE).is_file()), None)
+    if folder is None:
+        return None
+    config, plan = _json(folder / CONFIG_FILE), _json(folder / PLAN_FILE)
+    checkpoint, step = None, None
+    for name in CHECKPOINTS:
+        meta = _json(folder / f"{name}.json")
+        if isinstance(meta, dict):
+            checkpoint, step = name, meta.get("step")
+            break
+    return TrainRun(folder, config if isinstance(config, dict) else {}, plan if isinstance(plan, dict) else {},
+                    checkpoint, step if isinstance(step, int) else None, len(rounds))
+
+
+def _rounds(folder: Path) -> list[tuple[int, Path]]:
+    """The self-training rounds below a run folder (round_<k>/), in order."""
+    return sorted((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _ROUND.match(p.name)))
 
 
 def _method_order(root: Path) -> list[str]:
@@ -246,17 +347,24 @@ def _training_logs(root: Path, order: list[str]) -> tuple[TrainingLog, ...]:
     folders = {p.name: p for p in runs.iterdir() if p.is_dir()}
     logs: list[TrainingLog] = []
     for name in [n for n in order if n in folders] + sorted(n for n in folders if n not in order):
-        folder = folders[name]
-        if (folder / LOG_FILE).is_file():
-            logs.append(_read_log(name, folder / LOG_FILE))
-            continue
-        rounds = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _ROUND.match(p.name)))
-        logs.extend(_read_log(f"{name} round {k}", p / LOG_FILE) for k, p in rounds if (p / LOG_FILE).is_file())
+        logs.extend(_run_logs(name, folders[name]))
     return tuple(log for log in logs if log.steps)
 
 
+def _train_run_logs(root: Path) -> tuple[TrainingLog, ...]:
+    """The logged steps of a `unimos train` run folder (one log, or one per self-training round)."""
+    return tuple(log for log in _run_logs(root.name, root) if log.steps)
+
+
+def _run_logs(label: str, folder: Path) -> list[TrainingLog]:
+    """The log.csv of one training run folder, or of each of its self-training rounds (round_<k>/log.csv)."""
+    if (folder / LOG_FILE).is_file():
+        return [_read_log(label, folder / LOG_FILE)]
+    return [_read_log(f"{label} round {k}", p / LOG_FILE) for k, p in _rounds(folder) if (p / LOG_FILE).is_file()]
+
+
 def _read_log(label: str, path: Path) -> TrainingLog:
-    steps, loss, seconds, data_seconds, val_steps, val_dice = [], [], [], [], [], []
+    steps, loss, lr, seconds, data_seconds, val_steps, val_dice = [], [], [], [], [], [], []
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
@@ -265,6 +373,7 @@ def _read_log(label: str, path: Path) -> TrainingLog:
                     continue
                 steps.append(int(step))
                 loss.append(value)
+                lr.append(_float(row.get("lr")))
                 seconds.append(_float(row.get("seconds")))
                 data_seconds.append(_float(row.get("data_seconds")))
                 dice = _float(row.get("val_dice"))
@@ -274,4 +383,4 @@ def _read_log(label: str, path: Path) -> TrainingLog:
     except OSError:
         pass  # an unreadable log is left out of the curves, like a missing one
     return TrainingLog(label, path, tuple(steps), tuple(loss), tuple(seconds), tuple(data_seconds),
-                       tuple(val_steps), tuple(val_dice))
+                       tuple(val_steps), tuple(val_dice), tuple(lr))
