@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from tests.reliability.helpers import run_python_as_unprivileged, runs_as_root, unprivileged_workspace
 from unimos.data.io import (
     case_id_from_path,
     count_nonfinite,
@@ -447,17 +447,33 @@ def test_read_geometry_refuses_what_its_header_shows(tmp_path: Path, name: str) 
     _assert_input_error(excinfo, path)
 
 
-def test_unreadable_file_raises_permission_error_with_fix(tmp_path: Path) -> None:
-    path = _small_nifti(tmp_path / "locked.nii.gz")
-    path.chmod(0)
-    try:
-        if os.access(path, os.R_OK):
-            pytest.skip("running as root (or with capabilities): chmod 000 does not stop reading")
-        with pytest.raises(InputError, match="permission denied") as excinfo:
-            read_volume(path)
-        _assert_input_error(excinfo, path)
-    finally:
-        path.chmod(0o600)
+# Run as an unprivileged user when the tests run as root: prints read_volume's InputError.
+_READ_VOLUME_AS_USER = """
+import sys
+from unimos.data.io import read_volume
+from unimos.errors import InputError
+try:
+    read_volume(sys.argv[1])
+except InputError as err:
+    print(err)
+else:
+    sys.exit("read_volume read a file that is chmod 000")
+"""
+
+
+def test_unreadable_file_raises_permission_error_with_fix() -> None:
+    with unprivileged_workspace() as folder:
+        path = _small_nifti(folder / "locked.nii.gz")
+        path.chmod(0)
+        if runs_as_root():  # root reads anything: read as an unprivileged user, in a subprocess
+            result = run_python_as_unprivileged("-c", _READ_VOLUME_AS_USER, str(path))
+            assert result.exit_code == 0, result.output
+            message = result.output
+        else:
+            with pytest.raises(InputError) as excinfo:
+                read_volume(path)
+            message = str(excinfo.value)
+        assert "permission denied" in message and str(path.absolute()) in message and "Fix" in message, message
 
 
 def test_float_label_with_fractional_values_is_refused_with_count(tmp_path: Path) -> None:

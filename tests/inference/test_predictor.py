@@ -37,7 +37,8 @@ def tiny_model(tmp_path_factory):
 @pytest.mark.parametrize("affine", [np.diag([1.5, 1.5, 4.0, 1.0]), np.diag([-0.9, -0.9, 2.5, 1.0]),
                                     np.array([[0, -1.2, 0, 5], [1.1, 0, 0, -3], [0, 0, 3.0, 7], [0, 0, 0, 1]])])
 def test_prediction_has_the_exact_geometry_of_the_input(tiny_model, tmp_path, affine):
-    image = np.full((30, 26, 14), 40, dtype=np.int16)
+    image = np.full((30, 26, 14), -1000, dtype=np.int16)
+    image[3:-3, 3:-3, :] = 40
     path = write_nifti(tmp_path / "in" / "scan_0000.nii.gz", image, affine)
     records = predict_files(tiny_model, [path], tmp_path / "out", PredictOptions())
     assert records[0].error is None and records[0].seconds > 0 and records[0].peak_rss_mib > 0
@@ -91,7 +92,9 @@ def train_tiny_2d_model(tiny_manifest, root, **settings):
 def predict_in_input_geometry(model, root):
     """Predict a (30, 26, 14) scan; the record, after checking the label map has the input's shape and affine."""
     affine = np.diag([-1.5, 1.5, 3.0, 1.0])
-    image = write_nifti(root / "in" / "scan_0000.nii.gz", np.full((30, 26, 14), 40, np.int16), affine)
+    array = np.full((30, 26, 14), -1000, np.int16)
+    array[3:-3, 3:-3, :] = 40
+    image = write_nifti(root / "in" / "scan_0000.nii.gz", array, affine)
     record = predict_files(model, [image], root / "out", PredictOptions())[0]
     assert record.error is None, record.error
     written = nib.load(record.output)

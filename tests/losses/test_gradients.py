@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from tests.losses.helpers import random_batch
 from unimos.losses import LOSSES, build_loss

@@ -1,13 +1,24 @@
-"""Shared pieces of the bad-input tests: tiny broken files, one-case manifests, a tiny checkpoint, CLI checks."""
+"""Shared pieces of the bad-input tests: tiny broken files, one-case manifests, a tiny checkpoint, CLI checks,
+and running a command as an unprivileged user (root ignores file permissions)."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import pwd
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 from typer.testing import CliRunner, Result
 
 from tests.conftest import tiny_case, tiny_training_plan, write_manifest, write_nifti
@@ -23,7 +34,7 @@ def invoke(*args: str | Path) -> Result:
     return runner.invoke(app, [str(a) for a in args])
 
 
-def assert_one_clear_error(result: Result, culprit: str | Path, *phrases: str) -> str:
+def assert_one_clear_error(result: Result | CommandResult, culprit: str | Path, *phrases: str) -> str:
     """Non-zero exit, no traceback, exactly one message naming `culprit`, with the phrases and one fix.
 
     Returns the output with whitespace collapsed, for further checks.
@@ -96,10 +107,116 @@ def truncate(path: Path) -> Path:
     return path
 
 
-def unreadable(path: Path) -> bool:
-    """chmod 000 `path`; True when that really stops this user from reading it (not so for root)."""
+def unreadable(path: Path) -> Path:
+    """chmod 000 `path`. Root still reads it: run the command with `invoke_with_permissions`."""
     path.chmod(0)
-    return not os.access(path, os.R_OK)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- permissions as root
+
+UNPRIVILEGED_USER = "nobody"
+
+
+@dataclass
+class CommandResult:
+    """What a command run in a subprocess gave: the fields of typer's `Result` that the checks above read."""
+
+    exit_code: int
+    output: str
+    exception: BaseException | None = None
+
+
+def runs_as_root() -> bool:
+    """True when file permissions do not stop this process (CI runs as root)."""
+    return os.geteuid() == 0
+
+
+def _as_unprivileged_user() -> list[str]:
+    """The command prefix that drops root to `nobody` (its own group, no others), or [] when no tool can."""
+    user = pwd.getpwnam(UNPRIVILEGED_USER)
+    if shutil.which("setpriv"):
+        return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+    if shutil.which("runuser"):
+        return ["runuser", "--preserve-environment", "-u", UNPRIVILEGED_USER, "--"]
+    return []
+
+
+@contextlib.contextmanager
+def _unprivileged_env() -> Iterator[dict[str, str]]:
+    """This environment as `nobody` with a fresh home of its own (libraries such as matplotlib write caches there,
+    and warn about the missing /nonexistent otherwise: noise in the output the tests read)."""
+    user = pwd.getpwnam(UNPRIVILEGED_USER)
+    with tempfile.TemporaryDirectory(prefix="unimos-nobody-home-") as home:
+        os.chown(home, user.pw_uid, user.pw_gid)
+        yield {**os.environ, "HOME": home, "USER": user.pw_name, "LOGNAME": user.pw_name}
+
+
+@functools.cache
+def unprivileged_problem() -> str | None:
+    """Why `nobody` cannot run this checkout's unimos (None when it can); tried once per test session."""
+    try:
+        prefix = _as_unprivileged_user()
+    except KeyError:
+        return f"there is no user '{UNPRIVILEGED_USER}' to run the command as"
+    if not prefix:
+        return "neither setpriv nor runuser (util-linux) is installed to run the command as an unprivileged user"
+    with _unprivileged_env() as env:
+        probe = subprocess.run([*prefix, sys.executable, "-c", "import unimos.cli.main"], check=False,
+                               capture_output=True, text=True, cwd="/", env=env, timeout=300)
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        return (f"user '{UNPRIVILEGED_USER}' cannot import unimos with {sys.executable} ({last}): make the checkout "
+                "and its virtual environment readable by other users to run the permission tests as root")
+    return None
+
+
+def run_python_as_unprivileged(*args: str) -> CommandResult:
+    """Run `<this python> ARGS` as `nobody` (skips the test when that user cannot import unimos)."""
+    problem = unprivileged_problem()
+    if problem is not None:
+        pytest.skip(problem)
+    with _unprivileged_env() as env:
+        done = subprocess.run([*_as_unprivileged_user(), sys.executable, *args], check=False, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, cwd="/", env=env, timeout=600)
+    return CommandResult(done.returncode, done.stdout)
+
+
+def run_as_unprivileged(*args: str | Path) -> CommandResult:
+    """Run `unimos ARGS` as `nobody` in a subprocess: stdout and stderr together, as the CLI runner gives them."""
+    return run_python_as_unprivileged("-m", "unimos.cli.main", *(str(a) for a in args))
+
+
+def invoke_with_permissions(*args: str | Path) -> Result | CommandResult:
+    """Run `unimos ARGS` where chmod applies: in-process for a normal user, as `nobody` when the tests run as root."""
+    return run_as_unprivileged(*args) if runs_as_root() else invoke(*args)
+
+
+def copy_checkpoint(checkpoint: Path, folder: Path) -> Path:
+    """Copy a checkpoint (NAME.json + NAME.safetensors) into `folder`, readable by all: for commands run as `nobody`."""
+    for part in checkpoint.parent.glob(f"{checkpoint.name}.*"):
+        shutil.copyfile(part, folder / part.name)  # copyfile, not copy: the mode comes from the umask
+    return folder / checkpoint.name
+
+
+@contextlib.contextmanager
+def unprivileged_workspace() -> Iterator[Path]:
+    """A scratch folder for a command that may run as `nobody`: that user owns it, and what the test writes there is
+    readable by all (pytest's tmp_path sits below a folder only its owner may enter); removed afterwards."""
+    problem = unprivileged_problem() if runs_as_root() else None
+    if problem is not None:
+        pytest.skip(problem)
+    folder = Path(tempfile.mkdtemp(prefix="unimos-permissions-"))
+    folder.chmod(0o755)
+    if runs_as_root():
+        user = pwd.getpwnam(UNPRIVILEGED_USER)
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    umask = os.umask(0o022)  # files and folders the test makes: readable by the unprivileged user
+    try:
+        yield folder
+    finally:
+        os.umask(umask)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def mixed_dicom_series(shared_series: Path, folder: Path) -> Path:

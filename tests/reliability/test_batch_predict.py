@@ -41,7 +41,7 @@ def test_batch_goes_past_a_bad_scan_and_reports_it_at_the_end(checkpoint, tmp_pa
     result = invoke("predict", checkpoint, scans, "--out", out)
     output = assert_one_clear_error(result, bad, "1 of 2 case(s) failed")
     assert result.exit_code == 1
-    assert output.index(f"b_good: ") < output.index("1 of 2 case(s) failed")  # the report comes at the end
+    assert output.index("b_good: ") < output.index("1 of 2 case(s) failed")  # the report comes at the end
     assert (out / "b_good.nii.gz").exists() and not (out / "a_bad.nii.gz").exists() and not leftovers(out)
     log = _log(out)
     assert log["b_good"]["error"] is None and str(bad) in log["a_bad"]["error"]
@@ -76,11 +76,11 @@ def test_skip_existing_resumes_a_failed_batch_without_redoing_finished_cases(che
     assert (out / "a_late.nii.gz").exists() and not leftovers(out)
 
 
-def test_without_skip_existing_a_second_run_predicts_every_case_again(checkpoint, tmp_path):
+def test_with_overwrite_a_second_run_predicts_every_case_again(checkpoint, tmp_path):
     scans, out = tmp_path / "scans", tmp_path / "pred"
     good_scan(scans / "case.nii.gz")
     assert invoke("predict", checkpoint, scans, "--out", out).exit_code == 0
-    result = invoke("predict", checkpoint, scans, "--out", out)
+    result = invoke("predict", checkpoint, scans, "--out", out, "--overwrite")
     assert result.exit_code == 0, result.output
     assert "network" in _log(out)["case"]["stages"]
 

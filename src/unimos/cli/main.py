@@ -28,7 +28,10 @@ console = Console(highlight=False, width=None if Console().is_terminal else 160)
 err_console = Console(stderr=True, highlight=False, width=None if Console(stderr=True).is_terminal else 160)
 F = TypeVar("F", bound=Callable[..., Any])
 
-ManifestArg = Annotated[Path, typer.Argument(help="A manifest.yaml, or an nnU-Net v2 raw folder or MSD task folder.")]
+# Paths are checked by unimos itself (one message naming the file, the problem and the fix), not by typer's usage box.
+PathArgument = functools.partial(typer.Argument, readable=False)
+PathOption = functools.partial(typer.Option, readable=False)
+ManifestArg = Annotated[Path, PathArgument(help="A manifest.yaml, or an nnU-Net v2 raw folder or MSD task folder.")]
 AllowInsideOpt = Annotated[bool, typer.Option("--allow-output-in-input",
                                               help="Allow writing inside a folder that holds input scans.")]
 WorkersOpt = Annotated[int, typer.Option(min=1, help="Parallel workers (processes or threads).")]
@@ -98,7 +101,7 @@ def friendly_errors(command: F) -> F:
 @app.command("make-demo-data")
 @friendly_errors
 def make_demo_data_command(
-    out: Annotated[Path, typer.Argument(help="New or empty folder to write the collection into.")],
+    out: Annotated[Path, PathArgument(help="New or empty folder to write the collection into.")],
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
     quick: Annotated[bool, typer.Option("--quick", help="Fewer, coarser cases (for smoke tests).")] = False,
 ) -> None:
@@ -144,7 +147,7 @@ def inspect_command(manifest: ManifestArg, workers: WorkersOpt = 2) -> None:
 @friendly_errors
 def plan_command(
     manifest: ManifestArg,
-    out: Annotated[Path, typer.Option(help="Where to write the plan JSON.")] = Path("unimos_work/plan_3mm.json"),
+    out: Annotated[Path, PathOption(help="Where to write the plan JSON.")] = Path("unimos_work/plan_3mm.json"),
     preset: Annotated[str, typer.Option(help="'3mm' (fast, 3 mm isotropic), '3mm-small' (narrower net, CPU demo), 'fine' (median spacing) or 'coarse' (6 mm, the first stage of a cascade: predict --coarse).")] = "3mm",
     seed: Annotated[int, typer.Option(help="Seed for intensity sampling.")] = 0,
     workers: WorkersOpt = 2,
@@ -172,8 +175,8 @@ def plan_command(
 @friendly_errors
 def preprocess_command(
     manifest: ManifestArg,
-    plan: Annotated[Path, typer.Option(help="Plan JSON written by `unimos plan`.")] = Path("unimos_work/plan_3mm.json"),
-    cache: Annotated[Path, typer.Option(help="Cache folder (arrays are stored under its plan key).")] = Path("unimos_work/cache"),
+    plan: Annotated[Path, PathOption(help="Plan JSON written by `unimos plan`.")] = Path("unimos_work/plan_3mm.json"),
+    cache: Annotated[Path, PathOption(help="Cache folder (arrays are stored under its plan key).")] = Path("unimos_work/cache"),
     workers: WorkersOpt = 2,
     allow_output_in_input: AllowInsideOpt = False,
 ) -> None:
@@ -201,9 +204,9 @@ def preprocess_command(
 @friendly_errors
 def train_command(
     manifest: ManifestArg,
-    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, log.csv, config.json.")] = Path("unimos_work/run"),
-    plan: Annotated[Path, typer.Option(help="Plan JSON written by `unimos plan`.")] = Path("unimos_work/plan_3mm.json"),
-    cache: Annotated[Path, typer.Option(help="Cache folder of `unimos preprocess` (filled if needed).")] = Path("unimos_work/cache"),
+    out: Annotated[Path, PathOption(help="Run folder: checkpoints, log.csv, config.json.")] = Path("unimos_work/run"),
+    plan: Annotated[Path, PathOption(help="Plan JSON written by `unimos plan`.")] = Path("unimos_work/plan_3mm.json"),
+    cache: Annotated[Path, PathOption(help="Cache folder of `unimos preprocess` (filled if needed).")] = Path("unimos_work/cache"),
     method: Annotated[str, typer.Option(help="Loss: partial, partial_focal_dice, naive, ignore.")] = "partial",
     strategy: Annotated[str, typer.Option(help="supervised, or a semi-supervised one that also learns from unlabeled "
                                                 "cases: unimatch, self_training, cps, guided_cps, mean_teacher.")] = "supervised",
@@ -273,9 +276,8 @@ def train_command(
         for folder, option in ((cache, "--cache"), (out, "--out")):
             refuse_output_inside_inputs(folder, inputs, option, allow_output_in_input)
         preprocess_manifest(loaded, loaded_plan, cache, workers=workers, progress=bars("preprocess"))
-        bar = bars("train")
         result = train_from_cache(cache, loaded_plan, config, out, resume=resume, overwrite=overwrite,
-                                  progress=lambda done, total, loss: bar(done, total, loss))
+                                  progress=bars("train"))
     console.print(f"trained {result.steps} steps in {result.seconds:.0f} s (data wait {100 * result.data_wait_share:.1f}%"
                   f" of step time); checkpoint [bold]{result.checkpoint}[/]")
 
@@ -283,9 +285,9 @@ def train_command(
 @app.command("predict")
 @friendly_errors
 def predict_command(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (NAME, NAME.json or NAME.safetensors).")],
-    inputs: Annotated[Path, typer.Argument(help="An image file, a DICOM series folder, or a folder of them.")],
-    out: Annotated[Path, typer.Option(help="Folder for <case>.nii.gz label maps.")] = Path("unimos_predictions"),
+    checkpoint: Annotated[Path, PathArgument(help="Checkpoint (NAME, NAME.json or NAME.safetensors).")],
+    inputs: Annotated[Path, PathArgument(help="An image file, a DICOM series folder, or a folder of them.")],
+    out: Annotated[Path, PathOption(help="Folder for <case>.nii.gz label maps.")] = Path("unimos_predictions"),
     overlap: Annotated[float, typer.Option(min=0.0, max=0.95, help="Sliding-window overlap.")] = 0.5,
     mirror: Annotated[bool, typer.Option("--mirror", help="Mirror test-time augmentation (2^3 passes).")] = False,
     largest_component: Annotated[bool, typer.Option(help="Keep each organ's largest component.")] = True,
@@ -302,7 +304,7 @@ def predict_command(
                          "(3 GiB if not given): about 4x less compute for a 3 mm abdomen, but the network "
                          "normalises over larger windows than in training, which can lower accuracy; check it on "
                          "your model.")] = "patch",
-    coarse: Annotated[Optional[Path], typer.Option(help=(
+    coarse: Annotated[Optional[Path], PathOption(help=(
         "Checkpoint of a coarse model (plan preset 'coarse', same manifest): it finds the organs' region on the "
         "whole scan and CHECKPOINT runs only inside it (coarse-to-fine cascade)."))] = None,
     roi_margin_mm: Annotated[float, typer.Option(min=0.0, help="With --coarse: margin around the region (mm).")] = 20.0,
@@ -352,9 +354,9 @@ def predict_command(
 @app.command("evaluate")
 @friendly_errors
 def evaluate_command(
-    predictions: Annotated[Path, typer.Argument(help="Folder of <case_id>.nii.gz predictions.")],
+    predictions: Annotated[Path, PathArgument(help="Folder of <case_id>.nii.gz predictions.")],
     manifest: ManifestArg,
-    out: Annotated[Optional[Path], typer.Option(help="Where scores go (default: PREDICTIONS/evaluation).")] = None,
+    out: Annotated[Optional[Path], PathOption(help="Where scores go (default: PREDICTIONS/evaluation).")] = None,
     split: Annotated[str, typer.Option(help="train, validation, test, or all.")] = "test",
     tolerance_mm: Annotated[float, typer.Option(help="NSD tolerance in mm (> 0).")] = 2.0,
     report: Annotated[bool, typer.Option(help="Also write OUT/report/index.html with figures.")] = True,
@@ -389,9 +391,9 @@ def evaluate_command(
 @app.command("report")
 @friendly_errors
 def report_command(
-    run_dir: Annotated[Path, typer.Argument(help=(
+    run_dir: Annotated[Path, PathArgument(help=(
         "A `unimos demo` folder, a `unimos evaluate` output folder or a `unimos train` run folder."))],
-    out: Annotated[Optional[Path], typer.Option(help="Report folder (default: RUN_DIR/report).")] = None,
+    out: Annotated[Optional[Path], PathOption(help="Report folder (default: RUN_DIR/report).")] = None,
     max_cases: Annotated[int, typer.Option(min=1, help="Case montages to draw, worst first.")] = 12,
 ) -> None:
     """One self-contained HTML page: coverage, training curves, per-organ results, case montages (worst first).
@@ -406,7 +408,7 @@ def report_command(
 @app.command("demo")
 @friendly_errors
 def demo_command(
-    out: Annotated[Path, typer.Option(help="New or empty folder for everything the demo writes.")] = Path("unimos-demo"),
+    out: Annotated[Path, PathOption(help="New or empty folder for everything the demo writes.")] = Path("unimos-demo"),
     quick: Annotated[bool, typer.Option("--quick", help="Smaller data and budget: a smoke test of a few minutes.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for the data and every later stage.")] = 0,
     iterations: Annotated[Optional[int], typer.Option(
@@ -436,8 +438,7 @@ def demo_command(
     check_precision(precision)
     with progress_bars(err_console) as bars:
         def train_bar(method: str):
-            bar = bars(f"train {method}")
-            return lambda done, total, _loss: bar(done, total)
+            return bars(f"train {method}")
 
         runner = run_ssl_demo if ssl else run_demo
         result = runner(out, quick=quick, seed=seed, workers=workers, iterations=iterations, device=device,

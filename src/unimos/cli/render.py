@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from unimos.data.validation import InspectReport
@@ -57,15 +66,108 @@ def print_problems(console: Console, problems: list[Problem]) -> None:
         console.print(f"  [red]-[/] {problem}", soft_wrap=True, highlight=False)
 
 
+class StepProgress(Protocol):
+    """A stage's progress callback: `done` of `total` steps, and the training loss where there is one."""
+
+    def __call__(self, done: int, total: int, loss: float | None = None) -> None: ...
+
+
+ProgressFactory = Callable[[str], StepProgress]
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as '42s', '4m 05s' or '2h 03m': short enough for a log line."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    return f"{whole // 3600}h {whole % 3600 // 60:02d}m"
+
+
+class PlainProgress:
+    """Progress of one stage as plain lines, for logs and pipes where bars cannot be drawn (`unimos demo > log`).
+
+    Prints the first update, then whenever `min_seconds` have passed or another `min_fraction` of the stage is
+    done (whichever comes first), and always the last step; each line is flushed so that `tail -f` shows it.
+    """
+
+    def __init__(self, console: Console, label: str, *, min_seconds: float = 30.0, min_fraction: float = 0.05,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.console, self.label = console, label
+        self.min_seconds, self.min_fraction, self.clock = min_seconds, min_fraction, clock
+        self.started = clock()
+        self.first: tuple[float, int] | None = None  # (time, done) of the first update: the rate is measured from it
+        self.printed: tuple[float, int] | None = None  # (time, done) of the last line printed
+
+    def __call__(self, done: int, total: int, loss: float | None = None) -> None:
+        now = self.clock()
+        if self.first is None:
+            self.first = (now, done)
+        if self._due(now, done, total):
+            self.printed = (now, done)
+            self.console.print(self.line(now, done, total, loss), markup=False, highlight=False, soft_wrap=True)
+            self.console.file.flush()
+
+    def _due(self, now: float, done: int, total: int) -> bool:
+        """Whether this update gets a line: the first, the last, or one a time or fraction threshold away."""
+        if self.printed is None:
+            return True
+        printed_at, printed_done = self.printed
+        if done == printed_done:
+            return False
+        next_slice = self._slice(done, total) > self._slice(printed_done, total)
+        return done >= total or next_slice or now - printed_at >= self.min_seconds
+
+    def _slice(self, done: int, total: int) -> int:
+        """Which `min_fraction` slice of the stage `done` steps reach (the epsilon absorbs float error in 0.05 * n)."""
+        return int(done / total / self.min_fraction + 1e-9) if total > 0 else 0
+
+    def line(self, now: float, done: int, total: int, loss: float | None) -> str:
+        """'label: done/total (pct%), loss, s/step, elapsed, time left', leaving out what is not known yet."""
+        parts = [f"{self.label}: {done}/{total}" + (f" ({100 * done / total:.0f}%)" if total > 0 else "")]
+        if loss is not None and math.isfinite(loss):
+            parts.append(f"loss {loss:.4f}")
+        seconds_per_step = self._seconds_per_step(now, done)
+        if seconds_per_step is not None:
+            parts.append(f"{seconds_per_step:.3g} s/step")
+        parts.append(f"{format_duration(now - self.started)} elapsed")
+        if seconds_per_step is not None and done < total:
+            parts.append(f"{format_duration(seconds_per_step * (total - done))} left")
+        return ", ".join(parts)
+
+    def _seconds_per_step(self, now: float, done: int) -> float | None:
+        """Mean seconds a step since the first update (not since the start: a resumed run starts part-way)."""
+        if self.first is None or done <= self.first[1]:
+            return None
+        first_at, first_done = self.first
+        return (now - first_at) / (done - first_done)
+
+
 @contextlib.contextmanager
-def progress_bars(console: Console) -> Iterator[Callable[[str], Callable[[int, int], None]]]:
-    """A factory of progress callbacks, one bar per label, drawn while the block runs."""
+def progress_bars(console: Console, *, min_seconds: float = 30.0, min_fraction: float = 0.05,
+                  clock: Callable[[], float] = time.monotonic) -> Iterator[ProgressFactory]:
+    """A factory of progress callbacks, one per label: rich bars on a terminal, plain `PlainProgress` lines elsewhere.
+
+    `min_seconds`, `min_fraction` and `clock` set how often plain lines are printed (tests pass a fake clock).
+    """
+    if not console.is_terminal:
+        printers: dict[str, PlainProgress] = {}
+
+        def plain_factory(label: str) -> StepProgress:
+            if label not in printers:
+                printers[label] = PlainProgress(console, label, min_seconds=min_seconds, min_fraction=min_fraction,
+                                                clock=clock)
+            return printers[label]
+
+        yield plain_factory
+        return
     bars = Progress(TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False, disable=not console.is_terminal)
+                    console=console, transient=False)
     tasks: dict[str, int] = {}
 
-    def factory(label: str) -> Callable[[int, int], None]:
-        def update(done: int, total: int) -> None:
+    def factory(label: str) -> StepProgress:
+        def update(done: int, total: int, loss: float | None = None) -> None:
             if label not in tasks:
                 tasks[label] = bars.add_task(label, total=total)
             bars.update(tasks[label], completed=done, total=total)
@@ -76,12 +178,13 @@ def progress_bars(console: Console) -> Iterator[Callable[[str], Callable[[int, i
 
 
 def results_table(results: dict, methods: list[str]) -> Table:
-    """Organs x methods, DSC / NSD, with the mean row last."""
-    table = Table(title="Held-out test set: DSC / NSD (2 mm)")
+    """Organs x methods, each cell "DSC / NSD" (mean over the test cases, NSD at 2 mm), with the mean row last."""
+    title = "Held-out test set: mean DSC / NSD at 2 mm (0-1, higher is better)"
+    table = Table(title=title, min_width=len(title))  # as wide as its title, which would wrap otherwise
     table.add_column("organ")
-    for method in methods:
-        table.add_column(method, justify="right")
     methods = [m for m in methods if m in results]
+    for method in methods:
+        table.add_column(f"{method}\nDSC / NSD", justify="right")
     organs = [k for k, v in results[methods[0]].items() if k != "mean" and isinstance(v, dict)] + ["mean"]
     for organ in organs:
         style = "bold" if organ == "mean" else ""

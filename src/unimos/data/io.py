@@ -18,13 +18,13 @@ from typing import Literal
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
-from numpy.typing import DTypeLike
 from nibabel.filebasedimages import ImageFileError
 from nibabel.openers import ImageOpener
 from nibabel.spatialimages import HeaderDataError
+from numpy.typing import DTypeLike
 
 from unimos.data.volume import Volume
-from unimos.errors import InputError, OutputError
+from unimos.errors import InputError, OutputError, ResourceError
 from unimos.utils.atomic import atomic_path
 
 Kind = Literal["image", "label"]
@@ -43,6 +43,9 @@ _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 _SUPPORTED = ("NIfTI (.nii.gz, .nii), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) files or folders each holding "
               "one DICOM series")
 _CHANNEL_SUFFIX = re.compile(r"_\d{4}$")
+# zlib's documented limit: deflate expands at most 1032-fold (one bit per 258-byte match), so a .nii.gz of N bytes
+# holds at most 1032 N bytes; exact, unlike the gzip trailer's size, which is mod 2^32 and only of the last member.
+_DEFLATE_MAX_RATIO = 1032
 _DESCRIPTION_TAG = "0008|103e"
 _POSITION_TAG = "0020|0032"
 _ORIENTATION_TAG = "0020|0037"
@@ -348,18 +351,60 @@ def _nifti_geometry(path: Path) -> tuple[Shape3, np.ndarray]:
     return _shape_3d(img.shape, where), _nifti_affine(img, path, where)
 
 
+def _size_text(n_bytes: float) -> str:
+    """A byte count for people: '1.2 KiB', '119.2 GiB'."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} GiB"
+
+
+def _check_nifti_size(img: nib.Nifti1Image, path: Path, where: str) -> None:
+    """Refuse, before allocating, a header whose voxels cannot be in the file (a huge dim in a tiny file)."""
+    n_voxels = int(np.prod([int(d) for d in img.shape], dtype=object))
+    needed = n_voxels * img.header.get_data_dtype().itemsize
+    offset = int(getattr(img.dataobj, "offset", 0))  # the header's copy says 0 once nibabel has loaded it
+    size = path.stat().st_size
+    compressed = path.name.lower().endswith(".gz")
+    room = _DEFLATE_MAX_RATIO * size if compressed else size - offset
+    if needed + (offset if compressed else 0) <= room:
+        return
+    dims = "x".join(str(int(d)) for d in img.shape)
+    claim = f"its header describes {dims} voxels of {img.header.get_data_dtype()} ({_size_text(needed)})"
+    if compressed:
+        held = (f"the file is {_size_text(size)} of gzip data, which expands to at most {_size_text(room)} "
+                f"(deflate's limit is {_DEFLATE_MAX_RATIO}:1)")
+    else:
+        held = f"the file holds {_size_text(max(room, 0))} of voxels"
+    raise InputError(where, f"{claim}, but {held}: the header's dimensions are wrong or the file is truncated",
+                     "copy or export the image again; if it was written by your own code, check the shape it "
+                     "stores in the header")
+
+
+def _memory_error(where: str, shape: Sequence[int], itemsize: int) -> ResourceError:
+    """The error for a volume whose voxels do not fit in memory (instead of a MemoryError traceback)."""
+    need = float(np.prod([float(d) for d in shape])) * itemsize
+    return ResourceError(where, f"reading its {'x'.join(str(int(d)) for d in shape)} voxels needs about "
+                                f"{_size_text(need)} of memory, and the allocation failed",
+                         "free memory or use a machine with more, or crop or downsample the scan first")
+
+
 def _read_nifti(path: Path, kind: Kind) -> Volume:
     """Read a NIfTI file: images scaled by scl_slope/inter to float32, labels as integers."""
     where = _where(path)
     img = _load_nifti(path)
     shape = _shape_3d(img.shape, where)
     affine = _nifti_affine(img, path, where)
+    _check_nifti_size(img, path, where)
     try:
         # Labels come unscaled in their stored type when slope/inter are trivial; images always scaled.
         raw = np.asanyarray(img.dataobj) if kind == "label" else img.get_fdata(dtype=np.float32)
+        array = _as_kind(np.asarray(raw).reshape(shape), kind, where)
     except _NIBABEL_READ_ERRORS as err:
         raise _corrupt_nifti_error(where, err) from err
-    array = _as_kind(np.asarray(raw).reshape(shape), kind, where)
+    except MemoryError:
+        raise _memory_error(where, shape, 4) from None
     # NIfTI voxels are stored in Fortran order; a C-order copy is a 3D transpose (3.6 s for 512 x 512 x 400), so
     # the array keeps its layout and the resampling reads it as it is (preprocess/resample.py).
     if not (array.flags.c_contiguous or array.flags.f_contiguous):
@@ -407,6 +452,25 @@ def _series_description(first_file: str) -> str:
     except RuntimeError:
         return ""
     return reader.GetMetaData(_DESCRIPTION_TAG).strip() if reader.HasMetaDataKey(_DESCRIPTION_TAG) else ""
+
+
+def dicom_modality(folder: str | Path) -> str | None:
+    """The Modality tag (0008,0060) of the first DICOM file in a series folder ('CT', 'MR', ...), upper case, read
+    from the header alone; None when absent or unreadable (the voxel reader reports unreadable files)."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    folder = Path(folder)
+    try:
+        first = next((p for p in _visible_children(folder)
+                      if p.is_file() and image_extension(p) is None and _looks_like_dicom(p)), None)
+        if first is None:
+            return None
+        header = pydicom.dcmread(first, stop_before_pixels=True, specific_tags=["Modality"], force=True)
+    except (OSError, InvalidDicomError, ValueError, EOFError):
+        return None
+    value = str(getattr(header, "Modality", "") or "").strip().upper()
+    return value or None
 
 
 def dicom_series(folder: str | Path) -> dict[str, tuple[str, ...]]:

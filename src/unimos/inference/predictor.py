@@ -6,10 +6,16 @@ inference/windows.py) -> argmax on the plan's grid (only the label map is resamp
 channels: that is where nnU-Net spends its time and memory) -> largest component per organ -> nearest
 resampling onto the input's grid -> atomic NIfTI write. Each case's record (predict_log.json) holds the seconds of
 every stage (read, prepare, network, postprocess, resample_back, write) and the windows used.
+
+Before any work a batch whose inputs map to one output name, or whose outputs exist (unless skipped or
+overwritten), is refused; before the network runs each input's intensities and shape are checked
+(inference/sanity.py): a refusal, or with `force` a warning in the case's record. A run that produced nothing
+leaves no files of its own.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,10 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from unimos.data.io import case_id_from_path, read_geometry, read_volume
+from unimos.data.io import case_id_from_path, dicom_modality, image_extension, read_geometry, read_volume
 from unimos.data.validation import nonfinite_problem, spacing_problem
 from unimos.data.volume import Volume
-from unimos.errors import InputError, OutputError, ResourceError, UnimosError
+from unimos.errors import InputError, OutputError, Problem, ResourceError, UnimosError
+from unimos.inference import sanity
 from unimos.inference.memory import UsageMeter, current_rss_mib
 from unimos.inference.postprocess import largest_component_per_class
 from unimos.inference.sliding import predict_probabilities
@@ -52,6 +59,9 @@ class PredictOptions:
     # Network arithmetic (utils/precision.py): "auto" is bfloat16 where the hardware runs it natively (a CPU with
     # AMX, a recent GPU), about twice as fast as float32 there, and float32 elsewhere.
     precision: str = "auto"
+    # Intensity and shape sanity checks (inference/sanity.py): a failed check refuses the case; with force=True it is
+    # a warning recorded in the case's log instead.
+    force: bool = False
 
     def __post_init__(self) -> None:
         check_window_mode(self.window)
@@ -79,6 +89,9 @@ class CaseRecord:
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage, in pipeline order
     window: dict[str, Any] = field(default_factory=dict)  # WindowPlan.summary(): mode, size, overlap, count
     cascade: dict[str, Any] = field(default_factory=dict)  # with a coarse model: the region the fine model saw
+    # What looked wrong with the input (inference/sanity.py): a thin axis, or a refused check predicted anyway with
+    # --force. One readable sentence each, naming the file.
+    warnings: list[str] = field(default_factory=list)
 
 
 def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
@@ -93,7 +106,8 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> Lo
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise ckpt.CheckpointError(checkpoint, f"weights do not fit the network it describes ({str(err).splitlines()[0]})",
+        raise ckpt.CheckpointError(checkpoint,
+                                   f"weights do not fit the network it describes ({str(err).splitlines()[0]})",
                                    "use an intact checkpoint written by `unimos train`") from None
     network.to(device).eval()
     names = ["background"] + [c["name"] for c in meta["classes"]]
@@ -140,7 +154,9 @@ def predict_volume(model: LoadedModel, channels: list[Volume], options: PredictO
                    stages: dict[str, float] | None = None, window: dict[str, Any] | None = None) -> Volume:
     """Label map (project class indices) for one input, on the input's grid with its affine.
 
-    `stages` receives the seconds of each step, `window` the summary of the windows used (both optional).
+    `stages` receives the seconds of each step, `window` the summary of the windows used (both optional). The input
+    is not checked here (the cascade also calls it on crops): `predict_files` runs `check_input` on the whole scan
+    first; call it too when predicting volumes directly.
     """
     clock = time.perf_counter()
     timings = stages if stages is not None else {}
@@ -227,17 +243,21 @@ def _check_channels(channels: list[Volume]) -> None:
             raise InputError(problem.where, problem.problem, problem.fix)
 
 
-def _output_folder(out_dir: Path) -> None:
-    """Create the output folder, or say in one error why it cannot be (a file in the way, no permission, no space)."""
+def _output_folder(out_dir: Path) -> list[Path]:
+    """Create the output folder, or say in one error why it cannot be (a file in the way, no permission, no space).
+
+    Returns the folders it created, deepest first (empty when `out_dir` existed), so a failed run can remove them."""
     blocker = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         problem = "is a file, not a folder" if blocker == out_dir else f"cannot be created: {blocker} is a file"
         raise OutputError(out_dir, problem, "give a folder path for the predictions")
+    created = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputError(out_dir, f"cannot be created ({err.strerror or err})",
                           "choose an output folder where you may write (check permissions and free space)") from None
+    return created
 
 
 def group_channels(inputs: Sequence[Path], n_channels: int) -> list[tuple[str, list[Path]]]:
@@ -249,16 +269,135 @@ def group_channels(inputs: Sequence[Path], n_channels: int) -> list[tuple[str, l
         groups.setdefault(case_id_from_path(path), []).append(path)
     for case_id, files in groups.items():
         if len(files) != n_channels:
-            raise UnimosError(files[0], f"case '{case_id}' has {len(files)} channel file(s), the model needs {n_channels}",
+            raise UnimosError(files[0],
+                              f"case '{case_id}' has {len(files)} channel file(s), the model needs {n_channels}",
                               "give <case>_0000 ... files for every channel")
     return sorted((k, sorted(v)) for k, v in groups.items())
 
 
+def _input_key(path: Path, n_channels: int) -> str:
+    """What names an input's output: its case id (one channel), or its name without extension (one channel file of
+    a case, so `x_0000.nii` and `x_0000.nii.gz` are the same channel twice)."""
+    if n_channels == 1:
+        return case_id_from_path(path)
+    ext = image_extension(path)
+    return path.name if ext is None or path.is_dir() else path.name[: -len(ext)]
+
+
+def colliding_inputs(inputs: Sequence[Path], n_channels: int) -> list[list[Path]]:
+    """Groups of inputs that would overwrite each other's output (`case.nii` and `case.nii.gz`; `x_0000` and
+    `x_0001` given to a one-channel model), or give one channel of a case twice."""
+    groups: dict[str, list[Path]] = {}
+    for path in inputs:
+        groups.setdefault(_input_key(Path(path), n_channels), []).append(Path(path))
+    return [sorted(files) for _key, files in sorted(groups.items()) if len(files) > 1]
+
+
+def _input_text(path: Path, folder: Path) -> str:
+    """An input's name in a listing: its file name when it sits in `folder`, else its path."""
+    return path.name if path.parent == folder else str(path)
+
+
+def _refuse_colliding_inputs(inputs: Sequence[Path], n_channels: int, out_dir: Path, fmt: str) -> None:
+    """One error listing every group of inputs that map to one output name, before any work."""
+    from unimos.inference.formats import prediction_path
+
+    groups = colliding_inputs(inputs, n_channels)
+    if not groups:
+        return
+    folder = groups[0][0].parent
+    lines = []
+    for files in groups:
+        listed = ", ".join(_input_text(p, folder) for p in files[:-1]) + f" and {_input_text(files[-1], folder)}"
+        target = prediction_path(out_dir, case_id_from_path(files[0]), fmt).name
+        lines.append(f"{listed} -> {target}" if n_channels == 1 else f"{listed} (the same channel twice)")
+    channel_files = n_channels == 1 and any(_input_key(p, 2) != case_id_from_path(p) for g in groups for p in g)
+    hint = ("; the model takes one channel, so files such as x_0000 and x_0001 (channels of one multi-channel case) "
+            "cannot both be given: keep the channel it was trained on") if channel_files else ""
+    raise InputError(folder, f"{sum(len(g) for g in groups)} inputs would be written to {len(groups)} output "
+                             f"name(s) and overwrite each other: {'; '.join(lines)}",
+                     f"give each case once: remove or rename all but one file of each group{hint}")
+
+
+def _refuse_existing_outputs(targets: Sequence[Path], out_dir: Path, skip_existing: bool, overwrite: bool) -> None:
+    """Refuse, before any work, to replace outputs an earlier run wrote unless told to skip or replace them."""
+    if skip_existing and overwrite:
+        raise UnimosError("--overwrite", "contradicts --skip-existing (one replaces existing outputs, the other keeps "
+                                         "them)", "pass only one of them")
+    if skip_existing or overwrite:
+        return
+    existing = [t for t in targets if t.exists()]
+    if not existing:
+        return
+    shown = ", ".join(t.name for t in existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
+    raise OutputError(out_dir, f"already holds {len(existing)} of the {len(targets)} output(s) this run would write "
+                               f"({shown})",
+                      "pass --skip-existing to keep them and predict only the other cases, or --overwrite to replace "
+                      "them (or choose another --out folder)")
+
+
+def check_input(model: LoadedModel, files: Sequence[Path], channels: Sequence[Volume], modality: str,
+                force: bool) -> list[str]:
+    """Sanity of one case's input before the network runs (inference/sanity.py): refuse it with an InputError, or
+    with `force` return the problems as warnings; a thin axis is only ever a warning (`shape_warnings`)."""
+    problems: list[Problem] = []
+    for path, channel in zip(files, channels):
+        where = str(path)
+        tag = dicom_modality(path) if Path(path).is_dir() else None
+        found = (sanity.dicom_tag_problem(tag, modality, where),
+                 sanity.intensity_problem(channel.array, modality, model.plan, where))
+        problems.extend(p for p in found if p is not None)
+    if problems and not force:
+        first = problems[0]
+        raise InputError(first.where, first.problem, first.fix)
+    return [sanity.problem_text(p) for p in problems] + shape_warnings(model, channels[0], files[0])
+
+
+def shape_warnings(model: LoadedModel, channel: Volume, where: str | Path) -> list[str]:
+    """Axes of the input far thinner than the model's patch on its grid; none for a 2D model that resizes slices."""
+    patch = list(model.meta.get("patch_size", model.plan["patch_size"]))
+    if len(patch) == 2 and int(getattr(model.network, "slice_resize", 0)):
+        return []
+    return sanity.thin_axis_warnings(channel.shape, channel.affine, model.plan["target_spacing_mm"], patch,
+                                     str(where))
+
+
+def _write_labels(model: LoadedModel, out_dir: Path) -> Path | None:
+    """labels.json beside the outputs; left untouched when it already says the same. Returns it when created."""
+    path = out_dir / "labels.json"
+    labels = {str(i): n for i, n in enumerate(model.class_names)}
+    existed = path.exists()
+    try:
+        if existed and json.loads(path.read_text(encoding="utf-8")) == labels:
+            return None
+    except (OSError, ValueError):
+        pass
+    write_json_atomic(path, labels)
+    return None if existed else path
+
+
+def _remove_what_we_created(files: Sequence[Path], folders: Sequence[Path]) -> None:
+    """Undo a run that produced nothing: the files it created, then the folders it created if they are empty."""
+    for path in files:
+        path.unlink(missing_ok=True)
+    for folder in folders:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (someone else's file), or gone
+            break
+
+
 def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Path, options: PredictOptions,
                   skip_existing: bool = False, progress: Callable[[int, int], None] | None = None,
-                  coarse: LoadedModel | None = None, roi_margin_mm: float | None = None) -> list[CaseRecord]:
+                  coarse: LoadedModel | None = None, roi_margin_mm: float | None = None,
+                  overwrite: bool = False) -> list[CaseRecord]:
     """Predict every input into `out_dir/<case_id>.nii.gz` (or the chosen viewer format); a failing case is recorded
     and the batch goes on; what a killed earlier run left half-written is removed first.
+
+    Refused before any work: inputs that map to one output name, and outputs that exist already unless
+    `skip_existing` (keep them, skip those cases) or `overwrite` (replace them). Each case's input is checked
+    (`check_input`) before the network runs. A run that produces no output leaves nothing of its own behind
+    (labels.json, predict_log.json, the folder it created); files that were there before are never touched.
 
     With a `coarse` model, each case goes through the coarse-to-fine cascade (inference/cascade.py): `model` then
     runs only inside the region the coarse model found, grown by `roi_margin_mm`."""
@@ -270,42 +409,57 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
     resolve_precision(options.precision, model.device)  # float16 on a CPU fails here, before any case
     if coarse is not None:
         check_cascade_pair(coarse, model)
-    _output_folder(out_dir)
+    modality = _modality(model, options)
+    n_channels = int(model.meta["in_channels"])
+    _refuse_colliding_inputs(list(inputs), n_channels, out_dir, options.output_format)
+    cases = group_channels(list(inputs), n_channels)
+    targets = [prediction_path(out_dir, case_id, options.output_format) for case_id, _files in cases]
+    _refuse_existing_outputs(targets, out_dir, skip_existing, overwrite)
+    created_folders = _output_folder(out_dir)
     remove_partials(out_dir)
-    write_json_atomic(out_dir / "labels.json", {str(i): n for i, n in enumerate(model.class_names)})
-    cases = group_channels(list(inputs), int(model.meta["in_channels"]))
-    records = []
-    for done, (case_id, files) in enumerate(cases, start=1):
-        target = prediction_path(out_dir, case_id, options.output_format)
-        record = CaseRecord(case_id, str(files[0]), str(target))
-        if skip_existing and target.exists():
-            record.error = None
-            record.stages["skipped"] = 1.0
-        else:
-            try:
-                check_format_for_input(options.output_format, files[0])
-                _check_memory_budget(model, files, options)
-                with UsageMeter() as meter:
-                    clock = time.perf_counter()
-                    channels = [read_volume(f, kind="image") for f in files]
-                    _check_channels(channels)
-                    record.stages["read"] = time.perf_counter() - clock
-                    if coarse is None:
-                        prediction = predict_volume(model, channels, options, record.stages, record.window)
-                    else:
-                        prediction, record.cascade = predict_cascade(
-                            coarse, model, channels, options, record.stages, record.window,
-                            DEFAULT_MARGIN_MM if roi_margin_mm is None else roi_margin_mm)
-                    clock = time.perf_counter()
-                    write_prediction(prediction, out_dir, case_id, options.output_format, model.class_names,
-                                     source=files[0])
-                    record.stages["write"] = time.perf_counter() - clock
-                record.seconds, record.peak_rss_mib, record.area_mib_s = (
-                    meter.usage.seconds, meter.usage.peak_rss_mib, meter.usage.area_mib_s)
-            except UnimosError as err:
-                record.output, record.error = None, str(err)
-        records.append(record)
-        if progress:
-            progress(done, len(cases))
-    write_json_atomic(out_dir / "predict_log.json", [asdict(r) for r in records])
+    created_files: list[Path] = []
+    records: list[CaseRecord] = []
+    try:
+        for done, ((case_id, files), target) in enumerate(zip(cases, targets), start=1):
+            record = CaseRecord(case_id, str(files[0]), str(target))
+            if skip_existing and target.exists():
+                record.error = None
+                record.stages["skipped"] = 1.0
+            else:
+                try:
+                    check_format_for_input(options.output_format, files[0])
+                    _check_memory_budget(model, files, options)
+                    with UsageMeter() as meter:
+                        clock = time.perf_counter()
+                        channels = [read_volume(f, kind="image") for f in files]
+                        _check_channels(channels)
+                        record.warnings = check_input(model, files, channels, modality, options.force)
+                        if coarse is not None:  # the coarse model sees the whole scan on its own grid
+                            record.warnings += [w for w in shape_warnings(coarse, channels[0], files[0])
+                                                if w not in record.warnings]
+                        record.stages["read"] = time.perf_counter() - clock
+                        if coarse is None:
+                            prediction = predict_volume(model, channels, options, record.stages, record.window)
+                        else:
+                            prediction, record.cascade = predict_cascade(
+                                coarse, model, channels, options, record.stages, record.window,
+                                DEFAULT_MARGIN_MM if roi_margin_mm is None else roi_margin_mm)
+                        clock = time.perf_counter()
+                        created_files += [p for p in [_write_labels(model, out_dir)] if p is not None]
+                        write_prediction(prediction, out_dir, case_id, options.output_format, model.class_names,
+                                         source=files[0])
+                        record.stages["write"] = time.perf_counter() - clock
+                    record.seconds, record.peak_rss_mib, record.area_mib_s = (
+                        meter.usage.seconds, meter.usage.peak_rss_mib, meter.usage.area_mib_s)
+                except UnimosError as err:
+                    record.output, record.error = None, str(err)
+            records.append(record)
+            if progress:
+                progress(done, len(cases))
+    finally:
+        produced = any(r.error is None and not r.stages.get("skipped") for r in records)
+        if not produced:  # the failures are in the returned records (the CLI prints them); no files are left
+            _remove_what_we_created(created_files, created_folders)
+    if produced:
+        write_json_atomic(out_dir / "predict_log.json", [asdict(r) for r in records])
     return records
