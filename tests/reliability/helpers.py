@@ -257,3 +257,10 @@ def good_scan(path: Path, seed: int = 0, shape: tuple[int, int, int] = (24, 20, 
     image[2:-2, 2:-2, :] = 40 + rng.integers(-5, 5, size=(shape[0] - 4, shape[1] - 4, shape[2]))
     image[LIVER_BOX] = 80
     return write_nifti(path, image, np.diag([2.0, 2.0, 3.0, 1.0]))
+
+
+def predict_log(out: Path) -> dict[str, dict]:
+    """predict_log.json of a prediction folder, by case id."""
+    import json
+
+    return {r["case_id"]: r for r in json.loads((out / "predict_log.json").read_text())}

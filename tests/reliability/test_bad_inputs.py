@@ -29,7 +29,6 @@ from tests.reliability.helpers import (
     mixed_dicom_series,
     one_case_manifest,
     resave,
-    train_tiny_checkpoint,
     truncate,
     unprivileged_workspace,
     unreadable,
@@ -339,11 +338,6 @@ def test_manifest_of_garbage_bytes_gives_only_validation_errors(tmp_path_factory
 
 
 # ----------------------------------------------------------------------------------------------- scans to predict
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return train_tiny_checkpoint(tmp_path_factory.mktemp("model"))
 
 
 def _scan_truncated(folder: Path) -> Path:

@@ -3,7 +3,6 @@ the exit code says whether any failed, and `--skip-existing` resumes a batch wit
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import nibabel as nib
@@ -11,16 +10,7 @@ import numpy as np
 import pytest
 
 from tests.reliability.helpers import (assert_one_clear_error, good_scan, invoke, leftovers, resave,
-                                       train_tiny_checkpoint, truncate)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return train_tiny_checkpoint(tmp_path_factory.mktemp("model"))
-
-
-def _log(out: Path) -> dict[str, dict]:
-    return {r["case_id"]: r for r in json.loads((out / "predict_log.json").read_text())}
+                                       predict_log, truncate)
 
 
 def _nan_scan(path: Path) -> Path:
@@ -43,7 +33,7 @@ def test_batch_goes_past_a_bad_scan_and_reports_it_at_the_end(checkpoint, tmp_pa
     assert result.exit_code == 1
     assert output.index("b_good: ") < output.index("1 of 2 case(s) failed")  # the report comes at the end
     assert (out / "b_good.nii.gz").exists() and not (out / "a_bad.nii.gz").exists() and not leftovers(out)
-    log = _log(out)
+    log = predict_log(out)
     assert log["b_good"]["error"] is None and str(bad) in log["a_bad"]["error"]
 
 
@@ -70,7 +60,7 @@ def test_skip_existing_resumes_a_failed_batch_without_redoing_finished_cases(che
     result = invoke("predict", checkpoint, scans, "--out", out, "--skip-existing")
     assert result.exit_code == 0, result.output
     assert done.stat().st_mtime_ns == first_write
-    log = _log(out)
+    log = predict_log(out)
     assert log["b_done"]["stages"] == {"skipped": 1.0} and log["b_done"]["error"] is None
     assert log["a_late"]["error"] is None and "network" in log["a_late"]["stages"]
     assert (out / "a_late.nii.gz").exists() and not leftovers(out)
@@ -82,7 +72,7 @@ def test_with_overwrite_a_second_run_predicts_every_case_again(checkpoint, tmp_p
     assert invoke("predict", checkpoint, scans, "--out", out).exit_code == 0
     result = invoke("predict", checkpoint, scans, "--out", out, "--overwrite")
     assert result.exit_code == 0, result.output
-    assert "network" in _log(out)["case"]["stages"]
+    assert "network" in predict_log(out)["case"]["stages"]
 
 
 def test_predict_writes_a_slicer_segmentation_and_refuses_dicom_seg_for_a_nifti_input(checkpoint, tmp_path):

@@ -19,7 +19,6 @@ Kinds of input covered, one test each:
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
 
 import nibabel as nib
@@ -28,16 +27,7 @@ import pytest
 
 from tests.conftest import SHARED_DATA
 from tests.reliability.helpers import (assert_one_clear_error, files_under, good_scan, invoke, leftovers, resave,
-                                       train_tiny_checkpoint, truncate)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return train_tiny_checkpoint(tmp_path_factory.mktemp("model"))
-
-
-def _log(out: Path) -> dict[str, dict]:
-    return {r["case_id"]: r for r in json.loads((out / "predict_log.json").read_text())}
+                                       predict_log, truncate)
 
 
 def _offset_scan(path: Path) -> Path:
@@ -63,7 +53,7 @@ def test_force_predicts_a_refused_scan_and_records_the_warning(checkpoint, tmp_p
     result = invoke("predict", checkpoint, scan, "--out", out, "--force")
     assert result.exit_code == 0, result.output
     assert (out / "scan.nii.gz").exists()
-    record = _log(out)["scan"]
+    record = predict_log(out)["scan"]
     assert record["error"] is None and len(record["warnings"]) == 1
     assert str(scan) in record["warnings"][0] and "its 1st percentile is 24" in record["warnings"][0]
     assert "predicted anyway because of --force" in record["warnings"][0]
@@ -157,7 +147,7 @@ def test_a_one_slice_scan_is_predicted_with_a_warning_naming_the_thin_axis(check
     out = tmp_path / "pred"
     result = invoke("predict", checkpoint, scan, "--out", out)
     assert result.exit_code == 0, result.output
-    warnings = _log(out)["slice"]["warnings"]
+    warnings = predict_log(out)["slice"]["warnings"]
     assert len(warnings) == 1, warnings  # the in-plane axes (16 and 13 voxels at 3 mm) are wide enough
     assert "axis 2 has 1 voxel(s) on the model's 3 mm grid" in warnings[0]
     assert "the model's patch is 16 x 16 x 16" in warnings[0] and "unreliable" in warnings[0]
@@ -231,7 +221,7 @@ def test_existing_outputs_are_refused_unless_skipped_or_overwritten(checkpoint, 
     replaced = invoke("predict", checkpoint, scans, "--out", out, "--overwrite")
     assert replaced.exit_code == 0, replaced.output
     assert (out / "a.nii.gz").stat().st_mtime_ns != first and (out / "b.nii.gz").exists()
-    assert all("network" in r["stages"] for r in _log(out).values())
+    assert all("network" in r["stages"] for r in predict_log(out).values())
 
 
 def test_a_predict_that_produces_nothing_leaves_no_files_of_its_own(checkpoint, tmp_path):

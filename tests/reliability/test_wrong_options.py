@@ -18,12 +18,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import write_tiny_manifest
-from tests.reliability.helpers import assert_one_clear_error, files_under, good_scan, invoke, train_tiny_checkpoint
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return train_tiny_checkpoint(tmp_path_factory.mktemp("checkpoint"))
+from tests.reliability.helpers import assert_one_clear_error, files_under, good_scan, invoke
 
 
 @pytest.fixture(scope="module")
