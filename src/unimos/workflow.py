@@ -107,8 +107,8 @@ def _existing_plan(out: Path, preset: str) -> dict[str, Any]:
 
 # What `unimos train` writes at the top of a run folder (self-training adds round_K folders).
 RUN_OUTPUTS = ("checkpoint_final.json", "checkpoint_final.safetensors", "checkpoint_latest.json",
-               "checkpoint_latest.safetensors", "log.csv", "config.json", "plan.json", "self_training.json",
-               "tensorboard", "report")
+               "checkpoint_latest.safetensors", "log.csv", "config.json", "plan.json", "strategy.json",
+               "self_training.json", "tensorboard", "report")
 
 
 def run_outputs(run_dir: Path) -> list[Path]:

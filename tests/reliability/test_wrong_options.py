@@ -46,7 +46,7 @@ def plan_for(manifest: Path, tmp_path: Path) -> None:
     ("guided_cps", "class_weights=median", "one of none, distdw, got 'median'"),
     ("mean_teacher", "ema_decay=true", "a number in [0, 1], got True"),
     ("self_training", "rounds=1.5", "a whole number >= 1, got 1.5"),
-    ("unimatch", "weak_flip=2", "true or false, got 2"),
+    ("unimatch", "weak_flip=2", "one of auto, true, false, got 2"),
 ])
 def test_out_of_range_strategy_option_is_refused_before_any_work(tiny, tmp_path, strategy, option, phrase):
     plan_for(tiny, tmp_path)

@@ -14,6 +14,7 @@ from unimos.strategies.gaussian_mixture import (
     gather_voxels,
     known_classes,
     log_posterior,
+    rectified_log_posterior,
     sample_positions,
 )
 
@@ -53,6 +54,26 @@ def test_far_point_gives_a_finite_one_hot_posterior():
     posterior = log_posterior(torch.tensor([[1000.0]]), model).exp()
     assert torch.isfinite(posterior).all()
     assert torch.allclose(posterior, torch.tensor([[0.0, 1.0]]))
+
+
+def test_rectified_posterior_is_the_networks_softmax_times_the_likelihood_and_ignores_the_prior():
+    # N(x | 0, 1) and N(x | 2, 1): N1 / N0 = exp(2x - 2) = 1/3, 1, 3 at x = 1 - ln3/2, 1, 1 + ln3/2
+    model = gaussians([[0.0], [2.0]], [[1.0], [1.0]], [0.25, 0.75])  # the fitted prior must play no part
+    half_ln3 = math.log(3) / 2
+    features = torch.tensor([[1 - half_ln3], [1.0], [1 + half_ln3]])
+    logits = torch.tensor([[0.0, math.log(1.5)],  # P = (2/5, 3/5): (2/5 * 1, 3/5 * 1/3) = (2/5, 1/5) -> (2/3, 1/3)
+                           [math.log(3), 0.0],    # P = (3/4, 1/4): times (1, 1) -> (3/4, 1/4)
+                           [0.0, math.log(3)]])   # P = (1/4, 3/4): (1/4, 9/4) -> (1/10, 9/10)
+    posterior = rectified_log_posterior(logits, features, model).exp()
+    expected = torch.tensor([[2 / 3, 1 / 3], [3 / 4, 1 / 4], [1 / 10, 9 / 10]])
+    assert torch.allclose(posterior, expected, atol=1e-6)
+
+
+def test_rectified_posterior_gives_an_absent_class_zero():
+    model = gaussians([[0.0], [0.0], [2.0]], [[1.0], [0.01], [1.0]], [0.5, 0.0, 0.5], present=[True, False, True])
+    # the network's 1/3 each; at x = 1 the two Gaussians are alike, so the present classes share the voxel
+    posterior = rectified_log_posterior(torch.zeros(1, 3), torch.tensor([[1.0]]), model).exp()
+    assert torch.allclose(posterior, torch.tensor([[0.5, 0.0, 0.5]]), atol=1e-6)
 
 
 def test_absent_class_gets_zero_posterior_and_no_nan_gradient():

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from unimos.losses.targets import Targets
-from unimos.strategies.pseudo import (admissible, cutmix_box, masked_cross_entropy, mix_with_partner, pseudo_labels,
-                                      sigmoid_rampup)
+from unimos.strategies.pseudo import (admissible, confident, cutmix_box, masked_cross_entropy, mix_with_partner,
+                                      paste_from_partner, pseudo_labels, sigmoid_rampup)
 
 
 def test_confidence_is_the_max_softmax_and_the_pseudo_label_its_argmax():
@@ -19,9 +19,22 @@ def test_confidence_is_the_max_softmax_and_the_pseudo_label_its_argmax():
 
 
 def test_confidence_mask_keeps_only_voxels_at_or_above_tau():
-    probs = torch.tensor([[[0.96, 0.5, 0.05], [0.04, 0.5, 0.95]]])  # (1, 2, 3)
-    confidence, _ = pseudo_labels(probs.log())
-    assert ((confidence >= 0.95).tolist()) == [[True, False, True]]
+    confidence = torch.tensor([[0.96, 0.5, 0.95, 0.9499]])
+    assert confident(confidence, 0.95).tolist() == [[True, False, True, False]]
+    valid = torch.tensor([[False, True, True, True]])
+    assert confident(confidence, 0.95, valid).tolist() == [[False, False, True, False]]
+    assert confident(confidence, 1.0).tolist() == [[False, False, False, False]]
+
+
+def test_paste_from_partner_takes_the_partner_batch_inside_the_box_and_cycles_it():
+    box = torch.tensor([[True, False, False], [False, False, True], [True, True, False]])  # (B=3, N=3)
+    image = torch.tensor([[[1.0, 2.0, 3.0]], [[4.0, 5.0, 6.0]], [[7.0, 8.0, 9.0]]])  # (3, C=1, 3)
+    labels = torch.tensor([[1, 1, 1], [2, 2, 2], [3, 3, 3]])
+    partner_image = torch.tensor([[[-1.0, -2.0, -3.0]], [[-4.0, -5.0, -6.0]]])  # P = 2: sample 2 takes partner 0
+    partner_labels = torch.tensor([[0, 0, 0], [9, 9, 9]])
+    mixed_image, mixed_labels = paste_from_partner(box, (image, labels), (partner_image, partner_labels))
+    assert mixed_image.tolist() == [[[-1.0, 2.0, 3.0]], [[4.0, 5.0, -6.0]], [[-1.0, -2.0, 9.0]]]
+    assert mixed_labels.tolist() == [[0, 1, 1], [2, 2, 9], [0, 0, 3]]
 
 
 def test_masked_cross_entropy_sums_masked_voxels_over_all_voxels():

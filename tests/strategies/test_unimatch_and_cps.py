@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from unimos.strategies.cps import cross_pseudo_loss
-from unimos.strategies.unimatch import split_batch, strong_views, weak_view
+from unimos.strategies.unimatch import split_batch, strong_views, weak_transforms, weak_view
 from unimos.training.batches import targets_of
 from unimos.training.config import TrainConfig
 from unimos.training.loop import build_strategy
@@ -87,3 +87,84 @@ def test_unimatch_pseudo_labels_partial_samples_only_where_their_class_is_unknow
     off = build_strategy(TrainConfig(strategy="unimatch", strategy_options={"use_partial": False}), plan, 1,
                          len(plan["classes"]) + 1)
     assert "confident_share" not in off.step(labeled, None, 0, 10).logs
+
+
+def test_weak_flips_and_rotations_are_on_for_cardiac_classes_and_off_with_a_mirror_pair():
+    flip, rot90, note = weak_transforms(["right_ventricle", "myocardium", "left_ventricle"], "auto", "auto")
+    assert (flip, rot90) == (True, True)
+    assert note == ("weak flips on (auto: no class is one of a left/right mirror pair); 90-degree rotations on "
+                    "(auto: no class is one of a left/right mirror pair)")
+    flip, rot90, note = weak_transforms(["liver", "kidney_right", "kidney_left"], "auto", "auto")
+    assert (flip, rot90) == (False, False) and note.startswith("weak flips off (auto: kidney_right, kidney_left would")
+    flip, rot90, note = weak_transforms(["liver", "kidney_left"], True, "auto")
+    assert (flip, rot90) == (True, False)
+    assert note == "weak flips on (set by the option); 90-degree rotations off (auto: kidney_left would swap sides)"
+
+
+def test_unimatch_records_its_weak_transforms_in_strategy_json(tiny_cache, tmp_path):
+    import json
+
+    from unimos.training.loop import train
+
+    cases, plan = tiny_cache  # liver and spleen: no mirror pair
+    train(cases, plan, TrainConfig(strategy="unimatch", iterations=1, checkpoint_every=0, device="cpu"),
+          tmp_path / "run")
+    described = json.loads((tmp_path / "run" / "strategy.json").read_text())
+    assert described["strategy"] == "unimatch" and described["options"]["weak_flip"] == "auto"
+    assert described["notes"] == ["weak flips on (auto: no class is one of a left/right mirror pair); 90-degree "
+                                  "rotations on (auto: no class is one of a left/right mirror pair)"]
+
+
+class _Recorder(torch.nn.Module):
+    """Wraps a network and records, per call, the batch size, train/eval mode and whether gradients were on."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, []
+
+    def forward(self, image, **kwargs):
+        self.calls.append((image.shape[0], self.training, torch.is_grad_enabled(), "feature_dropout" in kwargs))
+        return self.inner(image, **kwargs)
+
+
+def test_unimatch_predicts_the_separate_cutmix_partner_batch_in_eval_mode_without_gradients(tiny_cache):
+    cases, plan = tiny_cache
+    strategy = build_strategy(TrainConfig(strategy="unimatch", strategy_options={"use_partial": False}), plan, 1,
+                              len(plan["classes"]) + 1)
+    recorder = _Recorder(strategy.nets["main"])
+    strategy.nets["main"] = recorder
+    strategy.train()
+    labeled, unlabeled = tiny_batches(cases, plan)
+    _, partner = tiny_batches(cases, plan, seed=5)
+    unlabeled = {**unlabeled, "partner_image": partner["image"][:1]}  # one partner sample for two unlabeled ones
+    out = strategy.step(labeled, unlabeled, 0, 10)
+    assert torch.isfinite(out.loss)
+    # partner (1 sample, eval, no grad); labeled + weak (2 + 2, train, grad); feature dropout; the two strong views
+    assert recorder.calls == [(1, False, False, False), (4, True, True, False), (2, True, True, True),
+                              (4, True, True, False)]
+    assert recorder.training
+
+
+def test_the_loop_draws_a_partner_batch_for_unimatch_and_keeps_the_labeled_batches(tiny_cache, tmp_path, monkeypatch):
+    from unimos.strategies.supervised import Supervised
+    from unimos.strategies.unimatch import UniMatch
+    from unimos.training.loop import train
+
+    cases, plan = tiny_cache
+    seen: dict[str, list] = {"supervised": [], "unimatch": []}
+
+    def spy(name, original):
+        def step(self, labeled, unlabeled, step, total):
+            seen[name].append((labeled["image"].clone(), None if unlabeled is None else sorted(unlabeled)))
+            return original(self, labeled, unlabeled, step, total)
+        return step
+
+    monkeypatch.setattr(Supervised, "step", spy("supervised", Supervised.step))
+    monkeypatch.setattr(UniMatch, "step", spy("unimatch", UniMatch.step))
+    for name in seen:
+        train(cases, plan, TrainConfig(strategy=name, iterations=2, checkpoint_every=0, device="cpu", seed=4),
+              tmp_path / name)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(seen["supervised"], seen["unimatch"]))
+    assert len(seen["unimatch"]) == len(seen["supervised"]) == 2
+    assert all(keys is None for _, keys in seen["supervised"])
+    assert all("partner_image" in keys and "image" in keys for _, keys in seen["unimatch"])

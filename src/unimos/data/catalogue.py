@@ -139,3 +139,11 @@ def default_parent(name: str) -> str | None:
         if known == name:
             return parent
     return None
+
+
+def is_sided(name: str) -> bool:
+    """Whether a class is one of a mirror pair (kidney_left, parotid_gland_right, lung_upper_lobe_left...): a
+    left-right flip turns it into its partner, so flips do not preserve its label. Heart chambers are named by side
+    but are different structures (left_ventricle is not a mirrored right_ventricle), so they are not sided."""
+    parts = normalise_name(name).split("_")
+    return bool({"left", "right"} & set(parts)) and not {"ventricle", "atrium"} & set(parts)

@@ -41,6 +41,13 @@ class Strategy(nn.Module):
         self.loss = loss
         self.options = resolve_options(type(self).__name__, self.defaults, options or {}, self.limits)
 
+    def setup(self, class_names: list[str]) -> None:
+        """Settle options that depend on the project's classes (e.g. whether flips are safe); nothing by default."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the run used, for RUN/strategy.json: the resolved options and why any automatic choice was made."""
+        return {"options": dict(self.options), "notes": list(getattr(self, "notes", []))}
+
     @property
     def main(self) -> nn.Module:
         return self.nets["main"]
@@ -66,11 +73,11 @@ class Limit:
 
     low: float | None = None
     high: float | None = None
-    choices: tuple[str, ...] = ()
+    choices: tuple[str | bool, ...] = ()
 
     def describe(self, noun: str = "a number") -> str:
         if self.choices:
-            return "one of " + ", ".join(self.choices)
+            return "one of " + ", ".join(_yaml(c) for c in self.choices)
         if self.low is not None and self.high is not None:
             return f"{noun} in [{self.low:g}, {self.high:g}]"
         return f"{noun} >= {self.low:g}" if self.low is not None else f"{noun} <= {self.high:g}"
@@ -92,9 +99,11 @@ def option_problem(name: str, key: str, value: Any, default: Any, limit: Limit |
         expected = "a number"
     else:
         ok, expected = isinstance(value, str), "a word"
-    if limit is not None:
-        ok = ok and (value in limit.choices if limit.choices else
-                     (limit.low is None or value >= limit.low) and (limit.high is None or value <= limit.high))
+    if limit is not None and limit.choices:  # the choices decide alone (they may mix words and true/false)
+        ok = any(value == c and type(value) is type(c) for c in limit.choices)
+        expected = limit.describe(expected)
+    elif limit is not None:
+        ok = ok and (limit.low is None or value >= limit.low) and (limit.high is None or value <= limit.high)
         expected = limit.describe(expected)
     if ok:
         return None

@@ -3,7 +3,9 @@
 Paper 003 (the poster in `papers/003_guidednet.md`) numbers no equations; we number its "Formulation" block in
 reading order: eq. 1 the class mean and standard deviation, eq. 2 the Gaussian density, eq. 3 the posterior by
 Bayes' rule with the training prior p^tra(k), eq. 4 the CGMM prediction G = argmax_k. The training losses follow as
-eqs. 5-9 (L_gt, L_self, L_max, L_cons, L_rectify; see `guided_cps.py`).
+eqs. 5-9 (L_gt, L_self, L_max, L_cons, L_rectify; see `guided_cps.py`). `rectified_log_posterior` is eq. 3 with the
+network's softmax in place of the prior: the Gaussian-rectified posterior that `guided_cps` can take its cross
+pseudo-labels from (`cross_labels="rectified"`).
 
 Choices the paper leaves open:
 - the Gaussians are diagonal (one mean and one standard deviation per feature channel), fitted per batch, no
@@ -107,6 +109,20 @@ def log_posterior(features: torch.Tensor, gaussians: ClassGaussians) -> torch.Te
     if not bool(gaussians.present.any()):
         raise ValueError("no class has fitting voxels: the posterior is undefined")
     joint = gaussian_log_likelihood(features, gaussians) + torch.log(gaussians.prior.clamp(min=1e-30))
+    joint = joint.masked_fill(~gaussians.present, float("-inf"))
+    return torch.log_softmax(joint, dim=1)
+
+
+def rectified_log_posterior(logits: torch.Tensor, features: torch.Tensor, gaussians: ClassGaussians) -> torch.Tensor:
+    """(N, K) log of P_k N(f | mu_k, sigma_k) / sum_k' P_k' N(f | mu_k', sigma_k'): the network's softmax P (from
+    `logits`, (N, K)) rectified by the class Gaussians' likelihood of the features (N, F).
+
+    Bayes' rule of eq. 3 with the voxel's own network probability as its prior in place of p^tra(k) (the fitted prior
+    plays no part: P already says how likely each class is here). Absent classes get -inf (no Gaussian to judge by).
+    """
+    if not bool(gaussians.present.any()):
+        raise ValueError("no class has fitting voxels: the rectified posterior is undefined")
+    joint = torch.log_softmax(logits.float(), dim=1) + gaussian_log_likelihood(features, gaussians)
     joint = joint.masked_fill(~gaussians.present, float("-inf"))
     return torch.log_softmax(joint, dim=1)
 

@@ -22,6 +22,13 @@ def pseudo_labels(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return confidence, labels
 
 
+def confident(confidence: torch.Tensor, tau: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Voxels whose pseudo-label is trusted: confidence at or above `tau` (paper 000, eqs. 2-3: 1(max p >= tau)),
+    within `valid` (the voxels a pseudo-label may fill) when given."""
+    mask = confidence >= tau
+    return mask if valid is None else mask & valid
+
+
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Cross-entropy on the voxels of `mask`, summed and divided by all voxels (paper 000, eqs. 2-3: 1/N sum f * I).
 
@@ -75,6 +82,22 @@ def mix_with_partner(box: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Te
         partner = torch.roll(tensor, shifts=1, dims=0)
         where = box.unsqueeze(1) if tensor.dim() == box.dim() + 1 else box
         mixed.append(torch.where(where.to(tensor.device), partner, tensor))
+    return mixed
+
+
+def paste_from_partner(box: torch.Tensor, tensors: Sequence[torch.Tensor],
+                       partners: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Paste, inside each sample's box, sample `b % P` of the separate partner batch (P samples) into every tensor
+    (UniMatch's released CutMix: the partner is another unlabeled batch, not a sample of the same one).
+
+    Images (B, C, *S) and per-voxel maps (B, *S) are mixed with the same box, so pseudo-labels and confidences follow
+    the pixels they belong to.
+    """
+    mixed = []
+    for tensor, partner in zip(tensors, partners):
+        index = torch.arange(tensor.shape[0], device=partner.device) % partner.shape[0]
+        where = box.unsqueeze(1) if tensor.dim() == box.dim() + 1 else box
+        mixed.append(torch.where(where.to(tensor.device), partner[index].to(tensor.device), tensor))
     return mixed
 
 

@@ -111,7 +111,9 @@ def build_strategy(config: TrainConfig, plan: dict[str, Any], in_channels: int, 
     extra_terms = {k: v for k, v in (("entropy_weight", config.entropy_weight),
                                      ("exclusion_weight", config.exclusion_weight)) if v}
     loss = build_loss(config.method, **extra_terms)
-    return strategy_cls(nets, loss, config.strategy_options)
+    strategy = strategy_cls(nets, loss, config.strategy_options)
+    strategy.setup([c["name"] for c in plan.get("classes", [])])
+    return strategy
 
 
 def training_patch(plan_patch: Sequence[int], network: nn.Module, slice_patch: int = 0) -> list[int]:
@@ -227,6 +229,8 @@ def _train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfi
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / "config.json", config.to_json())
         write_json_atomic(run_dir / "plan.json", plan)
+    if rank == 0:
+        write_json_atomic(run_dir / "strategy.json", {"strategy": config.strategy, **strategy.describe()})
     log = TrainLog(run_dir, fresh=not resume, tensorboard=config.tensorboard) if rank == 0 else None
 
     strategy.train()
@@ -241,10 +245,10 @@ def _train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfi
         batch = augment(batch, streams.labeled_augment)
         unl = None
         if unlabeled is not None:
-            global_unl = unlabeled.batch(batch_size * world, streams.unlabeled_sampler)
-            unl = augment({k: v[rank * batch_size:(rank + 1) * batch_size] for k, v in global_unl.items()},
-                          streams.unlabeled_augment)
-            unl = {k: v.to(device) for k, v in unl.items()}
+            unl = _unlabeled_batch(unlabeled, batch_size, rank, world, streams, augment, device)
+            if getattr(strategy, "needs_partner_batch", False):  # a second, independent draw (UniMatch's CutMix)
+                unl["partner_image"] = _unlabeled_batch(unlabeled, batch_size, rank, world, streams, augment,
+                                                        device)["image"]
         batch = {k: v.to(device) for k, v in batch.items()}
         t1 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
@@ -299,6 +303,16 @@ def _train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfi
         log.close()
     return TrainResult(run_dir, final, config.iterations - start, time.perf_counter() - begun,
                        data_seconds / step_seconds if step_seconds else 0.0, val, losses)
+
+
+def _unlabeled_batch(source: PatchSource, batch_size: int, rank: int, world: int, streams: RandomStreams,
+                     augment: Callable[[dict[str, torch.Tensor], torch.Generator], dict[str, torch.Tensor]],
+                     device: torch.device) -> dict[str, torch.Tensor]:
+    """This rank's share of one unlabeled batch, drawn and augmented from the unlabeled streams."""
+    drawn = source.batch(batch_size * world, streams.unlabeled_sampler)
+    batch = augment({k: v[rank * batch_size:(rank + 1) * batch_size] for k, v in drawn.items()},
+                    streams.unlabeled_augment)
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 def _save(path: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
