@@ -132,9 +132,9 @@ def _describe_run(run_dir: Path) -> str:
     return "the files of an earlier run"
 
 
-def prepare_run_folder(run_dir: str | Path, resume: bool, overwrite: bool) -> None:
-    """A run folder holding an earlier run is continued (`resume`), replaced (`overwrite`: its files are deleted
-    first, so that nothing of the old run mixes with the new one) or refused, naming the run found."""
+def check_run_folder(run_dir: str | Path, resume: bool, overwrite: bool) -> list[Path]:
+    """Refuse, before any work, what cannot be done with the run folder: an earlier run without --resume or
+    --overwrite (naming it), both flags, --resume with no run there; returns the earlier run's files."""
     run_dir = Path(run_dir)
     if resume and overwrite:
         raise UnimosError("--resume/--overwrite", "both were given", "give --resume to continue the run in --out, "
@@ -142,14 +142,37 @@ def prepare_run_folder(run_dir: str | Path, resume: bool, overwrite: bool) -> No
     if run_dir.exists() and not run_dir.is_dir():
         raise OutputError(run_dir, "is a file, not a run folder", "give --out a folder path")
     found = run_outputs(run_dir)
-    if resume or not found:
-        return
-    if not overwrite:
+    if resume and not found:
+        raise OutputError(run_dir, "holds no run to resume (no checkpoint_latest)",
+                          "drop --resume to start a new run there, or give --out the folder of the run to continue")
+    if found and not (resume or overwrite):
         shown = ", ".join(p.name for p in found[:6]) + (" ..." if len(found) > 6 else "")
         raise OutputError(run_dir, f"holds {_describe_run(run_dir)} ({shown})",
                           "add --resume to continue it, or --overwrite to replace it, or give --out another folder")
+    return found
+
+
+_SET_ASIDE = ".replaced-run"  # where --overwrite keeps the earlier run until the new one has a checkpoint
+
+
+def _set_aside(run_dir: Path, found: list[Path]) -> Path:
+    """Move the earlier run's files into a hidden folder of `run_dir`, so that nothing of it mixes with the new run
+    and it can come back if the new one fails before its first checkpoint."""
+    aside = run_dir / _SET_ASIDE
+    shutil.rmtree(aside, ignore_errors=True)  # a set-aside run of a killed earlier attempt
+    aside.mkdir()
     for path in found:
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+        path.rename(aside / path.name)
+    return aside
+
+
+def _settle(aside: Path, run_dir: Path, failed: bool) -> None:
+    """After the new run: the earlier one goes, unless the new run failed leaving nothing to resume (it returns)."""
+    resumable = (run_dir / "checkpoint_latest.json").exists() or any(run_dir.glob("round_*/checkpoint_latest.json"))
+    if failed and not resumable:
+        for path in aside.iterdir():
+            path.rename(run_dir / path.name)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: TrainConfig, run_dir: str | Path,
@@ -157,20 +180,33 @@ def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: TrainC
                      overwrite: bool = False) -> TrainResult:
     """Train on the cached cases of the configured splits; validation cases (if any) give validation Dice.
 
-    An earlier run in `run_dir` is refused unless `resume` (continue it) or `overwrite` (replace it)."""
+    An earlier run in `run_dir` is refused unless `resume` (continue it) or `overwrite`: it is then set aside and
+    deleted once the new run ends, or put back if the new run fails before its first checkpoint."""
     from unimos.preprocess.cache import open_cache
     from unimos.training.loop import train
 
-    prepare_run_folder(run_dir, resume, overwrite)
+    run_dir = Path(run_dir)
+    found = check_run_folder(run_dir, resume, overwrite)
     cached = open_cache(cache_dir, plan)
     cases = [c for c in cached if c.meta["split"] in config.train_splits]
     validation = [c for c in cached if c.meta["split"] == "validation" and c.meta["has_label"]]
-    if is_multi_round(config.strategy):
-        from unimos.strategies.self_training import run_self_training
+    aside = _set_aside(run_dir, found) if found and overwrite else None
+    try:
+        if is_multi_round(config.strategy):
+            from unimos.strategies.self_training import run_self_training
 
-        return run_self_training(cases, plan, config, run_dir, validation_cases=validation, resume=resume,
-                                 progress=progress)
-    return train(cases, plan, config, run_dir, validation_cases=validation, resume=resume, progress=progress)
+            result = run_self_training(cases, plan, config, run_dir, validation_cases=validation, resume=resume,
+                                       progress=progress)
+        else:
+            result = train(cases, plan, config, run_dir, validation_cases=validation, resume=resume,
+                           progress=progress)
+    except BaseException:
+        if aside is not None:
+            _settle(aside, run_dir, failed=True)
+        raise
+    if aside is not None:
+        _settle(aside, run_dir, failed=False)
+    return result
 
 
 def is_multi_round(strategy: str) -> bool:
@@ -288,6 +324,7 @@ def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: 
     clock = time.perf_counter()
     # OUT belongs to the comparison (new or empty when it began): a row that cannot resume is retrained, and its
     # predictions and scores are derived again from the checkpoint.
+    resume = resume and bool(run_outputs(out / "runs" / name))  # nothing there yet: the row starts
     result = train_from_cache(cache_dir, plan, config, out / "runs" / name, resume=resume, overwrite=not resume,
                               progress=train_progress(name) if train_progress else None)
     seconds = time.perf_counter() - clock

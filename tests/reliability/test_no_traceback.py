@@ -50,6 +50,8 @@ CASES = {
     "report a missing folder": ["report", "{missing}"],
     "demo into a file": ["demo", "--out", "{file}"],
     "demo with an unknown precision": ["demo", "--out", "{root}/d", "--precision", "float8"],
+    "predict on a GPU that is not there": ["predict", "{pickle}", "{empty}", "--out", "{root}/p5", "--device", "cuda"],
+    "train with a negative learning rate": ["train", "{yaml}", "--learning-rate", "-1"],
 }
 
 
@@ -61,3 +63,4 @@ def test_no_command_answers_wrong_input_with_a_traceback(junk, case):
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output
     assert "error" in result.output.lower(), result.output
+    assert "unexpected" not in result.output and "bug in unimos" not in result.output  # foreseen: a real message

@@ -162,3 +162,38 @@ def test_evaluate_refuses_to_replace_an_earlier_evaluation(project, tmp_path):
     assert (predictions / "evaluation" / "scores.csv").read_bytes() == scores
     again = invoke("evaluate", predictions, project["manifest"], "--split", "all", "--no-report", "--overwrite")
     assert again.exit_code == 0, again.output
+
+
+def test_an_overwrite_refused_by_a_wrong_setting_leaves_the_earlier_run_whole(project, tmp_path):
+    run = copy_run(project, tmp_path)
+    before = snapshot(run)
+    for wrong in (("--device", "cuda:7"), ("--optimizer", "bogus"), ("--learning-rate", "-1")):
+        result = train(project, run, "--overwrite", *wrong)
+        assert result.exit_code == 1 and "Traceback" not in result.output and "unexpected" not in result.output
+        assert wrong[0] in result.output
+        assert snapshot(run) == before
+
+
+def test_an_overwrite_whose_training_fails_before_a_checkpoint_puts_the_earlier_run_back(project, tmp_path,
+                                                                                        monkeypatch):
+    from unimos.errors import UnimosError
+    from unimos.preprocess.plan import load_plan
+    from unimos.strategies.supervised import Supervised
+    from unimos.training.config import TrainConfig
+    from unimos.workflow import train_from_cache
+
+    def broken_step(self, *args, **kwargs):
+        raise UnimosError("step", "failed on purpose", "none")
+
+    run = copy_run(project, tmp_path)
+    before = snapshot(run)
+    monkeypatch.setattr(Supervised, "step", broken_step)
+    with pytest.raises(UnimosError, match="on purpose"):
+        train_from_cache(project["cache"], load_plan(project["plan"]), TrainConfig(iterations=2, device="cpu"), run,
+                         overwrite=True)
+    assert snapshot(run) == before and not (run / ".replaced-run").exists()
+
+
+def test_resume_in_a_folder_without_a_run_says_to_drop_resume(project, tmp_path):
+    result = train(project, tmp_path / "empty_run", "--resume")
+    assert_one_clear_error(result, tmp_path / "empty_run", "holds no run to resume", "drop --resume")

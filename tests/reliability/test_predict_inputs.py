@@ -241,3 +241,30 @@ def test_a_predict_that_produces_nothing_leaves_no_files_of_its_own(checkpoint, 
     result = invoke("predict", checkpoint, scan, "--out", used)
     assert result.exit_code == 1
     assert {name: (used / name).read_bytes() for name in files_under(used)} == before and not leftovers(used)
+
+
+def test_a_folder_of_another_models_predictions_is_refused_even_with_skip_existing(checkpoint, tmp_path):
+    scans, out = tmp_path / "scans", tmp_path / "pred"
+    good_scan(scans / "a.nii.gz")
+    out.mkdir()
+    (out / "labels.json").write_text('{"0": "background", "1": "spleen", "2": "liver"}')
+    for flags in ((), ("--skip-existing",), ("--overwrite",)):
+        result = invoke("predict", checkpoint, scans, "--out", out, *flags)
+        assert_one_clear_error(result, out, "names other classes than this model's", "another folder")
+    assert files_under(out) == {"labels.json"}
+
+
+def test_overwrite_removes_the_earlier_output_of_a_case_that_now_fails_and_keeps_the_log_of_the_others(
+        checkpoint, tmp_path):
+    scans, out = tmp_path / "scans", tmp_path / "pred"
+    for name in ("a", "b", "c"):
+        good_scan(scans / f"{name}.nii.gz", seed=len(name))
+    assert invoke("predict", checkpoint, scans, "--out", out).exit_code == 0
+    (scans / "c.nii.gz").unlink()
+    truncate(scans / "a.nii.gz")
+    result = invoke("predict", checkpoint, scans, "--out", out, "--overwrite")
+    assert result.exit_code == 1 and "1 of 2 case(s) failed" in " ".join(result.output.split())
+    assert not (out / "a.nii.gz").exists()  # the earlier a must not pass for this run's
+    log = predict_log(out)
+    assert sorted(log) == ["a", "b", "c"]
+    assert log["a"]["error"] and log["b"]["error"] is None and log["c"]["error"] is None

@@ -97,3 +97,16 @@ def test_a_plain_file_is_refused_pointing_at_a_folder(tmp_path, name):
     output = _refused_without_writing(file, "is a file, not a folder")
     if name == "scores.csv":  # a file a report reads: the fix names the folder holding it
         assert f"unimos report {tmp_path}" in output
+
+
+def test_a_report_replaces_its_own_earlier_report_but_not_a_folder_of_other_files(outputs, tmp_path):
+    run = shutil.copytree(outputs.run, tmp_path / "run")
+    assert invoke("report", run).exit_code == 0
+    again = invoke("report", run)
+    assert again.exit_code == 0, again.output
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("<html>my own page</html>")
+    result = invoke("report", run, "--out", mine)
+    assert_one_clear_error(result, mine, "index.html (not a unimos report)", "new or empty folder")
+    assert files_under(mine) == {"index.html"} and "my own page" in (mine / "index.html").read_text()

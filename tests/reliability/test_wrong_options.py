@@ -159,10 +159,19 @@ def test_evaluate_without_labels_json_reads_values_as_project_indices(tiny, tmp_
 
 def test_evaluate_scores_a_class_the_project_lacks_as_background(tiny, tmp_path):
     predictions = _predictions_with_swapped_classes(tiny, tmp_path / "pred")
-    labels = {"0": "background", "1": "spleen", "2": "liver", "3": "kidney_left"}
+    for path in predictions.glob("*.nii.gz"):  # a kidney the project does not know, in a background corner
+        image = nib.load(path)
+        array = np.asarray(image.dataobj).copy()
+        assert not array[:2, :2, :2].any()
+        array[:2, :2, :2] = 3
+        nib.save(nib.Nifti1Image(array, image.affine), str(path))
+    labels = {"0": "Background", "1": "Spleen", "2": "LIVER", "3": "kidney_left"}  # names match case-insensitively
     (predictions / "labels.json").write_text(json.dumps(labels))
     result = invoke("evaluate", predictions, tiny, "--split", "all", "--no-report")
     assert result.exit_code == 0, result.output
+    summary = json.loads((predictions / "evaluation" / "summary.json").read_text())
+    assert summary["per_structure"]["liver"]["dsc"] == pytest.approx(1.0)
+    assert summary["per_structure"]["spleen"]["dsc"] == pytest.approx(1.0)
 
 
 def test_evaluate_refuses_predictions_of_a_model_lacking_a_project_class(tiny, tmp_path):
@@ -177,7 +186,14 @@ def test_missing_predictions_offer_a_fix_that_exists(tiny, tmp_path):
     predictions = _predictions_with_swapped_classes(tiny, tmp_path / "pred")
     (predictions / "full_0.nii.gz").unlink()
     result = invoke("evaluate", predictions, tiny, "--split", "all", "--no-report")
-    assert_one_clear_error(result, predictions.absolute(), "full_0", "--allow-missing")
+    assert_one_clear_error(result, predictions.absolute(), "full_0", "--allow-missing", "--skip-existing")
     allowed = invoke("evaluate", predictions, tiny, "--split", "all", "--no-report", "--allow-missing")
     assert allowed.exit_code == 0, allowed.output
     assert json.loads((predictions / "evaluation" / "summary.json").read_text())["missing"] == ["full_0"]
+
+
+def test_allow_missing_with_no_prediction_at_all_is_still_refused(tiny, tmp_path):
+    (tmp_path / "pred").mkdir()
+    result = invoke("evaluate", tmp_path / "pred", tiny, "--split", "all", "--no-report", "--allow-missing")
+    assert_one_clear_error(result, (tmp_path / "pred").absolute(), "holds no prediction")
+    assert not (tmp_path / "pred" / "evaluation").exists()

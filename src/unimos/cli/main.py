@@ -253,15 +253,16 @@ def train_command(
     from unimos.preprocess.plan import load_plan
     from unimos.strategies.base import check_strategy_options
     from unimos.training.config import TrainConfig
+    from unimos.training.loop import check_config
     from unimos.utils.precision import check_precision
-    from unimos.workflow import (check_output_folder, checked_manifest, manifest_input_folders, prepare_run_folder,
+    from unimos.workflow import (check_output_folder, checked_manifest, manifest_input_folders, check_run_folder,
                                  refuse_output_inside_inputs, train_from_cache)
 
     loaded_plan = load_plan(plan)
     options = parse_key_values(strategy_option or [])
     check_strategy_options(strategy, options)
     check_output_folder(cache, "--cache")
-    prepare_run_folder(out, resume, overwrite)
+    check_run_folder(out, resume, overwrite)
     config = TrainConfig(method=method, strategy=strategy, strategy_options=options,
                          network=network, iterations=iterations, sampler=sampler,
                          foreground_fraction=foreground_fraction, roi_margin_mm=roi_margin_mm,
@@ -270,6 +271,7 @@ def train_command(
                          schedule=schedule, seed=seed, device=device, precision=check_precision(precision),
                          validate_every=validate_every, checkpoint_every=checkpoint_every, log_every=log_every,
                          tensorboard=tensorboard)
+    check_config(config)
     with progress_bars(err_console) as bars:
         loaded, _ = checked_manifest(manifest, workers=workers, progress=bars("inspect"))
         inputs = manifest_input_folders(loaded)
@@ -331,6 +333,9 @@ def predict_command(
     options = PredictOptions(overlap=overlap, mirror=mirror, largest_component=largest_component, modality=modality,
                              memory_budget_gib=memory_budget_gib, output_format=output_format, window=window,
                              precision=precision, force=force)
+    from unimos.training.loop import resolve_device
+
+    resolve_device(device)  # a missing GPU is the user's to fix, named before the model is read
     model = load_model(checkpoint, device)
     first_stage = load_model(coarse, device) if coarse is not None else None
     with progress_bars(err_console) as bars:

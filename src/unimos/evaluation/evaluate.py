@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from unimos.data.catalogue import normalise_name
 from unimos.data.io import read_volume
 from unimos.data.labels import to_project_labels
 from unimos.data.manifest import Case, Manifest
@@ -176,7 +177,7 @@ def evaluate_predictions(pred_dir: Path, manifest: Manifest, out_dir: Path, spli
     cases = _cases_to_score(manifest, split)
     predictions = {case.case_id: _prediction_path(pred_dir, case.case_id) for case in cases}
     missing = tuple(case_id for case_id, path in predictions.items() if path is None)
-    if missing and not allow_missing:
+    if missing and (not allow_missing or len(missing) == len(predictions)):
         raise _missing_error(pred_dir, missing, split)
     records: list[StructureRecord] = []
     case_sources: dict[str, str] = {}
@@ -273,8 +274,9 @@ def class_lookup(labels_file: Path, taxonomy: Taxonomy) -> np.ndarray | None:
     if not values or min(values) < 0:
         raise InputError(labels_file, "holds no class table with non-negative label values",
                          "restore it from the prediction run, or delete it")
-    project = {name: i for i, name in enumerate(taxonomy.names)}
-    lacking = [name for name in taxonomy.names[1:] if name not in values.values()]
+    project = {normalise_name(name): i for i, name in enumerate(taxonomy.names)}
+    given = {normalise_name(name) for name in values.values()}
+    lacking = [name for name in taxonomy.names[1:] if normalise_name(name) not in given]
     if lacking:
         raise InputError(labels_file, f"lists the model's classes {sorted(set(values.values()) - {'background'})}, "
                          f"which lack the project's {lacking}",
@@ -282,7 +284,7 @@ def class_lookup(labels_file: Path, taxonomy: Taxonomy) -> np.ndarray | None:
                          "trained on the project's classes")
     lookup = np.zeros(max(values) + 1, dtype=np.min_scalar_type(taxonomy.num_classes))
     for value, name in values.items():
-        lookup[value] = project.get(name, 0)
+        lookup[value] = project.get(normalise_name(name), 0)
     return lookup
 
 
@@ -300,7 +302,7 @@ def _missing_error(pred_dir: Path, missing: Sequence[str], split: str | None) ->
     return InputError(pred_dir.absolute(), f"holds no prediction (<case_id>.nii.gz) for {len(missing)} case(s) "
                       f"of {which}: {shown}",
                       "predict these cases into this folder with `unimos predict CHECKPOINT SCANS --out "
-                      f"{pred_dir}`, or add --allow-missing to score only the others")
+                      f"{pred_dir} --skip-existing`, or add --allow-missing to score only the others")
 
 
 def _image_if_needed(case: Case) -> Volume | None:

@@ -362,6 +362,23 @@ def shape_warnings(model: LoadedModel, channel: Volume, where: str | Path) -> li
                                      str(where))
 
 
+def _refuse_other_classes(model: LoadedModel, out_dir: Path) -> None:
+    """A folder whose labels.json names other classes holds another model's predictions: mixing ours in would make
+    `unimos evaluate` read one of the two with the wrong class names."""
+    path = out_dir / "labels.json"
+    if not path.is_file():
+        return
+    labels = {str(i): n for i, n in enumerate(model.class_names)}
+    try:
+        same = json.loads(path.read_text(encoding="utf-8")) == labels
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        raise OutputError(out_dir, f"holds predictions whose {path.name} names other classes than this model's "
+                                   f"({', '.join(model.class_names[1:])})",
+                          "give --out another folder (each folder holds one model's predictions)")
+
+
 def _write_labels(model: LoadedModel, out_dir: Path) -> Path | None:
     """labels.json beside the outputs; left untouched when it already says the same. Returns it when created."""
     path = out_dir / "labels.json"
@@ -415,6 +432,7 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
     cases = group_channels(list(inputs), n_channels)
     targets = [prediction_path(out_dir, case_id, options.output_format) for case_id, _files in cases]
     _refuse_existing_outputs(targets, out_dir, skip_existing, overwrite)
+    _refuse_other_classes(model, out_dir)
     created_folders = _output_folder(out_dir)
     remove_partials(out_dir)
     created_files: list[Path] = []
@@ -453,6 +471,8 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
                         meter.usage.seconds, meter.usage.peak_rss_mib, meter.usage.area_mib_s)
                 except UnimosError as err:
                     record.output, record.error = None, str(err)
+                    if overwrite:  # the earlier output was to be replaced: it must not pass for this run's
+                        target.unlink(missing_ok=True)
             records.append(record)
             if progress:
                 progress(done, len(cases))
@@ -461,5 +481,18 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
         if not produced:  # the failures are in the returned records (the CLI prints them); no files are left
             _remove_what_we_created(created_files, created_folders)
     if produced:
-        write_json_atomic(out_dir / "predict_log.json", [asdict(r) for r in records])
+        write_json_atomic(out_dir / "predict_log.json", _merged_log(out_dir / "predict_log.json", records))
     return records
+
+
+def _merged_log(path: Path, records: Sequence[CaseRecord]) -> list[dict[str, Any]]:
+    """This run's records after the earlier runs' records of the other cases in the folder (a batch resumed with
+    --skip-existing or partly redone keeps the log of every case)."""
+    ours = {r.case_id for r in records}
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    except (OSError, ValueError):
+        earlier = []
+    kept = [r for r in earlier if isinstance(r, dict) and r.get("case_id") not in ours] \
+        if isinstance(earlier, list) else []
+    return kept + [asdict(r) for r in records]

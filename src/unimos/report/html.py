@@ -32,7 +32,7 @@ import numpy as np
 
 from unimos.data.io import read_geometry
 from unimos.data.manifest import Case, Manifest
-from unimos.errors import UnimosError
+from unimos.errors import OutputError, UnimosError
 from unimos.evaluation.evaluate import StructureRecord
 from unimos.report.case_views import ORIENTATION_NOTE, CaseFigure, render_case
 from unimos.report.colors import color_table, rgb_hex
@@ -97,6 +97,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, mani
     """
     run = find_run_folder(run_dir, manifest, predictions)
     out = Path(out_dir) if out_dir is not None else run.root / REPORT_FOLDER
+    check_report_folder(out)
     figures = out / FIGURE_FOLDER
     if run.train is not None:
         sections = [("run", "Run", _run_section(run.train))]
@@ -120,6 +121,25 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, mani
 
 
 # ----------------------------------------------------------------------------------------------- header
+
+
+REPORT_MARK = "<title>unimos report:"  # in every index.html a report wrote: it may replace its own report
+
+
+def check_report_folder(out: Path) -> None:
+    """A report replaces only an earlier report (index.html + figures/); a folder holding anything else (a user's
+    own index.html among it) is refused before a figure is drawn."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise OutputError(out, "is a file, not a folder", "give --out a folder for the report")
+    others = sorted(p.name for p in out.iterdir() if p.name not in ("index.html", FIGURE_FOLDER))
+    index = out / "index.html"
+    foreign_index = index.is_file() and REPORT_MARK not in index.read_text(encoding="utf-8", errors="replace")[:2000]
+    if others or foreign_index:
+        found = ", ".join((["index.html (not a unimos report)"] if foreign_index else []) + others[:5])
+        raise OutputError(out, f"holds files that a unimos report did not write ({found})",
+                          "give --out a new or empty folder, or the folder of an earlier unimos report")
 
 
 def _header(run: RunFolder) -> str:

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from unimos.errors import UnimosError
+from unimos.errors import Problem, UnimosError, ValidationFailed
 from unimos.preprocess.cache import CachedCase
 from unimos.training import checkpoint as ckpt
 from unimos.training.batches import PatchSource
@@ -49,6 +49,40 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UnimosError("--device", f"'{name}' was asked for but no CUDA GPU is available", "use --device cpu")
     return torch.device(name)
+
+
+def check_config(config: TrainConfig) -> None:
+    """Every setting a run cannot start with, listed at once before any work (names, the learning rate, the
+    device): a user's mistake is not found after preprocessing, nor after an earlier run was set aside."""
+    import math
+
+    import unimos.losses  # noqa: F401  (registers)
+    import unimos.strategies  # noqa: F401  (registers)
+    from unimos.losses.registry import LOSSES
+    from unimos.networks.registry import NETWORKS
+    from unimos.strategies.base import STRATEGIES
+    from unimos.training.sampler import SAMPLERS
+
+    problems = []
+    for option, registry, name in (("--method", LOSSES, config.method), ("--strategy", STRATEGIES, config.strategy),
+                                   ("--network", NETWORKS, config.network), ("--sampler", SAMPLERS, config.sampler)):
+        if name not in registry.names():
+            problems.append(Problem(option, f"'{name}' is not known", f"use one of {', '.join(registry.names())}"))
+    for option, name, known in (("--optimizer", config.optimizer, ("adamw", "sgd", "rmsprop")),
+                                ("--schedule", config.schedule, ("poly", "step"))):
+        if name not in known:
+            problems.append(Problem(option, f"'{name}' is not known", f"use one of {', '.join(known)}"))
+    if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
+        problems.append(Problem("--learning-rate", f"is {config.learning_rate:g}, not a positive number",
+                                "give e.g. --learning-rate 3e-3 (the default)"))
+    try:
+        resolve_device(config.device)
+    except UnimosError as err:
+        problems.extend(err.problems)
+    if len(problems) == 1:
+        raise UnimosError(problems[0].where, problems[0].problem, problems[0].fix)
+    if problems:
+        raise ValidationFailed(problems)
 
 
 def distributed_context() -> tuple[int, int]:
