@@ -134,7 +134,8 @@ def run_curves_figure(logs: Sequence[TrainingLog], path: Path) -> Path:
     with_lr = any(math.isfinite(v) for log in logs for v in log.lr)
     with_val = [log for log in logs if log.val_steps]
     with_data = any(math.isfinite(v) for log in logs for v in log.data_seconds)
-    nrows = math.ceil((2 + with_lr + bool(with_val)) / 2)
+    semi = [log for log in logs if log.semi_supervised]
+    nrows = math.ceil((2 + with_lr + bool(with_val) + 2 * bool(semi)) / 2)
     with figure(9.0, 3.2 * nrows, nrows=nrows, ncols=2) as (fig, axes):
         free = iter(axes.ravel())
         ax = next(free)
@@ -155,10 +156,28 @@ def run_curves_figure(logs: Sequence[TrainingLog], path: Path) -> Path:
             _curves(ax, with_val, colors, lambda log: (log.val_steps, log.val_dice), "Validation Dice",
                     "mean Dice (validation cases)")
             ax.set_ylim(0.0, 1.0)
+        if semi:
+            _semi_supervised_panels(next(free), next(free), semi, colors)
         for ax in free:
             ax.set_visible(False)
         fig.tight_layout()
         return save(fig, path)
+
+
+def _semi_supervised_panels(loss_ax: plt.Axes, share_ax: plt.Axes, logs: Sequence[TrainingLog],
+                            colors: dict[str, str]) -> None:
+    """The supervised and unsupervised parts of a semi-supervised loss, and the share of confident pseudo-labels."""
+    for log in logs:
+        loss_ax.plot(log.steps, log.loss_labeled, color=colors[log.label], lw=1.2, label=f"{log.label}: labeled")
+        loss_ax.plot(log.steps, log.loss_unlabeled, color=colors[log.label], lw=1.0, ls="--",
+                     label=f"{log.label}: unlabeled")
+    loss_ax.set_xlabel("iteration")
+    loss_ax.set_ylabel("loss part")
+    loss_ax.set_title("Supervised and unsupervised loss")
+    loss_ax.legend(frameon=False)
+    _curves(share_ax, logs, colors, lambda log: (log.steps, log.confident_share), "Confident pseudo-labels",
+            "share of unlabeled voxels at or above tau")
+    share_ax.set_ylim(0.0, 1.0)
 
 
 def _curves(ax: plt.Axes, logs: Sequence[TrainingLog], colors: dict[str, str],

@@ -78,6 +78,16 @@ class TrainingLog:
     val_steps: tuple[int, ...]
     val_dice: tuple[float, ...]
     lr: tuple[float, ...] = ()
+    # Semi-supervised strategies: the labeled and unlabeled parts of the loss and the confident pseudo-label share
+    # (NaN where a row has none).
+    loss_labeled: tuple[float, ...] = ()
+    loss_unlabeled: tuple[float, ...] = ()
+    confident_share: tuple[float, ...] = ()
+
+    @property
+    def semi_supervised(self) -> bool:
+        """Whether the log holds an unlabeled loss or a confident share (a semi-supervised strategy wrote it)."""
+        return any(math.isfinite(v) for v in (*self.loss_unlabeled, *self.confident_share))
 
 
 @dataclass(frozen=True)
@@ -365,6 +375,7 @@ def _run_logs(label: str, folder: Path) -> list[TrainingLog]:
 
 def _read_log(label: str, path: Path) -> TrainingLog:
     steps, loss, lr, seconds, data_seconds, val_steps, val_dice = [], [], [], [], [], [], []
+    parts: dict[str, list[float]] = {"loss_labeled": [], "loss_unlabeled": [], "confident_share": []}
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
@@ -376,6 +387,8 @@ def _read_log(label: str, path: Path) -> TrainingLog:
                 lr.append(_float(row.get("lr")))
                 seconds.append(_float(row.get("seconds")))
                 data_seconds.append(_float(row.get("data_seconds")))
+                for key, values in parts.items():
+                    values.append(_float(row.get(key)))
                 dice = _float(row.get("val_dice"))
                 if math.isfinite(dice):
                     val_steps.append(int(step))
@@ -383,4 +396,5 @@ def _read_log(label: str, path: Path) -> TrainingLog:
     except OSError:
         pass  # an unreadable log is left out of the curves, like a missing one
     return TrainingLog(label, path, tuple(steps), tuple(loss), tuple(seconds), tuple(data_seconds),
-                       tuple(val_steps), tuple(val_dice), tuple(lr))
+                       tuple(val_steps), tuple(val_dice), tuple(lr), tuple(parts["loss_labeled"]),
+                       tuple(parts["loss_unlabeled"]), tuple(parts["confident_share"]))

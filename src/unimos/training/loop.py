@@ -310,7 +310,7 @@ def _train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfi
             val = validation_dice(_unwrapped_nets(strategy)["main"], validation_cases, patch, device, precision)
             row_val = float(np.mean(list(val.values()))) if val else None
         if log is not None and (done % config.log_every == 0 or is_last or row_val is not None):
-            log.row(done, loss_value, optimizer.param_groups[0]["lr"], t2 - t0, t1 - t0, row_val)
+            log.row(done, loss_value, optimizer.param_groups[0]["lr"], t2 - t0, t1 - t0, row_val, out.logs)
         if rank == 0 and (is_last or (config.checkpoint_every and done % config.checkpoint_every == 0)):
             _save(latest, strategy, optimizer, schedule, streams, config, plan, done, in_channels, patch,
                   net_config)
