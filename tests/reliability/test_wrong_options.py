@@ -139,22 +139,23 @@ def _predictions_with_swapped_classes(tiny: Path, out: Path) -> Path:
     return out
 
 
+def evaluated_dsc(manifest: Path, predictions: Path) -> dict[str, float]:
+    """`unimos evaluate PREDICTIONS MANIFEST --split all`: the mean DSC per structure."""
+    result = invoke("evaluate", predictions, manifest, "--split", "all", "--no-report")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((predictions / "evaluation" / "summary.json").read_text())
+    return {name: entry["dsc"] for name, entry in summary["per_structure"].items()}
+
+
 def test_evaluate_matches_classes_by_name_through_labels_json(tiny, tmp_path):
     predictions = _predictions_with_swapped_classes(tiny, tmp_path / "pred")
     (predictions / "labels.json").write_text(json.dumps({"0": "background", "1": "spleen", "2": "liver"}))
-    result = invoke("evaluate", predictions, tiny, "--split", "all", "--no-report")
-    assert result.exit_code == 0, result.output
-    summary = json.loads((predictions / "evaluation" / "summary.json").read_text())
-    assert summary["per_structure"]["liver"]["dsc"] == pytest.approx(1.0)
-    assert summary["per_structure"]["spleen"]["dsc"] == pytest.approx(1.0)
+    assert evaluated_dsc(tiny, predictions) == {"liver": pytest.approx(1.0), "spleen": pytest.approx(1.0)}
 
 
 def test_evaluate_without_labels_json_reads_values_as_project_indices(tiny, tmp_path):
     predictions = _predictions_with_swapped_classes(tiny, tmp_path / "pred")
-    result = invoke("evaluate", predictions, tiny, "--split", "all", "--no-report")
-    assert result.exit_code == 0, result.output
-    summary = json.loads((predictions / "evaluation" / "summary.json").read_text())
-    assert summary["per_structure"]["liver"]["dsc"] == pytest.approx(0.0)
+    assert evaluated_dsc(tiny, predictions)["liver"] == pytest.approx(0.0)
 
 
 def test_evaluate_scores_a_class_the_project_lacks_as_background(tiny, tmp_path):
@@ -167,11 +168,7 @@ def test_evaluate_scores_a_class_the_project_lacks_as_background(tiny, tmp_path)
         nib.save(nib.Nifti1Image(array, image.affine), str(path))
     labels = {"0": "Background", "1": "Spleen", "2": "LIVER", "3": "kidney_left"}  # names match case-insensitively
     (predictions / "labels.json").write_text(json.dumps(labels))
-    result = invoke("evaluate", predictions, tiny, "--split", "all", "--no-report")
-    assert result.exit_code == 0, result.output
-    summary = json.loads((predictions / "evaluation" / "summary.json").read_text())
-    assert summary["per_structure"]["liver"]["dsc"] == pytest.approx(1.0)
-    assert summary["per_structure"]["spleen"]["dsc"] == pytest.approx(1.0)
+    assert evaluated_dsc(tiny, predictions) == {"liver": pytest.approx(1.0), "spleen": pytest.approx(1.0)}
 
 
 def test_evaluate_refuses_predictions_of_a_model_lacking_a_project_class(tiny, tmp_path):
