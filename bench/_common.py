@@ -24,8 +24,23 @@ def merge_summary(key: str, payload: Any, results: Path = RESULTS) -> Path:
 
 
 def machine_line() -> str:
-    """Date and machine, for the first line of every table."""
-    return f"{datetime.date.today()}, {platform.machine()} CPU, {_cores()} cores"
+    """Date, CPU model and what `--precision auto` runs on it, for the first line of every table."""
+    from unimos.utils.precision import cpu_has_native_bfloat16
+
+    auto = "bfloat16 (AMX)" if cpu_has_native_bfloat16() else "float32 (no AMX)"
+    return (f"{datetime.date.today()}, {cpu_model()} ({platform.machine()}), {_cores()} cores, precision auto = "
+            f"{auto}")
+
+
+def cpu_model() -> str:
+    """The CPU's model name as lscpu prints it (from /proc/cpuinfo), or the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def _cores() -> int:

@@ -33,7 +33,7 @@ unimatch's strong views are unimos's, and the supervised rows keep batch 12 (Uni
 supervised baseline).
 
 Default schedule on 2 CPU cores: the ssl rows train 3,000 iterations, long enough for a semi-supervised gain to show
-(~20-25 min supervised, ~55-60 min unimatch in bfloat16), and the partial and sparse rows 2,500 (~9-14 min each).
+(Intel Xeon with AMX, bfloat16: ~8 min supervised, ~35 min unimatch), the partial and sparse rows 2,500 (~9-14 min).
 `--strategies all_labeled` adds the ssl ceiling: supervised on every training patient with its labels, at the same
 iterations (one model, reported for each labeled count). `--labeled 3` runs the 3-patient rows only.
 
