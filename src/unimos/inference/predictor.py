@@ -380,17 +380,12 @@ def _refuse_other_classes(model: LoadedModel, out_dir: Path) -> None:
 
 
 def _write_labels(model: LoadedModel, out_dir: Path) -> Path | None:
-    """labels.json beside the outputs; left untouched when it already says the same. Returns it when created."""
+    """labels.json beside the outputs, written when missing (`_refuse_other_classes` has refused a different one);
+    returns it when this call created it."""
     path = out_dir / "labels.json"
-    labels = {str(i): n for i, n in enumerate(model.class_names)}
-    existed = path.exists()
-    try:
-        if existed and json.loads(path.read_text(encoding="utf-8")) == labels:
-            return None
-    except (OSError, ValueError):
-        pass
-    write_json_atomic(path, labels)
-    return None if existed else path
+    if path.exists():
+        return None
+    return write_json_atomic(path, {str(i): n for i, n in enumerate(model.class_names)})
 
 
 def _remove_what_we_created(files: Sequence[Path], folders: Sequence[Path]) -> None:
