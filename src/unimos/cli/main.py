@@ -209,9 +209,11 @@ def train_command(
     cache: Annotated[Path, PathOption(help="Cache folder of `unimos preprocess` (filled if needed).")] = Path("unimos_work/cache"),
     method: Annotated[str, typer.Option(help="Loss: partial, partial_focal_dice, naive, ignore.")] = "partial",
     strategy: Annotated[str, typer.Option(help="supervised, or a semi-supervised one that also learns from unlabeled "
-                                                "cases: unimatch, self_training, cps, guided_cps, mean_teacher.")] = "supervised",
+                                                "cases: unimatch, self_training, cps, guided_cps, mean_teacher "
+                                                "(their options: `unimos strategies NAME`).")] = "supervised",
     strategy_option: Annotated[Optional[list[str]], typer.Option(
-        help="A strategy option as KEY=VALUE, repeatable (e.g. --strategy-option tau=0.9).")] = None,
+        help="A strategy option as KEY=VALUE, repeatable (e.g. --strategy-option tau=0.9); `unimos strategies NAME` "
+             "lists each option with its default and valid values.")] = None,
     network: Annotated[str, typer.Option(help="Network: dynunet (3D) or pipofan2d.")] = "dynunet",
     iterations: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 500,
     sampler: Annotated[str, typer.Option(help="cmd (class->modality->dataset), mdc or random.")] = "cmd",
@@ -408,6 +410,26 @@ def report_command(
     from unimos.report.html import write_report
 
     console.print(f"report: [bold]{write_report(run_dir, out, max_cases=max_cases)}[/]")
+
+
+@app.command("strategies")
+@friendly_errors
+def strategies_command(
+    name: Annotated[Optional[str], typer.Argument(help="One strategy (default: every one).")] = None,
+) -> None:
+    """The training strategies and their options (for `unimos train --strategy NAME --strategy-option KEY=VALUE`):
+    default, valid values, what each does, and the paper and released code each follows.
+
+    Example:  unimos strategies unimatch
+              unimos train data/manifest.yaml --strategy unimatch --strategy-option tau=0.9 --out work/run_ssl
+    """
+    from unimos.cli.render import strategy_table
+    from unimos.strategies import STRATEGIES
+    from unimos.strategies.base import option_docs
+
+    for key in [name] if name else STRATEGIES.names():
+        cls = STRATEGIES.get(key)
+        console.print(strategy_table(key, cls.summary, cls.source, option_docs(key)))
 
 
 @app.command("demo")

@@ -177,6 +177,19 @@ def progress_bars(console: Console, *, min_seconds: float = 30.0, min_fraction: 
         yield factory
 
 
+def strategy_table(name: str, summary: str, source: str, options: list) -> Table:
+    """One strategy's options (key, default, valid values, meaning) under its summary and source."""
+    table = Table(title=f"{name}: {summary}", caption=f"follows {source}", title_justify="left",
+                  caption_justify="left")
+    for column in ("option", "default", "valid values", "what it does"):
+        table.add_column(column, overflow="fold")
+    for doc in options:
+        table.add_row(doc.key, doc.default, doc.valid, doc.meaning)
+    if not options:
+        table.add_row("(none)", "", "", "")
+    return table
+
+
 def results_table(results: dict, methods: list[str]) -> Table:
     """Organs x methods, each cell "DSC / NSD" (mean over the test cases, NSD at 2 mm), with the mean row last."""
     title = "Held-out test set: mean DSC / NSD at 2 mm (0-1, higher is better)"

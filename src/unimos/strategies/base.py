@@ -27,13 +27,18 @@ class Strategy(nn.Module):
     Subclasses implement `step` (and `after_step` for work after the optimiser step, such as an EMA update).
     `needs_unlabeled` tells the loop to draw unlabeled batches too; `extra_networks` names networks built besides
     "main" (each with its own seed); `defaults` lists the options a strategy takes, with their default values, and
-    `limits` their valid ranges (checked when the run starts).
+    `limits` their valid ranges (checked when the run starts). `summary`, `source` and `option_help` are what
+    `unimos strategies NAME` prints: one line on the method, the paper and released code it follows, and one line per
+    option on what it does and where its default comes from.
     """
 
     needs_unlabeled: bool = False
     extra_networks: tuple[str, ...] = ()
     defaults: dict[str, Any] = {}
     limits: dict[str, Limit] = {}  # valid ranges or choices of options, checked with their default's type
+    summary: str = ""
+    source: str = ""
+    option_help: dict[str, str] = {}
 
     def __init__(self, nets: dict[str, nn.Module], loss: nn.Module, options: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -138,6 +143,30 @@ def check_strategy_options(strategy: str, options: dict[str, Any]) -> dict[str, 
     """A strategy's options with defaults, refused when the run starts (not at its first step) if any is invalid."""
     cls = STRATEGIES.get(strategy)
     return resolve_options(cls.__name__, cls.defaults, options, cls.limits)
+
+
+@dataclass(frozen=True)
+class OptionDoc:
+    """One strategy option as `unimos strategies NAME` lists it."""
+
+    key: str
+    default: str
+    valid: str
+    meaning: str
+
+
+def valid_values(default: Any, limit: Limit | None) -> str:
+    """The values an option accepts, in words (its default's type narrowed by its limit)."""
+    noun = ("true or false" if isinstance(default, bool) else "a whole number" if isinstance(default, int)
+            else "a number" if isinstance(default, float) else "a word")
+    return noun if limit is None else limit.describe(noun)
+
+
+def option_docs(strategy: str) -> list[OptionDoc]:
+    """Every option of a registered strategy with its default, valid values and meaning, in declaration order."""
+    cls = STRATEGIES.get(strategy)
+    return [OptionDoc(key, _yaml(default), valid_values(default, cls.limits.get(key)), cls.option_help.get(key, ""))
+            for key, default in cls.defaults.items()]
 
 
 STRATEGIES: Registry[Strategy] = Registry("strategy")

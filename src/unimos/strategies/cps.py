@@ -89,6 +89,16 @@ class CrossPseudoSupervision(LearnedWeightsMixin, Strategy):
     defaults: dict[str, Any] = {"weight": 0.1, "rampup": 1.0, "class_weights": "none", "weights_momentum": 0.99}
     limits = {"weight": NON_NEGATIVE, "rampup": PROBABILITY, "class_weights": Limit(choices=CLASS_WEIGHTS),
               "weights_momentum": PROBABILITY}
+    summary = "Two networks, each trained on the labeled batch and on the other's argmax of the unlabeled batch."
+    source = ("Chen et al., CVPR 2021 (cross pseudo supervision), the base of paper 003's KT-CPS; weights of "
+              "kimjisoo12/GuidedNet's released medical script")
+    option_help = {
+        "weight": "weight of the cross term (0.1, GuidedNet's released `consistency`)",
+        "rampup": "share of the run over which the cross weight grows from ~0 (sigmoid ramp; 1.0: the whole run)",
+        "class_weights": "none: plain CPS; distdw: each pseudo-label class weighted by how well its network has "
+                         "learned it (paper 003's released KT-CPS weights)",
+        "weights_momentum": "moving-average momentum of the distdw class weights (released: 0.99)",
+    }
 
     def step(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None,
              step: int, total_steps: int) -> StepOutput:

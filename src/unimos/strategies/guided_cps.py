@@ -184,6 +184,26 @@ class GuidedCrossPseudoSupervision(LearnedWeightsMixin, Strategy):
                                                "rectify_weight", "min_std")},
               "rampup": PROBABILITY, "gaussian_rampup": PROBABILITY, "class_weights": Limit(choices=CLASS_WEIGHTS),
               "cross_labels": Limit(choices=CROSS_LABELS), "weights_momentum": PROBABILITY, "max_voxels": Limit(1)}
+    summary = ("cps whose unlabeled flow is guided by a Gaussian mixture of the labeled voxels' decoder features "
+               "(3D-CGMM): feature losses on labeled voxels, consistency and rectified labels on unlabeled ones.")
+    source = ("paper 003 (GuidedNet), eqs. 5-9; released code kimjisoo12/GuidedNet, train_guidedNet_flare.py and "
+              "utils/tools.py")
+    option_help = {
+        "cps_weight": "weight of the cross pseudo-label term (released `consistency`: 0.1)",
+        "gt_weight": "weight of L_gt, eq. 5 (the paper gives none; the release's `lanmuda` is 1, see the docstring)",
+        "self_weight": "weight of L_self, eq. 6",
+        "max_weight": "weight of L_max, eq. 7 (class means pushed apart)",
+        "cons_weight": "weight of L_cons, eq. 8 (the two networks' posteriors agree; released `consistency`)",
+        "rectify_weight": "weight of L_rectify, eq. 9 (cross-entropy against the Gaussian mixture's label)",
+        "rampup": "share of the run over which the unlabeled weights grow from ~0 (sigmoid ramp)",
+        "gaussian_rampup": "share of the run over which the labeled Gaussian terms grow (0: unramped, as released)",
+        "class_weights": "distdw: the release's KT-CPS class weights of the cross term; none: plain",
+        "cross_labels": "network: each network's argmax, as released; rectified: argmax of softmax x Gaussian "
+                        "likelihood of the features",
+        "weights_momentum": "moving-average momentum of the distdw class weights (released: 0.99)",
+        "max_voxels": "voxels drawn per batch for the Gaussian terms, bounding their memory",
+        "min_std": "floor on each Gaussian's standard deviation",
+    }
 
     def step(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None,
              step: int, total_steps: int) -> StepOutput:

@@ -28,13 +28,22 @@ def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
 
 @STRATEGIES.register("mean_teacher")
 class MeanTeacher(Strategy):
-    """Options: `ema_decay` (0.99), consistency `weight` (0.1 x MSE of softmax outputs, ramped up over `rampup` of
+    """Options: `ema_decay` (0.99), consistency `weight` (1.0 x MSE of softmax outputs, ramped up over `rampup` of
     training), `noise` (sd of Gaussian input noise that makes the student's and teacher's views differ)."""
 
     needs_unlabeled = True
     extra_networks = ("teacher",)
     defaults: dict[str, Any] = {"ema_decay": 0.99, "weight": 1.0, "rampup": 0.4, "noise": 0.1}
     limits = {"ema_decay": PROBABILITY, "weight": NON_NEGATIVE, "rampup": PROBABILITY, "noise": NON_NEGATIVE}
+    summary = ("The student matches the softmax of its exponential-moving-average teacher on a differently "
+               "noised copy of the unlabeled batch.")
+    source = "Tarvainen & Valpola, NeurIPS 2017 (mean teacher)"
+    option_help = {
+        "ema_decay": "teacher <- decay x teacher + (1 - decay) x student after every step (warm start from 0)",
+        "weight": "weight of the consistency term, the mean squared difference of the two softmax outputs",
+        "rampup": "share of the run over which the consistency weight grows from ~0 (sigmoid ramp)",
+        "noise": "standard deviation of the Gaussian noise added to each network's copy of the input",
+    }
 
     def __init__(self, nets: dict[str, nn.Module], loss: nn.Module, options: dict[str, Any] | None = None) -> None:
         super().__init__(nets, loss, options)

@@ -51,6 +51,15 @@ class SelfTraining(Supervised):
     multi_round = True
     defaults: dict[str, Any] = {"rounds": 1, "min_confidence": 0.0, "largest_component": True, "fuse_partial": True}
     limits = {"rounds": Limit(1), "min_confidence": PROBABILITY}
+    summary = ("A teacher trained on the labeled cases pseudo-labels the others; a student is trained from scratch "
+               "on labeled + pseudo-labeled cases, for `rounds` rounds (RUN/round_K/).")
+    source = "paper 001, section 2.3 (teacher-student); paper 004, sections 2.3-2.4 and eq. 5 (label fusion)"
+    option_help = {
+        "rounds": "students trained after the teacher, each from the previous one's pseudo-labels",
+        "min_confidence": "drop a pseudo-labeled case whose mean foreground confidence is below this (0: keep all)",
+        "largest_component": "keep each organ's largest connected component of a pseudo-label (paper 001)",
+        "fuse_partial": "pseudo-label partially labeled cases too, keeping their annotation (paper 004, eq. 5)",
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------

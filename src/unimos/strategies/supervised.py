@@ -12,6 +12,9 @@ from unimos.training.batches import targets_of
 class Supervised(Strategy):
     """Forward the labeled batch, apply the configured loss to its candidate-set targets."""
 
+    summary = "The labeled batch only, with the run's loss (--method); unlabeled cases are not used."
+    source = "the candidate-set losses of --method; the baseline every semi-supervised row is compared with"
+
     def step(self, labeled: dict[str, torch.Tensor], unlabeled: dict[str, torch.Tensor] | None,
              step: int, total_steps: int) -> StepOutput:
         logits = self.main(labeled["image"])

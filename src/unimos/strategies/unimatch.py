@@ -108,6 +108,18 @@ class UniMatch(Strategy):
                                 "use_partial": True}
     limits = {"tau": PROBABILITY, "feature_dropout": PROBABILITY, "weak_flip": Limit(choices=AUTO_ON_OFF),
               "weak_rot90": Limit(choices=AUTO_ON_OFF)}
+    summary = ("Pseudo-labels of a weak view supervise two strong views (intensity jitter + CutMix with a second "
+               "unlabeled batch) and a feature-dropout pass, where their confidence is at least tau.")
+    source = "paper 000 (UniMOS), section III.B, eqs. 2-5; released code LiheYoung/UniMatch, more-scenarios/medical"
+    option_help = {
+        "tau": "confidence threshold of the pseudo-labels; 0.95 is the released ACDC value (configs/acdc.yaml)",
+        "feature_dropout": "channel dropout on the encoder features of the feature-perturbed pass (released: 0.5)",
+        "weak_flip": "random flips of the weak view's axial plane, as released; auto: off when a class is one of a "
+                     "left/right pair (a flip would swap them)",
+        "weak_rot90": "random 90-degree rotations of the weak view's axial plane, as released; auto as weak_flip",
+        "use_partial": "partially labeled samples also join the unlabeled flow, pseudo-labeled only where their "
+                       "class is unknown and only with classes the voxel may be (its candidate set)",
+    }
 
     def setup(self, class_names: list[str]) -> None:
         self.flip, self.rot90, note = weak_transforms(class_names, self.options["weak_flip"],
