@@ -1,22 +1,25 @@
 """Run `unimos demo` (or `unimos demo --ssl`) with several seeds; print each row's mean DSC / NSD, mean and spread.
 
     .venv/bin/python bench/demo_seeds.py --seeds 0 1 2 --out /tmp/demo-seeds [--quick] [--iterations N]
-    .venv/bin/python bench/demo_seeds.py --ssl --seeds 0 1 --out /tmp/ssl-seeds
+    .venv/bin/python bench/demo_seeds.py --ssl --seeds 0 1 3 --out /tmp/ssl-seeds [--all] [--resume]
 
 Writes OUT/seeds_summary.json and bench/results/demo_seeds.md (or ssl_seeds.md with --ssl): the table printed.
+With --ssl the rows are those of `unimos demo --ssl` (supervised, the development seeds' winner, the all_labeled
+ceiling; --all: every strategy), and the `ssl_demo` entry of bench/results/summary.json gets each row's mean DSC
+over the seeds. --resume reuses seeds whose folder already holds their results.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
+import functools
 import json
-import platform
 import statistics
 import sys
 from pathlib import Path
 
-from unimos.workflow import DEMO_METHODS, SSL_STRATEGIES, run_demo, run_ssl_demo
+from _common import machine_line, merge_summary
+from unimos.workflow import DEMO_METHODS, SSL_ALL_ROWS, SSL_CEILING, SSL_DEFAULT_ROWS, run_demo, run_ssl_demo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,14 +29,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ssl", action="store_true", help="compare the semi-supervised strategies")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--iterations", type=int, default=None)
+    parser.add_argument("--all", action="store_true", help="with --ssl: every strategy")
+    parser.add_argument("--resume", action="store_true", help="reuse seeds already done in OUT")
     args = parser.parse_args(argv)
-    rows_of, runner = (SSL_STRATEGIES, run_ssl_demo) if args.ssl else (DEMO_METHODS, run_demo)
+    if args.ssl:
+        rows_of = SSL_ALL_ROWS if args.all else SSL_DEFAULT_ROWS
+        runner = functools.partial(run_ssl_demo, strategies=rows_of)
+    else:
+        rows_of, runner = DEMO_METHODS, run_demo
     baseline, meta_name = ("supervised", "ssl_meta.json") if args.ssl else ("naive", "demo_meta.json")
+    results_name = "ssl_results.json" if args.ssl else "demo_results.json"
     per_seed: dict[int, dict] = {}
     for seed in args.seeds:
-        result = runner(args.out / f"seed_{seed}", quick=args.quick, seed=seed, iterations=args.iterations)
-        per_seed[seed] = result.results
-        print(f"seed {seed}: " + ", ".join(f"{m} {result.results[m]['mean']['dsc']:.3f}" for m in rows_of), flush=True)
+        folder = args.out / f"seed_{seed}"
+        if args.resume and (folder / results_name).is_file():
+            per_seed[seed] = json.loads((folder / results_name).read_text())
+        else:
+            per_seed[seed] = runner(folder, quick=args.quick, seed=seed, iterations=args.iterations).results
+        print(f"seed {seed}: " + ", ".join(f"{m} {per_seed[seed][m]['mean']['dsc']:.3f}" for m in rows_of),
+              flush=True)
     rows = []
     summary: dict[str, dict] = {}
     for method in rows_of:
@@ -52,19 +66,27 @@ def main(argv: list[str] | None = None) -> int:
     meta = json.loads((args.out / f"seed_{args.seeds[0]}" / meta_name).read_text())
     budget = meta.get("iterations_per_strategy", meta.get("iterations_per_method"))
     header = (f"{'SSL demo' if args.ssl else 'Demo'}, seeds {args.seeds}, {'quick' if args.quick else 'default'} budget "
-              f"({budget} iterations per row, patch {meta['patch_size']}, batch {meta['batch_size']}), "
-              f"{datetime.date.today()}, {platform.machine()} CPU")
+              f"({budget} iterations per row, patch {meta['patch_size']}, batch {meta['batch_size']}, precision "
+              f"{meta.get('precision', '?')}), {machine_line()}")
+    ceiling_note = ""
+    if args.ssl and SSL_CEILING in gains and gains[SSL_CEILING] > 0:
+        best = max((m for m in gains if m != SSL_CEILING), key=gains.get, default=None)
+        if best is not None:
+            ceiling_note = (f"; best strategy {best} reaches {gains[best] / gains[SSL_CEILING]:.0%} of the "
+                            f"{SSL_CEILING} gain")
     extra = " s / iteration |" if args.ssl else ""
     table = "\n".join([header, "", f"| row | mean DSC (mean ± sd over seeds) | mean NSD 2 mm |{extra}",
                        "|---|---|---|" + ("---|" if args.ssl else ""), *rows, "",
                        f"mean DSC minus {baseline}, averaged over seeds: "
-                       + ", ".join(f"{m} {g:+.3f}" for m, g in gains.items())])
+                       + ", ".join(f"{m} {g:+.3f}" for m, g in gains.items()) + ceiling_note])
     print(table)
     (args.out / "seeds_summary.json").write_text(json.dumps({"seeds": args.seeds, "summary": summary,
                                                                f"minus_{baseline}": gains}, indent=2))
     results = Path(__file__).parent / "results"
     results.mkdir(exist_ok=True)
     (results / ("ssl_seeds.md" if args.ssl else "demo_seeds.md")).write_text(table + "\n")
+    if args.ssl and not args.quick:
+        merge_summary("ssl_demo", {m: summary[m]["dsc"]["mean"] for m in rows_of})  # seeds: ssl_seeds.md
     return 0
 
 

@@ -2,6 +2,10 @@
 table (`demo_seeds.py --ssl`) does not use.
 
     .venv/bin/python bench/ssl_variants.py --seed 2 --out /tmp/ssl_dev2 [--rows supervised guided_w01]
+    .venv/bin/python bench/ssl_variants.py --seed 2 --out /tmp/ceil --rows supervised all_labeled --labeled 1 --unlabeled 12
+
+The data is the semi-supervised demo's layout (unimos.data.demo.SSL_SOURCES: labeled CTs, unlabeled CTs, 5 test
+CTs); `--labeled` / `--unlabeled` change its counts, to measure how the ceiling depends on them.
 
 Rows: supervised; cps_distdw (cps with class_weights=distdw); guided_cps, guided_ramp, guided_w01 (guided_cps with
 its labeled Gaussian terms at 1, at 1 ramped over the run, at 0.1); all_labeled, supervised training on the labeled
@@ -13,13 +17,15 @@ OUT/dev_results.json; seed 2's results are in bench/results/ssl_dev_seed2.json (
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
+from unimos.data.demo import SSL_SOURCES, DemoSource
 from unimos.data.manifest import load_manifest
 from unimos.preprocess.cache import preprocess_manifest
 from unimos.training.config import TrainConfig
-from unimos.workflow import SSL_SOURCES, _prepare_demo, demo_results_table, train_and_score, write_source_subset
+from unimos.workflow import _prepare_demo, demo_results_table, train_and_score
 
 AT_ONE = {"gt_weight": 1.0, "self_weight": 1.0, "max_weight": 1.0}
 ROWS = {
@@ -33,18 +39,21 @@ ROWS = {
 CEILING = "all_labeled"
 
 
-def complete_label_manifest(data_dir: Path) -> Path:
-    """DATA/manifest_ssl_complete.yaml: the SSL sources with every case, the unlabeled source's too, carrying the
-    complete labels the generator kept (manifest_complete.yaml)."""
-    return write_source_subset(data_dir / "manifest_complete.yaml", SSL_SOURCES,
-                               data_dir / "manifest_ssl_complete.yaml")
-
-
 def complete_label_cache(out: Path, plan: dict, workers: int = 2) -> Path:
-    """The complete-label SSL sources preprocessed with the comparison's plan into OUT/cache_complete."""
-    preprocess_manifest(load_manifest(complete_label_manifest(out / "data")), plan, out / "cache_complete",
+    """Every case of the comparison, the unlabeled source's too, with the complete labels the generator kept
+    (DATA/manifest_complete.yaml), preprocessed with the comparison's plan into OUT/cache_complete."""
+    preprocess_manifest(load_manifest(out / "data" / "manifest_complete.yaml"), plan, out / "cache_complete",
                         workers=workers)
     return out / "cache_complete"
+
+
+def with_counts(sources: tuple[DemoSource, ...], labeled: int | None, unlabeled: int | None) -> tuple[DemoSource, ...]:
+    """The layout with the labeled (full, train) and unlabeled sources' case counts replaced where given."""
+    def count(source: DemoSource) -> int | None:
+        if source.kind == "unlabeled":
+            return unlabeled
+        return labeled if source.split == "train" else None
+    return tuple(dataclasses.replace(s, count=count(s)) if count(s) is not None else s for s in sources)
 
 
 def main() -> None:
@@ -53,8 +62,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="a new or empty folder")
     parser.add_argument("--iterations", type=int, default=300)
     parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=list(ROWS))
+    parser.add_argument("--labeled", type=int, help="labeled CTs (default: the ssl demo's)")
+    parser.add_argument("--unlabeled", type=int, help="unlabeled CTs (default: the ssl demo's)")
     args = parser.parse_args()
-    prepared = _prepare_demo(args.out, False, args.seed, 2, lambda _label: None, subset=SSL_SOURCES)
+    sources = with_counts(SSL_SOURCES, args.labeled, args.unlabeled)
+    prepared = _prepare_demo(args.out, False, args.seed, 2, lambda _label: None, sources=sources)
     organs = prepared.manifest.taxonomy.names[1:]
     summaries = {}
     for name in args.rows:

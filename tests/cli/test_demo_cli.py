@@ -122,19 +122,28 @@ def test_demo_refuses_a_non_empty_out_folder(tmp_path):
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
-def test_demo_ssl_quick_compares_every_strategy_on_the_same_labeled_set(tmp_path):
+def test_demo_ssl_all_quick_compares_every_strategy_and_the_ceiling_on_one_labeled_ct(tmp_path):
     import json
 
     from unimos.workflow import SSL_STRATEGIES
 
     out = tmp_path / "ssl"
-    result = runner.invoke(app, ["demo", "--ssl", "--out", str(out), "--quick"])
+    result = runner.invoke(app, ["demo", "--ssl", "--all", "--out", str(out), "--quick"])
     assert result.exit_code == 0, result.output
     results = json.loads((out / "ssl_results.json").read_text())
-    assert sorted(results) == sorted(SSL_STRATEGIES)
+    assert sorted(results) == sorted([*SSL_STRATEGIES, "all_labeled"])
     for rows in results.values():
         assert 0.0 <= rows["mean"]["dsc"] <= 1.0 and rows["seconds_per_iteration"] > 0
     meta = json.loads((out / "ssl_meta.json").read_text())
-    assert meta["labeled_cases"] and all(c.startswith("ct_full") for c in meta["labeled_cases"])
-    assert meta["unlabeled_cases"] and all(c.startswith("ct_unlabeled") for c in meta["unlabeled_cases"])
+    assert meta["labeled_cases"] == ["ct_labeled_000"]
+    assert len(meta["unlabeled_cases"]) == 4 and all(c.startswith("ct_unlabeled") for c in meta["unlabeled_cases"])
     assert "s / iteration" in result.output
+    # the ceiling trained on the complete labels of the unlabeled CTs: its run's cache is the complete-label one
+    ceiling_config = json.loads((out / "runs" / "all_labeled" / "config.json").read_text())
+    assert ceiling_config["strategy"] == "supervised" and (out / "cache_complete").is_dir()
+
+
+def test_demo_all_without_ssl_is_refused_before_any_work(tmp_path):
+    result = runner.invoke(app, ["demo", "--all", "--out", str(tmp_path / "d"), "--quick"])
+    assert result.exit_code != 0 and "--all" in result.output and "--ssl" in result.output
+    assert not (tmp_path / "d").exists()

@@ -36,3 +36,20 @@ def test_a_semi_supervised_run_gets_its_loss_parts_and_confident_share_panels(tm
     figures.run_curves_figure([_log(semi)], tmp_path / "curves.png")
     assert titles == expected
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_demo_comparison_figure_adds_the_semi_supervised_panels_when_any_row_learned_from_unlabeled_scans(
+        tmp_path, monkeypatch):
+    titles: list[str] = []
+    original = figures.save
+
+    def spy(fig, path, dpi=figures.FIGURE_DPI):
+        titles.extend(ax.get_title() for ax in fig.axes if ax.get_visible())
+        return original(fig, path, dpi)
+
+    monkeypatch.setattr(figures, "save", spy)
+    figures.training_figure([_log(False)], tmp_path / "plain.png")
+    assert titles == ["Training loss"]
+    titles.clear()
+    figures.training_figure([_log(False), _log(True)], tmp_path / "ssl.png")
+    assert titles == ["Training loss", "Supervised and unsupervised loss", "Confident pseudo-labels"]

@@ -75,6 +75,16 @@ SOURCES: tuple[DemoSource, ...] = (
     DemoSource("ct_test", "CT", "full", 5, 2, dict(COMPLETE_LABELS), split="test"),
 )
 
+# The semi-supervised demo (`unimos demo --ssl`): labels scarce, unlabeled scans plenty, so that what the unlabeled
+# scans carry can show (with 3 labeled CTs and 6 unlabeled, their complete labels added only +0.012 mean DSC at
+# 500 iterations: bench/README.md, "Semi-supervised ceiling"). Counts chosen by measuring that ceiling on a
+# development seed (bench/ssl_variants.py).
+SSL_SOURCES: tuple[DemoSource, ...] = (
+    DemoSource("ct_labeled", "CT", "full", 1, 1, dict(COMPLETE_LABELS)),
+    DemoSource("ct_unlabeled", "CT", "unlabeled", 12, 4, None),
+    DemoSource("ct_test", "CT", "full", 5, 2, dict(COMPLETE_LABELS), split="test"),
+)
+
 # ----------------------------------------------------------------------------------------------------------------
 # Tissue codes (what the image is painted from; the label map is painted alongside).
 
@@ -740,16 +750,18 @@ def _check_output_folder(out: Path) -> None:
         raise OutputError(out, "is not empty", "choose a new or empty folder for the demo data, or delete this one")
 
 
-def make_demo_data(out: Path, seed: int = 0, quick: bool = False) -> Path:
+def make_demo_data(out: Path, seed: int = 0, quick: bool = False,
+                   sources: tuple[DemoSource, ...] = SOURCES) -> Path:
     """Write the synthetic demo collection into `out` (new or empty) and return the path of its manifest.yaml.
 
-    Deterministic for a given (seed, quick). quick=True writes about half the cases at coarser spacing.
+    Deterministic for a given (seed, quick, sources). quick=True writes about half the cases at coarser spacing.
+    `sources`: the collection's layout (SOURCES, the mixed annotations; SSL_SOURCES, the semi-supervised demo's).
     """
     out = Path(out)
     _check_output_folder(out)
     rng = np.random.default_rng(seed)
     records: list[tuple[DemoSource, list[_CaseRecord]]] = []
-    for s_index, source in enumerate(SOURCES):
+    for s_index, source in enumerate(sources):
         count = source.quick_count if quick else source.count
         cases = []
         for index in range(count):

@@ -99,11 +99,16 @@ def coverage_figure(rows: Sequence[CoverageRow], classes: Sequence[str], path: P
 
 
 def training_figure(logs: Sequence[TrainingLog], path: Path) -> Path:
-    """Training loss per logged step for every run, and validation Dice beside it when any run measured it."""
+    """Training loss per logged step for every run, validation Dice when any run measured it, and for the
+    semi-supervised runs their supervised and unsupervised loss and share of confident pseudo-labels."""
     with_val = [log for log in logs if log.val_steps]
+    semi = [log for log in logs if log.semi_supervised]
     colors = method_colors([log.label for log in logs])
-    with figure(9.0 if with_val else 5.5, 3.4, ncols=2 if with_val else 1) as (fig, axes):
-        ax = axes[0, 0]
+    panels = 1 + bool(with_val) + 2 * bool(semi)
+    ncols, nrows = min(panels, 2), math.ceil(panels / 2)
+    with figure(9.0 if ncols == 2 else 5.5, 3.4 * nrows, nrows=nrows, ncols=ncols) as (fig, axes):
+        free = iter(axes.ravel())
+        ax = next(free)
         for log in logs:
             ax.plot(log.steps, log.loss, color=colors[log.label], lw=1.2, label=log.label)
         ax.set_xlabel("iteration")
@@ -112,7 +117,7 @@ def training_figure(logs: Sequence[TrainingLog], path: Path) -> Path:
         ax.set_title("Training loss")
         ax.legend(frameon=False)
         if with_val:
-            ax = axes[0, 1]
+            ax = next(free)
             for log in with_val:
                 ax.plot(log.val_steps, log.val_dice, color=colors[log.label], lw=1.2, marker="o", ms=3,
                         label=log.label)
@@ -121,6 +126,10 @@ def training_figure(logs: Sequence[TrainingLog], path: Path) -> Path:
             ax.set_ylim(0.0, 1.0)
             ax.set_title("Validation Dice")
             ax.legend(frameon=False)
+        if semi:
+            _semi_supervised_panels(next(free), next(free), semi, colors)
+        for ax in free:
+            ax.set_visible(False)
         fig.tight_layout()
         return save(fig, path)
 
