@@ -32,6 +32,20 @@ def machine_line() -> str:
             f"{auto}")
 
 
+def median_step_seconds(run_dir: Path) -> float | None:
+    """Median seconds per training step over RUN/log.csv's logged rows (robust to a row that shared the cores or was
+    paused for a while, unlike its wall time); None without a log."""
+    import csv
+    import statistics
+
+    log = Path(run_dir) / "log.csv"
+    if not log.is_file():
+        return None
+    with log.open(newline="") as handle:
+        values = [float(row["seconds"]) for row in csv.DictReader(handle) if row.get("seconds")]
+    return statistics.median(values) if values else None
+
+
 def cpu_model() -> str:
     """The CPU's model name as lscpu prints it (from /proc/cpuinfo), or the platform's processor string."""
     try:

@@ -56,8 +56,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from _common import (SHARED_DATA, machine_line, merge_summary, organ_markdown, organ_table, write_kept_label,
-                     write_manifests as write_manifest_files)
+from _common import (SHARED_DATA, machine_line, median_step_seconds, merge_summary, organ_markdown, organ_table,
+                     write_kept_label, write_manifests as write_manifest_files)
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 MODALITY = "MR"
@@ -424,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
 
     total_s = time.perf_counter() - started
     patch = plan["patch_size"][:2]
+    pace = {r: median_step_seconds(args.out / "runs" / v.get("same_model_as", r)) for r, v in results.items()}
     counts = {("ssl" if v["experiment"] == "ssl" else "partial/sparse"): v["iterations"] for v in results.values()}
     header = (f"ACDC, 2D slice-wise, {machine_line()} (device {args.device}); seed {args.seed}; schedule "
               f"`{schedule.name}` (budget {args.budget}), iterations per row: "
@@ -431,8 +432,11 @@ def main(argv: list[str] | None = None) -> int:
               f"batch {schedule.batch_size} slices of {patch[0]} x {patch[1]} (+ {schedule.batch_size} unlabeled for "
               f"semi-supervised strategies), {schedule.optimizer} lr {schedule.learning_rate} poly; plan `fine` on the "
               f"data's 1 mm placeholder grid, 2D DynUNet filters {list(NETWORK_FILTERS)}; wall time of this "
-              f"invocation {total_s / 60:.1f} min; minutes per row, training / whole row (train, predict, score): "
-              + ", ".join(f"{r} {v['train_s'] / 60:.1f} / {v['row_s'] / 60:.1f}" for r, v in results.items())
+              f"invocation {total_s / 60:.1f} min; per row, median seconds per training step and the training "
+              "minutes at that pace (rows may have shared the cores or been paused, so their wall time is not "
+              "a measure of cost): "
+              + ", ".join(f"{r} {pace[r]:.3f} s / {pace[r] * v['iterations'] / 60:.0f} min"
+                          for r, v in results.items() if pace.get(r) is not None)
               + f". Scored on the {len(manifests['full'].split('validation'))} validation volumes (10 patients x ED/ES "
               "in a full run), Dice per volume in 3D, then averaged. NSD and HD95 are in voxels (the spacing is a "
               "1 mm placeholder).")

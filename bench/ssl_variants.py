@@ -7,8 +7,9 @@ table (`demo_seeds.py --ssl`) does not use.
 The data is the semi-supervised demo's layout (unimos.data.demo.SSL_SOURCES: labeled CTs, unlabeled CTs, 5 test
 CTs); `--labeled` / `--unlabeled` change its counts, to measure how the ceiling depends on them.
 
-Rows: supervised; cps_distdw (cps with class_weights=distdw); guided_cps, guided_ramp, guided_w01 (guided_cps with
-its labeled Gaussian terms at 1, at 1 ramped over the run, at 0.1); all_labeled, supervised training on the labeled
+Rows: every strategy with its defaults (supervised, unimatch, self_training, cps, guided_cps, mean_teacher);
+cps_distdw (cps with class_weights=distdw); guided_at1, guided_ramp, guided_w01 (guided_cps with its labeled
+Gaussian terms at 1, at 1 ramped over the run, at 0.1, the default); all_labeled, supervised training on the labeled
 source plus the unlabeled source with the complete labels the generator kept: the most that the unlabeled scans
 could add at the same iterations, a ceiling for every strategy. Prints DSC per organ and writes
 OUT/dev_results.json; seed 2's results are in bench/results/ssl_dev_seed2.json (bench/README.md).
@@ -25,13 +26,13 @@ from unimos.data.demo import SSL_SOURCES, DemoSource
 from unimos.data.manifest import load_manifest
 from unimos.preprocess.cache import preprocess_manifest
 from unimos.training.config import TrainConfig
-from unimos.workflow import _prepare_demo, demo_results_table, train_and_score
+from unimos.workflow import SSL_STRATEGIES, _prepare_demo, demo_results_table, train_and_score
 
 AT_ONE = {"gt_weight": 1.0, "self_weight": 1.0, "max_weight": 1.0}
 ROWS = {
-    "supervised": ("supervised", {}),
+    **{name: (name, {}) for name in SSL_STRATEGIES},  # every strategy with its defaults
     "cps_distdw": ("cps", {"class_weights": "distdw"}),
-    "guided_cps": ("guided_cps", AT_ONE),
+    "guided_at1": ("guided_cps", AT_ONE),
     "guided_ramp": ("guided_cps", {**AT_ONE, "gaussian_rampup": 1.0}),
     "guided_w01": ("guided_cps", {"gt_weight": 0.1, "self_weight": 0.1, "max_weight": 0.1}),
     "all_labeled": ("supervised", {}),

@@ -202,3 +202,13 @@ def test_an_interrupted_row_continues_only_with_the_same_training_configuration(
     (run / "checkpoint_latest.json").write_text("{}")
     assert bench.can_continue(run, config)
     assert not bench.can_continue(run, {**config, "iterations": 1000})
+
+
+def test_median_step_seconds_reads_the_seconds_column_of_a_run_log_and_ignores_a_paused_row(tmp_path):
+    load_bench_script("acdc")  # puts bench/ on the path, as the scripts run
+    from _common import median_step_seconds
+
+    (tmp_path / "log.csv").write_text("step,loss,lr,seconds,data_seconds,val_dice\n"
+                                      "10,1.0,0.003,0.5,0.01,\n20,0.9,0.003,0.7,0.01,\n30,0.8,0.003,95.0,0.01,\n")
+    assert median_step_seconds(tmp_path) == 0.7
+    assert median_step_seconds(tmp_path / "missing") is None
