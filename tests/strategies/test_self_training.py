@@ -119,7 +119,8 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-def test_round_trip_writes_pseudo_labels_and_trains_a_student_from_them(tiny_manifest, tmp_path, one_torch_thread):
+def test_round_trip_writes_pseudo_labels_and_trains_a_student_from_them(tiny_manifest, tmp_path, one_torch_thread,
+                                                                        monkeypatch):
     manifest = load_manifest(tiny_manifest)
     plan = tiny_training_plan(manifest)
     preprocess_manifest(manifest, plan, tmp_path / "cache", workers=1)
@@ -167,4 +168,83 @@ def test_round_trip_writes_pseudo_labels_and_trains_a_student_from_them(tiny_man
     assert not (tmp_path / "strict" / "pseudo_cache").exists()
     assert (tmp_path / "strict" / "pseudo_labels" / "unl_0.nii.gz").exists()
 
+    # with a coarse model (here the teacher itself: same plan), the teacher predicts inside the cascade's box only
+    import unimos.strategies.self_training as self_training
+
+    import torch
+
+    import unimos.inference.sliding as sliding
+
+    def liver_everywhere(network, image, *args, **kwargs):  # a teacher that calls every voxel it sees liver
+        probabilities = torch.zeros((1, 3, *image.shape[2:]))
+        probabilities[:, 1] = 1.0
+        return probabilities
+
+    box = ((1, 1, 1), (4, 4, 4))
+    monkeypatch.setattr(self_training, "coarse_region", lambda *args, **kwargs: box)
+    monkeypatch.setattr(sliding, "predict_probabilities", liver_everywhere)
+    cascaded = pseudo_label_cases([by_id["unl_0"]], result.checkpoint, plan, tmp_path / "cascade", 2,
+                                  {**self_training_options(config), "coarse": str(run / "round_0" / "checkpoint_final"),
+                                   "largest_component": False})
+    record, case = cascaded[0]
+    assert record.cascade_box == [[1, 1, 1], [4, 4, 4]]
+    fused = np.load(case.folder / "label.npy")
+    outside = np.ones(fused.shape, dtype=bool)
+    outside[1:4, 1:4, 1:4] = False
+    assert (fused[outside] == 0).all() and (fused[1:4, 1:4, 1:4] == 1).all()
+
     assert {c.case_id: _digest(c.folder) for c in open_cache(tmp_path / "cache", plan)} == before
+
+
+def test_scale_box_maps_a_coarse_box_outwards_onto_the_fine_grid():
+    from unimos.strategies.self_training import scale_box
+
+    # 6 mm voxels 2..4 cover 12..30 mm: 3 mm voxels 4..9; an edge that falls inside a fine voxel keeps that voxel
+    assert scale_box(((2, 3, 0), (5, 6, 4)), (6, 6, 6), (3, 3, 2.5), (9, 20, 20)) == ((4, 6, 0), (9, 12, 10))
+    assert scale_box(((1, 1, 1), (2, 2, 2)), (5, 5, 5), (3, 3, 3), (10, 10, 10)) == ((1, 1, 1), (4, 4, 4))
+
+
+class _ThresholdNet:
+    """A stand-in coarse network: class 1 wherever the input exceeds 0.5."""
+
+    def __call__(self, x):
+        return __import__("torch").cat([0.5 - x, x - 0.5], dim=1)
+
+    def eval(self):
+        return self
+
+    def parameters(self):
+        return iter(())
+
+
+def test_coarse_region_is_the_box_the_coarse_model_labels_scaled_to_the_fine_grid():
+    import types
+
+    import torch
+
+    from unimos.strategies.self_training import coarse_region
+
+    coarse = types.SimpleNamespace(plan={"target_spacing_mm": [2.0, 2.0, 2.0], "patch_size": [8, 8, 8]}, meta={},
+                                   network=_ThresholdNet(), device=torch.device("cpu"))
+    image = np.zeros((1, 16, 16, 16), dtype=np.float32)
+    image[0, 4:8, 4:8, 4:8] = 1.0  # 1 mm grid; on the 2 mm grid (zoom 8/16 by linear interpolation) voxels 2..3
+    assert coarse_region(coarse, image, (1.0, 1.0, 1.0), 0.0) == ((4, 4, 4), (8, 8, 8))
+    assert coarse_region(coarse, image, (1.0, 1.0, 1.0), 2.0) == ((2, 2, 2), (10, 10, 10))  # one 2 mm voxel margin
+    assert coarse_region(coarse, np.zeros_like(image), (1.0, 1.0, 1.0), 2.0) is None
+
+
+def test_a_coarse_model_of_other_classes_or_normalisation_is_refused_naming_the_option():
+    import types
+
+    from unimos.strategies.self_training import check_coarse_model
+
+    plan = {"classes": [{"name": "liver"}, {"name": "spleen"}], "normalisation": {"CT": {"scheme": "ct_clip_zscore"}}}
+    good = types.SimpleNamespace(class_names=["background", "liver", "spleen"], plan=dict(plan))
+    check_coarse_model(good, plan, "coarse_run/checkpoint_final")
+    other = types.SimpleNamespace(class_names=["background", "liver"], plan=dict(plan))
+    with pytest.raises(UnimosError, match="coarse_run/checkpoint_final segments"):
+        check_coarse_model(other, plan, "coarse_run/checkpoint_final")
+    renormalised = types.SimpleNamespace(class_names=good.class_names,
+                                         plan={**plan, "normalisation": {"CT": {"scheme": "zscore_per_volume"}}})
+    with pytest.raises(UnimosError, match="normalises intensities otherwise"):
+        check_coarse_model(renormalised, plan, "coarse_run/checkpoint_final")

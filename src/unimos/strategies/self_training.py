@@ -27,7 +27,7 @@ import numpy as np
 
 from unimos.errors import UnimosError
 from unimos.preprocess.cache import CachedCase
-from unimos.strategies.base import PROBABILITY, STRATEGIES, Limit, resolve_options
+from unimos.strategies.base import NON_NEGATIVE, PROBABILITY, STRATEGIES, Limit, resolve_options
 from unimos.strategies.supervised import Supervised
 from unimos.training.loop import TrainResult
 from unimos.utils.atomic import atomic_path, write_json_atomic
@@ -49,8 +49,9 @@ class SelfTraining(Supervised):
     """
 
     multi_round = True
-    defaults: dict[str, Any] = {"rounds": 1, "min_confidence": 0.0, "largest_component": True, "fuse_partial": True}
-    limits = {"rounds": Limit(1), "min_confidence": PROBABILITY}
+    defaults: dict[str, Any] = {"rounds": 1, "min_confidence": 0.0, "largest_component": True, "fuse_partial": True,
+                                "coarse": "", "coarse_margin_mm": 20.0}
+    limits = {"rounds": Limit(1), "min_confidence": PROBABILITY, "coarse_margin_mm": NON_NEGATIVE}
     summary = ("A teacher trained on the labeled cases pseudo-labels the others; a student is trained from scratch "
                "on labeled + pseudo-labeled cases, for `rounds` rounds (RUN/round_K/).")
     source = "paper 001, section 2.3 (teacher-student); paper 004, sections 2.3-2.4 and eq. 5 (label fusion)"
@@ -59,6 +60,9 @@ class SelfTraining(Supervised):
         "min_confidence": "drop a pseudo-labeled case whose mean foreground confidence is below this (0: keep all)",
         "largest_component": "keep each organ's largest connected component of a pseudo-label (paper 001)",
         "fuse_partial": "pseudo-label partially labeled cases too, keeping their annotation (paper 004, eq. 5)",
+        "coarse": "a coarse model's checkpoint (a `coarse` plan run): pseudo-labels come from the cascade, the "
+                  "teacher predicting only inside the organ box the coarse model finds (paper 001); empty: none",
+        "coarse_margin_mm": "margin added around the coarse model's organ box (mm), as `predict --coarse`",
     }
 
 
@@ -142,6 +146,7 @@ class PseudoRecord:
     largest_component: bool
     plan_hash: str
     grid: str = "the plan grid (RAS, target spacing, body crop) of the cache; affine from its meta.json"
+    cascade_box: list[list[int]] | None = None  # with a coarse model: the voxel box [low, high) the teacher saw
 
 
 def _provenance_counts(fused: np.ndarray, origin: np.ndarray, names: list[str]) -> dict[str, dict[str, int]]:
@@ -180,6 +185,55 @@ def write_pseudo_case(case: CachedCase, fused: np.ndarray, folder: Path, provena
     return CachedCase(folder, meta)
 
 
+Box = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def scale_box(box: Box, from_spacing: Sequence[float], to_spacing: Sequence[float], shape: Sequence[int]) -> Box:
+    """A voxel box [low, high) on a grid of `from_spacing` as the box covering the same extent on a grid of
+    `to_spacing` with the same origin corner, clipped to `shape` (rounded outwards: nothing the box held is lost)."""
+    low = tuple(max(0, int(np.floor(lo * f / t + 1e-6))) for lo, f, t in zip(box[0], from_spacing, to_spacing))
+    high = tuple(min(int(n), int(np.ceil(hi * f / t - 1e-6)))
+                 for hi, f, t, n in zip(box[1], from_spacing, to_spacing, shape))
+    return low, high
+
+
+def check_coarse_model(coarse: Any, teacher_plan: dict[str, Any], path: str) -> None:
+    """Refuse a coarse model that cannot guide this run's pseudo-labels: other classes, or another intensity
+    normalisation (it reads the run's cached images, normalised by the run's plan)."""
+    where = "--strategy-option coarse"
+    organs = [c["name"] for c in teacher_plan.get("classes", [])]
+    if list(coarse.class_names[1:]) != organs:
+        raise UnimosError(where, f"{path} segments {list(coarse.class_names[1:])}, this run {organs}",
+                          "train the coarse model on the same manifest (unimos plan --preset coarse, then train)")
+    if coarse.plan.get("normalisation") != teacher_plan.get("normalisation"):
+        raise UnimosError(where, f"{path} normalises intensities otherwise than this run's plan "
+                          f"({coarse.plan.get('normalisation')} vs {teacher_plan.get('normalisation')})",
+                          "plan the coarse model from the same manifest, so that both share its intensity statistics")
+
+
+def coarse_region(coarse: Any, image: np.ndarray, spacing_mm: Sequence[float], margin_mm: float,
+                  precision: Any = None) -> Box | None:
+    """Paper 001 (2.2-2.3): the organ box the coarse model finds in `image` (C, *S; the run's normalised cache image on
+    a grid of `spacing_mm`), grown by `margin_mm`, as a voxel box of `image`; None when it finds nothing."""
+    import math
+
+    import torch
+    from scipy import ndimage
+
+    from unimos.inference.sliding import predict_probabilities
+    from unimos.training.sampler import foreground_box
+
+    coarse_spacing = [float(s) for s in coarse.plan["target_spacing_mm"]]
+    zoom = [f / c for f, c in zip(spacing_mm, coarse_spacing)]
+    small = np.stack([ndimage.zoom(channel, zoom, order=1) for channel in image]).astype(np.float32)
+    patch = coarse.meta.get("patch_size", coarse.plan["patch_size"])
+    probabilities = predict_probabilities(coarse.network, torch.from_numpy(small)[None].to(coarse.device), patch,
+                                          0.5, precision=precision)
+    labels = probabilities.argmax(1)[0].cpu().numpy()
+    box = foreground_box(labels, [math.ceil(margin_mm / s) for s in coarse_spacing])
+    return None if box is None else scale_box(box, coarse_spacing, spacing_mm, image.shape[1:])
+
+
 def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: dict[str, Any], round_dir: Path,
                        round_index: int, options: dict[str, Any], device: str = "cpu",
                        overlap: float = 0.5, precision: str = "auto") -> list[tuple[PseudoRecord, CachedCase | None]]:
@@ -199,10 +253,21 @@ def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: dict
     dtype = resolve_precision(precision, model.device)
     names = model.class_names
     patch = model.meta.get("patch_size", plan["patch_size"])
+    coarse = None
+    if options.get("coarse"):
+        coarse = load_model(options["coarse"], device=device)
+        check_coarse_model(coarse, plan, options["coarse"])
     out: list[tuple[PseudoRecord, CachedCase | None]] = []
     for case in cases:
-        image = torch.from_numpy(np.array(case.image(), dtype=np.float32))[None].to(model.device)
-        probabilities = predict_probabilities(model.network, image, patch, overlap, precision=dtype)[0].cpu().numpy()
+        array = np.array(case.image(), dtype=np.float32)
+        box = None if coarse is None else coarse_region(coarse, array, plan["target_spacing_mm"],
+                                                        float(options["coarse_margin_mm"]), dtype)
+        inside = (slice(None),) + (() if box is None else tuple(slice(lo, hi) for lo, hi in zip(*box)))
+        image = torch.from_numpy(np.ascontiguousarray(array[inside]))[None].to(model.device)
+        probabilities = np.zeros((len(names), *array.shape[1:]), dtype=np.float32)
+        probabilities[0] = 1.0  # outside the cascade's box: background, as `predict --coarse`
+        probabilities[inside] = predict_probabilities(model.network, image, patch, overlap,
+                                                      precision=dtype)[0].float().cpu().numpy()
         pseudo = probabilities.argmax(axis=0).astype(np.uint8)
         if options["largest_component"]:
             pseudo = largest_component_per_class(pseudo)
@@ -220,7 +285,8 @@ def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: dict
             case.case_id, round_index, str(checkpoint), str(case.folder), str(case.meta.get("kind")),
             str(case.meta.get("source")), confidence, kept, reason, str(folder) if kept else None, str(nifti),
             by_origin["annotation"], by_origin["pseudo_label"], by_origin["fallback"],
-            _provenance_counts(fused, origin, names), bool(options["largest_component"]), str(plan.get("hash")))
+            _provenance_counts(fused, origin, names), bool(options["largest_component"]), str(plan.get("hash")),
+            cascade_box=None if box is None else [list(box[0]), list(box[1])])
         write_nifti(Volume(fused, np.asarray(case.meta["affine"], dtype=np.float64)), nifti, dtype=np.uint8)
         write_json_atomic(nifti.parent / f"{case.case_id}.json", asdict(record))
         pseudo_case = None
@@ -307,6 +373,10 @@ def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config:
     rounds = int(options["rounds"])
     run_dir = Path(run_dir)
     device = str(resolve_device(config.device))
+    if options["coarse"]:  # refused before the teacher trains, not after
+        from unimos.inference.predictor import load_model
+
+        check_coarse_model(load_model(options["coarse"], device="cpu"), plan, options["coarse"])
     total = config.iterations * (rounds + 1)
     rank, world = distributed_context()
 
