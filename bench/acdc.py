@@ -360,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="reuse rows already scored in OUT, continue an "
                         "interrupted one")
+    parser.add_argument("--validate-every", type=int, default=0, metavar="N", help=(
+        "log the mean Dice of the validation volumes every N steps into OUT/runs/ROW/log.csv: the curve that shows "
+        "whether a row has plateaued (watching, not choosing: rows keep the same iterations); 0: never"))
     parser.add_argument("--limit-cases", type=int, default=None, metavar="N",
                         help="keep only the first N cases of every source (smoke runs; not a benchmark)")
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -409,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig(method=row.loss, strategy=row.strategy, iterations=iterations, seed=args.seed,
                              device=args.device, optimizer=schedule.optimizer, learning_rate=schedule.learning_rate,
                              weight_decay=schedule.weight_decay, momentum=schedule.momentum,
-                             checkpoint_every=max(100, iterations // 10), deep_supervision=False)
+                             checkpoint_every=max(100, iterations // 10), deep_supervision=False,
+                             validate_every=args.validate_every)
         resume = args.resume and can_continue(args.out / "runs" / name, config.to_json())
         clock = time.perf_counter()
         summary, train_s = train_and_score(name, cache, plan, manifests[row.collection], config, args.out,
