@@ -32,17 +32,22 @@ def machine_line() -> str:
             f"{auto}")
 
 
+def run_logs(run_dir: Path) -> list[Path]:
+    """A run's training logs: RUN/log.csv, or one per round of a self-training run (RUN/round_K/log.csv)."""
+    run_dir = Path(run_dir)
+    return [run_dir / "log.csv"] if (run_dir / "log.csv").is_file() else sorted(run_dir.glob("round_*/log.csv"))
+
+
 def median_step_seconds(run_dir: Path) -> float | None:
-    """Median seconds per training step over RUN/log.csv's logged rows (robust to a row that shared the cores or was
-    paused for a while, unlike its wall time); None without a log."""
+    """Median seconds per training step over the logged rows of a run's logs (robust to a row that shared the cores
+    or was paused for a while, unlike its wall time); None without a log."""
     import csv
     import statistics
 
-    log = Path(run_dir) / "log.csv"
-    if not log.is_file():
-        return None
-    with log.open(newline="") as handle:
-        values = [float(row["seconds"]) for row in csv.DictReader(handle) if row.get("seconds")]
+    values = []
+    for log in run_logs(run_dir):
+        with log.open(newline="") as handle:
+            values += [float(row["seconds"]) for row in csv.DictReader(handle) if row.get("seconds")]
     return statistics.median(values) if values else None
 
 

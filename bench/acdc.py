@@ -57,7 +57,7 @@ import nibabel as nib
 import numpy as np
 
 from _common import (SHARED_DATA, machine_line, median_step_seconds, merge_summary, organ_markdown, organ_table,
-                     write_kept_label, write_manifests as write_manifest_files)
+                     run_logs, write_kept_label, write_manifests as write_manifest_files)
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 MODALITY = "MR"
@@ -362,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                         "interrupted one")
     parser.add_argument("--validate-every", type=int, default=0, metavar="N", help=(
         "log the mean Dice of the validation volumes every N steps into OUT/runs/ROW/log.csv: the curve that shows "
-        "whether a row has plateaued (watching, not choosing: rows keep the same iterations); 0: never"))
+        "whether a row has plateaued (watching, not choosing: rows keep the same iterations); 0: never. It is part "
+        "of a row's configuration: an interrupted row resumed with another value starts again"))
     parser.add_argument("--limit-cases", type=int, default=None, metavar="N",
                         help="keep only the first N cases of every source (smoke runs; not a benchmark)")
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -429,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     total_s = time.perf_counter() - started
     patch = plan["patch_size"][:2]
     pace = {r: median_step_seconds(args.out / "runs" / v.get("same_model_as", r)) for r, v in results.items()}
+    trainings = {r: max(1, len(run_logs(args.out / "runs" / v.get("same_model_as", r)))) for r, v in results.items()}
     counts = {("ssl" if v["experiment"] == "ssl" else "partial/sparse"): v["iterations"] for v in results.values()}
     header = (f"ACDC, 2D slice-wise, {machine_line()} (device {args.device}); seed {args.seed}; schedule "
               f"`{schedule.name}` (budget {args.budget}), iterations per row: "
@@ -439,8 +441,9 @@ def main(argv: list[str] | None = None) -> int:
               f"invocation {total_s / 60:.1f} min; per row, median seconds per training step and the training "
               "minutes at that pace (rows may have shared the cores or been paused, so their wall time is not "
               "a measure of cost): "
-              + ", ".join(f"{r} {pace[r]:.3f} s / {pace[r] * v['iterations'] / 60:.0f} min"
-                          for r, v in results.items() if pace.get(r) is not None)
+              + ", ".join(f"{r} n/a" if pace.get(r) is None else
+                          f"{r} {pace[r]:.3f} s / {pace[r] * v['iterations'] * trainings[r] / 60:.0f} min"
+                          for r, v in results.items())
               + f". Scored on the {len(manifests['full'].split('validation'))} validation volumes (10 patients x ED/ES "
               "in a full run), Dice per volume in 3D, then averaged. NSD and HD95 are in voxels (the spacing is a "
               "1 mm placeholder).")

@@ -6,7 +6,8 @@
 Writes OUT/seeds_summary.json and bench/results/demo_seeds.md (or ssl_seeds.md with --ssl): the table printed.
 With --ssl the rows are those of `unimos demo --ssl` (supervised, the development seeds' winner, the all_labeled
 ceiling; --all: every strategy), and the `ssl_demo` entry of bench/results/summary.json gets each row's mean DSC
-over the seeds. --resume reuses seeds whose folder already holds their results.
+over the seeds. --resume reuses seeds whose folder already holds their results, made with the same rows,
+iterations and budget (refused otherwise); delete the folder of a seed that stopped before its results.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.out / f"seed_{seed}"
         if args.resume and (folder / results_name).is_file():
             per_seed[seed] = json.loads((folder / results_name).read_text())
+            meta = json.loads((folder / meta_name).read_text())
+            made = (meta.get("quick"), meta.get("iterations_per_strategy", meta.get("iterations_per_method")))
+            if not set(rows_of) <= set(per_seed[seed]) or (args.iterations is not None and made[1] != args.iterations) \
+                    or made[0] != args.quick:
+                print(f"error: {folder}: made with rows {sorted(per_seed[seed])}, quick={made[0]}, {made[1]} "
+                      f"iterations, not what this run asks. Fix: give another --out, or the same options",
+                      file=sys.stderr)
+                return 2
         else:
             per_seed[seed] = runner(folder, quick=args.quick, seed=seed, iterations=args.iterations).results
         print(f"seed {seed}: " + ", ".join(f"{m} {per_seed[seed][m]['mean']['dsc']:.3f}" for m in rows_of),
@@ -65,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                                 for s in args.seeds) for m in rows_of if m != baseline}
     meta = json.loads((args.out / f"seed_{args.seeds[0]}" / meta_name).read_text())
     budget = meta.get("iterations_per_strategy", meta.get("iterations_per_method"))
-    header = (f"{'SSL demo' if args.ssl else 'Demo'}, seeds {args.seeds}, {'quick' if args.quick else 'default'} budget "
+    header = (f"{'SSL demo' if args.ssl else 'Demo'}, seeds {args.seeds}, "
+              f"{'quick' if args.quick else 'default'} budget "
               f"({budget} iterations per row, patch {meta['patch_size']}, batch {meta['batch_size']}, precision "
               f"{meta.get('precision', '?')}), {machine_line()}")
     ceiling_note = ""

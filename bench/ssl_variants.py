@@ -26,7 +26,7 @@ from unimos.data.demo import SSL_SOURCES, DemoSource
 from unimos.data.manifest import load_manifest
 from unimos.preprocess.cache import preprocess_manifest
 from unimos.training.config import TrainConfig
-from unimos.workflow import SSL_STRATEGIES, _prepare_demo, demo_results_table, train_and_score
+from unimos.workflow import DEMO_SSL_ITERATIONS, SSL_STRATEGIES, _prepare_demo, demo_results_table, train_and_score
 
 AT_ONE = {"gt_weight": 1.0, "self_weight": 1.0, "max_weight": 1.0}
 ROWS = {
@@ -61,7 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--out", type=Path, required=True, help="a new or empty folder")
-    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--iterations", type=int, default=DEMO_SSL_ITERATIONS["default"])
     parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=list(ROWS))
     parser.add_argument("--labeled", type=int, help="labeled CTs (default: the ssl demo's)")
     parser.add_argument("--unlabeled", type=int, help="unlabeled CTs (default: the ssl demo's)")

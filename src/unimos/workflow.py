@@ -293,18 +293,6 @@ def _prepare_demo(out: Path, quick: bool, seed: int, workers: int, step: Callabl
     return _Prepared(manifest_path, manifest, report, plan_path, plan, cache_dir, counts)
 
 
-def write_source_subset(manifest_path: Path, sources: tuple[str, ...], out: Path) -> Path:
-    """A copy of a manifest keeping only the named sources (same folder, so relative paths still hold)."""
-    import yaml
-
-    from unimos.utils.atomic import write_text_atomic
-
-    payload = yaml.safe_load(manifest_path.read_text())
-    payload["sources"] = [s for s in payload["sources"] if s["name"] in sources]
-    write_text_atomic(out, yaml.safe_dump(payload, sort_keys=False))
-    return out
-
-
 def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: Manifest, config: TrainConfig,
                     out: Path, step: Callable[[str], Progress | None] = lambda _label: None,
                     train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None,
@@ -396,7 +384,8 @@ SSL_CEILING = "all_labeled"
 """Supervised training on every training case with the complete labels the generator kept, the unlabeled ones too:
 no pseudo-label is better than the true label, so this bounds what any strategy can gain at the same iterations."""
 SSL_ALL_ROWS = (*SSL_STRATEGIES, SSL_CEILING)  # `unimos demo --ssl --all`
-SSL_DEFAULT_ROWS = ("supervised", "unimatch", SSL_CEILING)  # the strategy that won on the development seeds
+# unimatch: the strategy ahead on development seed 2 (bench/README.md, "Semi-supervised demo with scarce labels")
+SSL_DEFAULT_ROWS = ("supervised", "unimatch", SSL_CEILING)
 DEMO_SSL_ITERATIONS = {"default": 500, "quick": 16}
 
 
@@ -447,8 +436,8 @@ def run_ssl_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: i
         "unlabeled_cases": [c.case_id for c in manifest.split("train") if c.label_path is None],
         "test_cases": [c.case_id for c in manifest.split("test")], "device": device,
         "precision": resolved_precision_name(precision, device),
-        "labeled_batches": "the same in every row: unlabeled batches are drawn from their own random streams "
-                           "(training/streams.py)",
+        "labeled_batches": f"the same in every row but {SSL_CEILING} (which trains on every case's labels): "
+                           "unlabeled batches are drawn from their own random streams (training/streams.py)",
         SSL_CEILING: "supervised training on every training case with its complete labels (the unlabeled cases' "
                      "too): the most the unlabeled scans could add at these iterations",
         "self_training": "the row is the round-1 student; its round-0 teacher trains exactly like the supervised row "

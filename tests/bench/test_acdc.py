@@ -212,3 +212,15 @@ def test_median_step_seconds_reads_the_seconds_column_of_a_run_log_and_ignores_a
                                       "10,1.0,0.003,0.5,0.01,\n20,0.9,0.003,0.7,0.01,\n30,0.8,0.003,95.0,0.01,\n")
     assert median_step_seconds(tmp_path) == 0.7
     assert median_step_seconds(tmp_path / "missing") is None
+
+
+def test_median_step_seconds_pools_the_rounds_of_a_self_training_run(tmp_path):
+    load_bench_script("acdc")
+    from _common import median_step_seconds, run_logs
+
+    for k, seconds in enumerate(("0.2,0.4", "0.6,0.8,1.0")):
+        (tmp_path / f"round_{k}").mkdir()
+        rows = "".join(f"{10 * (i + 1)},1.0,0.003,{s},0.01,\n" for i, s in enumerate(seconds.split(",")))
+        (tmp_path / f"round_{k}" / "log.csv").write_text("step,loss,lr,seconds,data_seconds,val_dice\n" + rows)
+    assert len(run_logs(tmp_path)) == 2
+    assert median_step_seconds(tmp_path) == 0.6  # of 0.2, 0.4, 0.6, 0.8, 1.0

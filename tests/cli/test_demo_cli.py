@@ -147,3 +147,23 @@ def test_demo_all_without_ssl_is_refused_before_any_work(tmp_path):
     result = runner.invoke(app, ["demo", "--all", "--out", str(tmp_path / "d"), "--quick"])
     assert result.exit_code != 0 and "--all" in result.output and "--ssl" in result.output
     assert not (tmp_path / "d").exists()
+
+
+def test_demo_ssl_default_rows_train_the_ceiling_on_the_complete_labels_and_the_others_on_the_demo_labels(
+        tmp_path, monkeypatch):
+    import unimos.workflow as workflow
+
+    calls = {}
+
+    def fake_train_and_score(name, cache_dir, plan, manifest, config, out, *args, **kwargs):
+        calls[name] = (cache_dir, config.strategy)
+        organs = manifest.taxonomy.names[1:]
+        return {"per_structure": {o: {"dsc": 0.5, "nsd": 0.5} for o in organs}}, 2.0
+
+    monkeypatch.setattr(workflow, "train_and_score", fake_train_and_score)
+    result = workflow.run_ssl_demo(tmp_path / "ssl", quick=True, iterations=4)
+    assert list(calls) == list(workflow.SSL_DEFAULT_ROWS) == ["supervised", "unimatch", "all_labeled"]
+    assert calls["all_labeled"] == (tmp_path / "ssl" / "cache_complete", "supervised")
+    assert calls["unimatch"] == (result.cache_dir, "unimatch") and calls["supervised"][0] == result.cache_dir
+    assert result.cache_dir != tmp_path / "ssl" / "cache_complete"
+    assert result.results["unimatch"]["seconds_per_iteration"] == 0.5  # 2 s over 4 iterations

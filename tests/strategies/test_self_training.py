@@ -187,7 +187,7 @@ def test_round_trip_writes_pseudo_labels_and_trains_a_student_from_them(tiny_man
                                   {**self_training_options(config), "coarse": str(run / "round_0" / "checkpoint_final"),
                                    "largest_component": False})
     record, case = cascaded[0]
-    assert record.cascade_box == [[1, 1, 1], [4, 4, 4]]
+    assert record.cascade_box == [[1, 1, 1], [4, 4, 4]] and record.coarse_found
     fused = np.load(case.folder / "label.npy")
     outside = np.ones(fused.shape, dtype=bool)
     outside[1:4, 1:4, 1:4] = False
@@ -229,7 +229,13 @@ def test_coarse_region_is_the_box_the_coarse_model_labels_scaled_to_the_fine_gri
     image = np.zeros((1, 16, 16, 16), dtype=np.float32)
     image[0, 4:8, 4:8, 4:8] = 1.0  # 1 mm grid; on the 2 mm grid (zoom 8/16 by linear interpolation) voxels 2..3
     assert coarse_region(coarse, image, (1.0, 1.0, 1.0), 0.0) == ((4, 4, 4), (8, 8, 8))
-    assert coarse_region(coarse, image, (1.0, 1.0, 1.0), 2.0) == ((2, 2, 2), (10, 10, 10))  # one 2 mm voxel margin
+    assert coarse_region(coarse, image, (1.0, 1.0, 1.0), 3.0) == ((1, 1, 1), (11, 11, 11))  # 3 voxels of 1 mm
+    # a long axis keeps its scale: 1.5 mm -> 6 mm (zoom 1/4) and back, organ at fine voxels 240..259 of 300
+    long = types.SimpleNamespace(plan={"target_spacing_mm": [6.0, 6.0, 6.0], "patch_size": [80, 8, 8]}, meta={},
+                                 network=_ThresholdNet(), device=torch.device("cpu"))
+    image = np.zeros((1, 300, 16, 16), dtype=np.float32)
+    image[0, 240:260, 4:12, 4:12] = 1.0  # coarse voxels 60..64 (edges at 360 and 390 mm)
+    assert coarse_region(long, image, (1.5, 1.5, 1.5), 0.0) == ((240, 4, 4), (260, 12, 12))
     assert coarse_region(coarse, np.zeros_like(image), (1.0, 1.0, 1.0), 2.0) is None
 
 
@@ -248,3 +254,14 @@ def test_a_coarse_model_of_other_classes_or_normalisation_is_refused_naming_the_
                                          plan={**plan, "normalisation": {"CT": {"scheme": "zscore_per_volume"}}})
     with pytest.raises(UnimosError, match="normalises intensities otherwise"):
         check_coarse_model(renormalised, plan, "coarse_run/checkpoint_final")
+
+
+def test_a_missing_coarse_model_is_refused_before_the_teacher_trains(tiny_manifest, tmp_path):
+    manifest = load_manifest(tiny_manifest)
+    plan = tiny_training_plan(manifest)
+    preprocess_manifest(manifest, plan, tmp_path / "cache", workers=1)
+    config = TrainConfig(strategy="self_training", iterations=3, checkpoint_every=0, device="cpu",
+                         strategy_options={"coarse": str(tmp_path / "no_such_run" / "checkpoint_final")})
+    with pytest.raises(UnimosError, match="no_such_run"):
+        run_self_training(open_cache(tmp_path / "cache", plan), plan, config, tmp_path / "run")
+    assert not (tmp_path / "run" / "round_0").exists()

@@ -440,11 +440,11 @@ def demo_command(
     seed: Annotated[int, typer.Option(help="Seed for the data and every later stage.")] = 0,
     iterations: Annotated[Optional[int], typer.Option(
         help="Training steps per method (default 700, or 1100 where bfloat16 runs natively; quick 40; with --ssl "
-             "300 and 16).")] = None,
+             "500 and 16).")] = None,
     ssl: Annotated[bool, typer.Option("--ssl", help=(
         "Compare semi-supervised training instead, where labels are scarce (1 labeled CT, 12 unlabeled): "
         "supervised, unimatch and the all_labeled ceiling."))] = False,
-    every: Annotated[bool, typer.Option("--all", help="With --ssl: every strategy (about 4 times as long).")] = False,
+    every: Annotated[bool, typer.Option("--all", help="With --ssl: every strategy (about 3 times as long).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     precision: PrecisionOpt = "auto",
     workers: WorkersOpt = 2,

@@ -3,7 +3,8 @@
 Three layouts are recognised:
 - a demo (or any run) folder: `evaluation/<method>/{scores.csv,summary.json}`, with `runs/<method>/log.csv`
   (self-training: `runs/<method>/round_<k>/log.csv`), `predictions/<method>/<case_id>.nii.gz` and
-  `data/manifest.yaml` (`data/manifest_ssl.yaml` for `unimos demo --ssl`) when present;
+  `data/manifest.yaml` (`data/manifest_ssl.yaml` in `unimos demo --ssl` folders written before 2026-12-06) when
+  present;
 - a `unimos evaluate` output folder: `scores.csv` + `summary.json` only. Its predictions are found when the
   folder lies inside them (`evaluate`'s default, PREDICTIONS/evaluation); its manifest only when it is given;
 - a `unimos train` run folder: `config.json`, `plan.json`, `log.csv` and checkpoints (self-training: in each
@@ -288,7 +289,7 @@ def _method_order(root: Path) -> list[str]:
 
 def _default_manifest(root: Path) -> Path | None:
     data = root / "data"
-    # `unimos demo --ssl` scores against the subset of sources it wrote as manifest_ssl.yaml.
+    # `unimos demo --ssl` folders written before 2026-12-06 scored against a subset of sources, manifest_ssl.yaml.
     candidates = (["manifest_ssl.yaml"] if (root / "ssl_results.json").is_file() else []) + ["manifest.yaml"]
     return next((data / c for c in candidates if (data / c).is_file()), None)
 

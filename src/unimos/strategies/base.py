@@ -158,14 +158,15 @@ class OptionDoc:
 def valid_values(default: Any, limit: Limit | None) -> str:
     """The values an option accepts, in words (its default's type narrowed by its limit)."""
     noun = ("true or false" if isinstance(default, bool) else "a whole number" if isinstance(default, int)
-            else "a number" if isinstance(default, float) else "a word")
+            else "a number" if isinstance(default, float) else "a path (empty: none)" if default == "" else "a word")
     return noun if limit is None else limit.describe(noun)
 
 
 def option_docs(strategy: str) -> list[OptionDoc]:
     """Every option of a registered strategy with its default, valid values and meaning, in declaration order."""
     cls = STRATEGIES.get(strategy)
-    return [OptionDoc(key, _yaml(default), valid_values(default, cls.limits.get(key)), cls.option_help.get(key, ""))
+    return [OptionDoc(key, _yaml(default) if default != "" else "(empty)", valid_values(default, cls.limits.get(key)),
+                      cls.option_help.get(key, ""))
             for key, default in cls.defaults.items()]
 
 

@@ -147,6 +147,7 @@ class PseudoRecord:
     plan_hash: str
     grid: str = "the plan grid (RAS, target spacing, body crop) of the cache; affine from its meta.json"
     cascade_box: list[list[int]] | None = None  # with a coarse model: the voxel box [low, high) the teacher saw
+    coarse_found: bool | None = None  # with a coarse model: False when it found nothing (the teacher saw it all)
 
 
 def _provenance_counts(fused: np.ndarray, origin: np.ndarray, names: list[str]) -> dict[str, dict[str, int]]:
@@ -197,10 +198,14 @@ def scale_box(box: Box, from_spacing: Sequence[float], to_spacing: Sequence[floa
     return low, high
 
 
-def check_coarse_model(coarse: Any, teacher_plan: dict[str, Any], path: str) -> None:
-    """Refuse a coarse model that cannot guide this run's pseudo-labels: other classes, or another intensity
-    normalisation (it reads the run's cached images, normalised by the run's plan)."""
+def check_coarse_model(coarse: Any, teacher_plan: dict[str, Any], path: str, slice_resize: int = 0) -> None:
+    """Refuse a coarse model that cannot guide this run's pseudo-labels: other classes, another intensity
+    normalisation (it reads the run's cached images, normalised by the run's plan), or a teacher that resizes whole
+    slices (inside the box they would be magnified unlike in training, as `predict --coarse` refuses)."""
     where = "--strategy-option coarse"
+    if slice_resize:
+        raise UnimosError(where, "the teacher resizes whole slices (--slice-resize); inside the coarse box its slices "
+                          "would be magnified unlike in training", "train without --slice-resize, or drop coarse")
     organs = [c["name"] for c in teacher_plan.get("classes", [])]
     if list(coarse.class_names[1:]) != organs:
         raise UnimosError(where, f"{path} segments {list(coarse.class_names[1:])}, this run {organs}",
@@ -214,7 +219,8 @@ def check_coarse_model(coarse: Any, teacher_plan: dict[str, Any], path: str) -> 
 def coarse_region(coarse: Any, image: np.ndarray, spacing_mm: Sequence[float], margin_mm: float,
                   precision: Any = None) -> Box | None:
     """Paper 001 (2.2-2.3): the organ box the coarse model finds in `image` (C, *S; the run's normalised cache image on
-    a grid of `spacing_mm`), grown by `margin_mm`, as a voxel box of `image`; None when it finds nothing."""
+    a grid of `spacing_mm`), grown by `margin_mm` on that grid (as `predict --coarse`), as a voxel box of `image`;
+    None when it finds nothing."""
     import math
 
     import torch
@@ -225,13 +231,20 @@ def coarse_region(coarse: Any, image: np.ndarray, spacing_mm: Sequence[float], m
 
     coarse_spacing = [float(s) for s in coarse.plan["target_spacing_mm"]]
     zoom = [f / c for f, c in zip(spacing_mm, coarse_spacing)]
-    small = np.stack([ndimage.zoom(channel, zoom, order=1) for channel in image]).astype(np.float32)
+    # grid_mode: voxel edges (not centres) line up, so that the zoom is exactly the spacing ratio `scale_box` assumes
+    small = np.stack([ndimage.zoom(channel, zoom, order=1, grid_mode=True, mode="nearest")
+                      for channel in image]).astype(np.float32)
     patch = coarse.meta.get("patch_size", coarse.plan["patch_size"])
     probabilities = predict_probabilities(coarse.network, torch.from_numpy(small)[None].to(coarse.device), patch,
                                           0.5, precision=precision)
     labels = probabilities.argmax(1)[0].cpu().numpy()
-    box = foreground_box(labels, [math.ceil(margin_mm / s) for s in coarse_spacing])
-    return None if box is None else scale_box(box, coarse_spacing, spacing_mm, image.shape[1:])
+    box = foreground_box(labels, [0] * labels.ndim)
+    if box is None:
+        return None
+    low, high = scale_box(box, coarse_spacing, spacing_mm, image.shape[1:])
+    margin = [math.ceil(margin_mm / s) for s in spacing_mm]
+    return (tuple(max(0, lo - m) for lo, m in zip(low, margin)),
+            tuple(min(int(n), hi + m) for hi, m, n in zip(high, margin, image.shape[1:])))
 
 
 def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: dict[str, Any], round_dir: Path,
@@ -255,8 +268,11 @@ def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: dict
     patch = model.meta.get("patch_size", plan["patch_size"])
     coarse = None
     if options.get("coarse"):
+        from unimos.inference.cascade import check_cascade_pair
+
         coarse = load_model(options["coarse"], device=device)
         check_coarse_model(coarse, plan, options["coarse"])
+        check_cascade_pair(coarse, model)  # classes, input channels, whole-slice resizing
     out: list[tuple[PseudoRecord, CachedCase | None]] = []
     for case in cases:
         array = np.array(case.image(), dtype=np.float32)
@@ -286,7 +302,8 @@ def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: dict
             str(case.meta.get("source")), confidence, kept, reason, str(folder) if kept else None, str(nifti),
             by_origin["annotation"], by_origin["pseudo_label"], by_origin["fallback"],
             _provenance_counts(fused, origin, names), bool(options["largest_component"]), str(plan.get("hash")),
-            cascade_box=None if box is None else [list(box[0]), list(box[1])])
+            cascade_box=None if coarse is None else [list(b) for b in (box or ((0,) * (array.ndim - 1), array.shape[1:]))],
+            coarse_found=None if coarse is None else box is not None)
         write_nifti(Volume(fused, np.asarray(case.meta["affine"], dtype=np.float64)), nifti, dtype=np.uint8)
         write_json_atomic(nifti.parent / f"{case.case_id}.json", asdict(record))
         pseudo_case = None
@@ -376,7 +393,7 @@ def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config:
     if options["coarse"]:  # refused before the teacher trains, not after
         from unimos.inference.predictor import load_model
 
-        check_coarse_model(load_model(options["coarse"], device="cpu"), plan, options["coarse"])
+        check_coarse_model(load_model(options["coarse"], device="cpu"), plan, options["coarse"], config.slice_resize)
     total = config.iterations * (rounds + 1)
     rank, world = distributed_context()
 
