@@ -33,6 +33,9 @@ def test_a_step_reaches_every_trained_parameter(name, deep_supervision, tiny_cac
     missing = [n for n, p in trained if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, missing
     assert all(np.isfinite(v) for v in out.logs.values())
+    # the run report's "Supervised and unsupervised loss" panel draws these two columns of log.csv
+    expected_logs = {"loss_labeled", "loss_unlabeled"} if strategy.needs_unlabeled else {"loss_labeled"}
+    assert expected_logs <= set(out.logs), sorted(out.logs)
 
 
 # Options that leave only the segmentation loss on a labeled batch: unimatch would also pseudo-label the unknown

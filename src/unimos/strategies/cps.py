@@ -119,4 +119,5 @@ class CrossPseudoSupervision(LearnedWeightsMixin, Strategy):
             cps = cross_pseudo_loss(unl["main"], unl["second"], weights["main"], weights["second"])
             loss = loss + weight * cps
             logs["loss_cps"] = float(cps.detach())
+            logs["loss_unlabeled"] = float(weight * cps.detach())  # what the cross term adds to the loss
         return StepOutput(loss, logs)

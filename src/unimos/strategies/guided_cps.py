@@ -292,4 +292,5 @@ class GuidedCrossPseudoSupervision(LearnedWeightsMixin, Strategy):
                 + options["cons_weight"] * consistency
             logs["loss_rectify"] = float(rectify.detach())
             logs["loss_cons"] = float(consistency.detach())
+        logs["loss_unlabeled"] = float(ramp * unlabeled_loss.detach())  # what the unlabeled terms add to the loss
         return StepOutput(loss + ramp * unlabeled_loss, logs)

@@ -68,6 +68,7 @@ class MeanTeacher(Strategy):
         consistency = ((student_probs - teacher_probs) ** 2).mean()
         weight = self.options["weight"] * sigmoid_rampup(step, int(self.options["rampup"] * total_steps))
         logs["loss_consistency"] = float(consistency.detach())
+        logs["loss_unlabeled"] = float(weight * consistency.detach())  # what the consistency term adds to the loss
         return StepOutput(supervised + weight * consistency, logs)
 
     def after_step(self, step: int, total_steps: int) -> None:
