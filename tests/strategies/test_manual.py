@@ -24,8 +24,9 @@ def test_option_docs_give_the_default_and_the_valid_range_in_words() -> None:
     assert (docs["tau"].default, docs["tau"].valid) == ("0.95", "a number in [0, 1]")
     assert (docs["weak_flip"].default, docs["weak_flip"].valid) == ("auto", "one of auto, true, false")
     assert (docs["use_partial"].default, docs["use_partial"].valid) == ("true", "true or false")
-    rounds = next(doc for doc in option_docs("self_training") if doc.key == "rounds")
-    assert (rounds.default, rounds.valid) == ("1", "a whole number >= 1")
+    docs = {doc.key: doc for doc in option_docs("self_training")}
+    assert (docs["rounds"].default, docs["rounds"].valid) == ("1", "a whole number >= 1")
+    assert (docs["coarse"].default, docs["coarse"].valid) == ("(empty)", "a path (empty: none)")
 
 
 def test_strategies_command_prints_one_strategys_options_with_the_released_default_and_its_paper() -> None:
