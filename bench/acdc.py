@@ -284,6 +284,16 @@ def rows_for(experiments: list[str], strategies: list[str],
     return rows
 
 
+EARLIER = "# Earlier run"
+
+
+def kept_earlier_rows(path: Path) -> str:
+    """The part of an existing acdc.md from its "# Earlier run" heading on (rows of experiments this invocation did not
+    run, kept until they are rerun), or nothing."""
+    text = path.read_text() if path.is_file() else ""
+    return "\n" + text[text.index(EARLIER):] if EARLIER in text else ""
+
+
 def can_continue(run_dir: Path, config: dict[str, Any]) -> bool:
     """Whether an interrupted row's checkpoint was made with exactly this training configuration."""
     saved = run_dir / "config.json"
@@ -461,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     markdown = "\n".join(sections)
     print(markdown)
     args.results.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.results / "acdc.md", markdown + "\n")
+    write_text_atomic(args.results / "acdc.md", markdown + "\n" + kept_earlier_rows(args.results / "acdc.md"))
     for key, payload in summary_entries(results).items():
         merge_summary(key, payload, args.results)
     write_json_atomic(args.out / "acdc_meta.json", {

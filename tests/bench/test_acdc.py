@@ -224,3 +224,11 @@ def test_median_step_seconds_pools_the_rounds_of_a_self_training_run(tmp_path):
         (tmp_path / f"round_{k}" / "log.csv").write_text("step,loss,lr,seconds,data_seconds,val_dice\n" + rows)
     assert len(run_logs(tmp_path)) == 2
     assert median_step_seconds(tmp_path) == 0.6  # of 0.2, 0.4, 0.6, 0.8, 1.0
+
+
+def test_acdc_md_keeps_the_earlier_runs_section_when_it_is_rewritten(tmp_path):
+    bench = load_bench_script("acdc")
+    path = tmp_path / "acdc.md"
+    assert bench.kept_earlier_rows(path) == ""
+    path.write_text("# ACDC benchmark\n\nnew rows\n\n# Earlier run: partial rows\n\n| a | b |\n")
+    assert bench.kept_earlier_rows(path) == "\n# Earlier run: partial rows\n\n| a | b |\n"
