@@ -4,6 +4,7 @@ labeled patients, one model from partially labeled sources, and sparse labels (s
     .venv/bin/python bench/acdc.py --out /tmp/acdc                      # all three experiments, ~4.5 h (CPU)
     .venv/bin/python bench/acdc.py --out /tmp/acdc --experiments ssl --strategies supervised unimatch mean_teacher cps
     .venv/bin/python bench/acdc.py --out /tmp/acdc --device cuda --schedule published     # UniMatch's schedule
+    .venv/bin/python bench/acdc.py --out /tmp/acdc_dev --development 10 --labeled 3 --strategies supervised guided_cps
 
 Experiments (rows; every row of an experiment has the same plan, network, batch, iterations and seed):
 - `ssl`: the labeled patients of splits.json (`train_labeled_3_patients`, `train_labeled_7_patients`) as a fully
@@ -181,14 +182,30 @@ def _limited(ids: list[str], limit: int | None) -> list[str]:
     return sorted(ids)[:limit] if limit else sorted(ids)
 
 
-def write_manifests(data: Path, out: Path, seed: int, limit: int | None = None) -> dict[str, Any]:
+def development_cases(candidates: list[str], patients: int, seed: int) -> list[str]:
+    """Both frames of `patients` patients drawn (seeded) from `candidates`: the development split."""
+    pool = sorted({patient_of(cid) for cid in candidates})
+    chosen = {pool[i] for i in np.random.default_rng(seed).permutation(len(pool))[:patients]}
+    return sorted(cid for cid in candidates if patient_of(cid) in chosen)
+
+
+def write_manifests(data: Path, out: Path, seed: int, limit: int | None = None,
+                    development: int = 0) -> dict[str, Any]:
     """Derived label files and one manifest per collection; returns the manifest paths and what went where.
 
     Collections: ssl3, ssl7 (labeled + unlabeled), partial (full_src + the partial sources), full (every training
     patient fully labeled), scribbles, slices (every 5th slice); each also holds the validation patients.
-    `limit` keeps only the first N cases of every source (for smoke runs)."""
+    `limit` keeps only the first N cases of every source (for smoke runs). `development` > 0: that many training
+    patients outside both labeled sets (`train_unlabeled_given_7`) become the scored split instead of the
+    validation patients, which are then left out entirely, and leave every training source: a development split for
+    choosing options without looking at the reported patients."""
     splits = json.loads((data / "splits.json").read_text())
     train, validation = list(splits["train"]), list(splits["validation"])
+    if development:
+        validation = development_cases(splits["train_unlabeled_given_7"], development, seed)
+        held = set(validation)
+        train = [cid for cid in train if cid not in held]
+        splits = {key: [cid for cid in ids if cid not in held] for key, ids in splits.items()}
     labels_dir = out / "data" / "labels"
     dense = {cid: data / "labelsTr" / f"{cid}.nii.gz" for cid in [*train, *validation]}
     all_labels: dict[int, Any] = dict(LABELS)
@@ -203,7 +220,8 @@ def write_manifests(data: Path, out: Path, seed: int, limit: int | None = None) 
     def dense_cases(ids: list[str], split: str = "train") -> list[dict[str, Any]]:
         return [_case(data, cid, dense[cid], split) for cid in _limited(ids, limit)]
 
-    validation_source = source("acdc_validation", "full", dense_cases(validation, "validation"), all_labels)
+    validation_source = source("acdc_development" if development else "acdc_validation", "full",
+                               dense_cases(validation, "validation"), all_labels)
     collections: dict[str, list[dict[str, Any]]] = {}
     for count in LABELED_COUNTS:
         labeled, unlabeled = splits[f"train_labeled_{count}_patients"], splits[f"train_unlabeled_given_{count}"]
@@ -238,7 +256,8 @@ def write_manifests(data: Path, out: Path, seed: int, limit: int | None = None) 
     header = (f"# ACDC benchmark ({{name}}), written by bench/acdc.py, seed {seed}.\n"
               f"# Images are read from {data.resolve()}; derived label files live in {labels_dir.resolve()}.\n")
     paths = write_manifest_files(out, collections, project, header)
-    return {"manifests": paths, "partial_sources": assignment, "annotated_slices": slices}
+    return {"manifests": paths, "partial_sources": assignment, "annotated_slices": slices,
+            "scored_cases": validation}
 
 
 def slice_wise_plan(plan: dict[str, Any], schedule: Schedule) -> dict[str, Any]:
@@ -374,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
         "log the mean Dice of the validation volumes every N steps into OUT/runs/ROW/log.csv: the curve that shows "
         "whether a row has plateaued (watching, not choosing: rows keep the same iterations); 0: never. It is part "
         "of a row's configuration: an interrupted row resumed with another value starts again"))
+    parser.add_argument("--development", type=int, default=0, metavar="PATIENTS", help=(
+        "score on this many training patients outside both labeled sets (a development split, removed from every "
+        "training source) instead of the validation patients, which are left out; results go to OUT/results, "
+        "never to bench/results. For choosing options; e.g. --development 10"))
     parser.add_argument("--limit-cases", type=int, default=None, metavar="N",
                         help="keep only the first N cases of every source (smoke runs; not a benchmark)")
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -392,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
         ensure_empty_output(args.out)
     started = time.perf_counter()
     schedule = SCHEDULES[args.schedule]
-    made = write_manifests(args.data, args.out, args.seed, args.limit_cases)
+    if args.development:  # never into the reported tables
+        args.results = args.out / "results"
+    made = write_manifests(args.data, args.out, args.seed, args.limit_cases, args.development)
     manifests = {name: checked_manifest(path)[0] for name, path in made["manifests"].items()}
     # One plan for every row: the `fine` preset from every training image, made slice-wise.
     fine = plan_manifest(manifests["full"], args.out / "plan_fine.json", "fine", seed=args.seed)

@@ -232,3 +232,18 @@ def test_acdc_md_keeps_the_earlier_runs_section_when_it_is_rewritten(tmp_path):
     assert bench.kept_earlier_rows(path) == ""
     path.write_text("# ACDC benchmark\n\nnew rows\n\n# Earlier run: partial rows\n\n| a | b |\n")
     assert bench.kept_earlier_rows(path) == "\n# Earlier run: partial rows\n\n| a | b |\n"
+
+
+def test_a_development_split_scores_training_patients_outside_both_labeled_sets_and_hides_the_validation_ones(
+        bench, tmp_path):
+    data = _acdc_like(tmp_path / "acdc")
+    made = bench.write_manifests(data, tmp_path / "out", seed=0, development=1)
+    # patient008 is the only training patient outside the 7 labeled ones: both its frames are the scored split
+    assert made["scored_cases"] == ["patient008_frame01", "patient008_frame17"]
+    for name in ("ssl3", "ssl7", "full", "partial"):
+        manifest = load_manifest(made["manifests"][name])
+        scored = sorted(c.case_id for c in manifest.cases if c.split == "validation")
+        assert scored == made["scored_cases"], name
+        trained = {c.case_id for c in manifest.cases if c.split == "train"}
+        assert not trained & set(made["scored_cases"]), name
+        assert not any(cid.startswith(("patient009", "patient010")) for cid in trained | set(scored)), name
