@@ -23,10 +23,9 @@ import json
 from pathlib import Path
 
 from unimos.data.demo import SSL_SOURCES, DemoSource
-from unimos.data.manifest import load_manifest
-from unimos.preprocess.cache import preprocess_manifest
 from unimos.training.config import TrainConfig
-from unimos.workflow import DEMO_SSL_ITERATIONS, SSL_STRATEGIES, _prepare_demo, demo_results_table, train_and_score
+from unimos.workflow import (DEMO_SSL_ITERATIONS, SSL_STRATEGIES, _prepare_demo, complete_label_cache,
+                             demo_results_table, train_and_score)
 
 AT_ONE = {"gt_weight": 1.0, "self_weight": 1.0, "max_weight": 1.0}
 ROWS = {
@@ -38,14 +37,6 @@ ROWS = {
     "all_labeled": ("supervised", {}),
 }
 CEILING = "all_labeled"
-
-
-def complete_label_cache(out: Path, plan: dict, workers: int = 2) -> Path:
-    """Every case of the comparison, the unlabeled source's too, with the complete labels the generator kept
-    (DATA/manifest_complete.yaml), preprocessed with the comparison's plan into OUT/cache_complete."""
-    preprocess_manifest(load_manifest(out / "data" / "manifest_complete.yaml"), plan, out / "cache_complete",
-                        workers=workers)
-    return out / "cache_complete"
 
 
 def with_counts(sources: tuple[DemoSource, ...], labeled: int | None, unlabeled: int | None) -> tuple[DemoSource, ...]:

@@ -293,6 +293,15 @@ def _prepare_demo(out: Path, quick: bool, seed: int, workers: int, step: Callabl
     return _Prepared(manifest_path, manifest, report, plan_path, plan, cache_dir, counts)
 
 
+def complete_label_cache(out: Path, plan: dict[str, Any], workers: int = 2,
+                         progress: Progress | None = None) -> Path:
+    """OUT/cache_complete: every demo case with the complete labels the generator kept (DATA/manifest_complete.yaml,
+    the unlabeled cases' too), preprocessed with the comparison's plan; the upper bound's and ceiling's data."""
+    preprocess_manifest(load_manifest(out / "data" / "manifest_complete.yaml"), plan, out / "cache_complete",
+                        workers=workers, progress=progress)
+    return out / "cache_complete"
+
+
 def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: Manifest, config: TrainConfig,
                     out: Path, step: Callable[[str], Progress | None] = lambda _label: None,
                     train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None,
@@ -351,8 +360,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
     step = progress_factory or (lambda _label: None)
     started = time.perf_counter()
     prepared = _prepare_demo(out, quick, seed, workers, step)
-    complete = load_manifest(out / "data" / "manifest_complete.yaml")
-    preprocess_manifest(complete, prepared.plan, out / "cache_complete", workers=workers, progress=step("complete labels"))
+    complete = complete_label_cache(out, prepared.plan, workers, step("complete labels"))
 
     budget = iterations or demo_iterations(quick, resolved_precision_name(precision, device))
     summaries: dict[str, dict[str, Any]] = {}
@@ -360,7 +368,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
     for method in DEMO_METHODS:
         config = TrainConfig(method="partial" if method == "upper_bound" else method, iterations=budget, seed=seed,
                              device=device, precision=precision, checkpoint_every=0, deep_supervision=True)
-        cache = out / ("cache_complete" if method == "upper_bound" else "cache")
+        cache = complete if method == "upper_bound" else prepared.cache_dir
         summaries[method], timings[f"train_{method}_s"] = train_and_score(
             method, cache, prepared.plan, prepared.manifest, config, out, step, train_progress)
     manifest, plan = prepared.manifest, prepared.plan
@@ -410,10 +418,8 @@ def run_ssl_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: i
         raise UnimosError("strategies", f"{unknown} are not rows of the semi-supervised demo",
                           f"use some of {', '.join(SSL_ALL_ROWS)}")
     prepared = _prepare_demo(out, quick, seed, workers, step, sources=sources or SSL_SOURCES)
-    if SSL_CEILING in strategies:
-        complete = load_manifest(out / "data" / "manifest_complete.yaml")
-        preprocess_manifest(complete, prepared.plan, out / "cache_complete", workers=workers,
-                            progress=step("complete labels"))
+    complete = complete_label_cache(out, prepared.plan, workers, step("complete labels")) \
+        if SSL_CEILING in strategies else None
     budget = iterations or DEMO_SSL_ITERATIONS["quick" if quick else "default"]
     summaries: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
@@ -421,7 +427,7 @@ def run_ssl_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: i
         ceiling = name == SSL_CEILING
         config = TrainConfig(strategy="supervised" if ceiling else name, iterations=budget, seed=seed, device=device,
                              precision=precision, checkpoint_every=0, deep_supervision=True)
-        cache = out / "cache_complete" if ceiling else prepared.cache_dir
+        cache = complete if ceiling and complete is not None else prepared.cache_dir
         summaries[name], seconds[name] = train_and_score(name, cache, prepared.plan, prepared.manifest,
                                                          config, out, step, train_progress)
     manifest = prepared.manifest
