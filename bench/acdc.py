@@ -128,6 +128,7 @@ class Row:
     collection: str
     loss: str
     strategy: str
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 def patient_of(case_id: str) -> str:
@@ -283,15 +284,28 @@ ALL_LABELED = "all_labeled"
 """The ssl ceiling row: supervised on every training patient with its labels, at the ssl rows' iterations."""
 
 
-def rows_for(experiments: list[str], strategies: list[str],
-             counts: tuple[str, ...] = LABELED_COUNTS) -> dict[str, Row]:
-    """Every row the chosen experiments need, in run order; the upper bound appears once for partial and sparse."""
+def option_suffix(options: dict[str, Any]) -> str:
+    """`+key=value` per strategy option, sorted: the row name of a semi-supervised row trained with options other than
+    its defaults says which (`ssl3_guided_cps+rectify_weight=0`), so that an ablation never overwrites the row."""
+    return "".join(f"+{key}={value}" for key, value in sorted(options.items()))
+
+
+def rows_for(experiments: list[str], strategies: list[str], counts: tuple[str, ...] = LABELED_COUNTS,
+             options: dict[str, Any] | None = None) -> dict[str, Row]:
+    """Every row the chosen experiments need, in run order; the upper bound appears once for partial and sparse.
+    `options` (strategy options) go to every semi-supervised row and into its name, never to supervised rows."""
+    options = options or {}
     rows: dict[str, Row] = {}
     if "ssl" in experiments:
         for count in counts:
             for strategy in strategies:
-                rows[f"ssl{count}_{strategy}"] = Row("ssl", "full", "partial", "supervised") \
-                    if strategy == ALL_LABELED else Row("ssl", f"ssl{count}", "partial", strategy)
+                if strategy == ALL_LABELED:
+                    rows[f"ssl{count}_{strategy}"] = Row("ssl", "full", "partial", "supervised")
+                elif strategy == "supervised" or not options:
+                    rows[f"ssl{count}_{strategy}"] = Row("ssl", f"ssl{count}", "partial", strategy)
+                else:
+                    rows[f"ssl{count}_{strategy}{option_suffix(options)}"] = Row(
+                        "ssl", f"ssl{count}", "partial", strategy, tuple(sorted(options.items())))
     if "partial" in experiments:
         rows["partial"] = Row("partial", "partial", "partial", "supervised")
         rows["naive"] = Row("partial", "partial", "naive", "supervised")
@@ -367,6 +381,33 @@ def summary_entries(results: dict[str, Any]) -> dict[str, Any]:
     return entries
 
 
+def parse_options(items: list[str], strategies: list[str]) -> dict[str, Any] | None:
+    """--strategy-option KEY=VALUE items as a dict, checked against every chosen semi-supervised strategy; None (after
+    printing every problem) when one is not KEY=VALUE or a strategy refuses it."""
+    import yaml
+
+    from unimos.errors import UnimosError
+    from unimos.strategies.base import check_strategy_options
+
+    options: dict[str, Any] = {}
+    problems = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"--strategy-option: '{item}' is not KEY=VALUE. Fix: write it like rectify_weight=0")
+        else:
+            options[key.strip()] = yaml.safe_load(value)
+    for strategy in (s for s in strategies if s not in ("supervised", ALL_LABELED)):
+        if options and not problems:
+            try:
+                check_strategy_options(strategy, options)
+            except UnimosError as err:
+                problems.extend(f"--strategy-option for {strategy}: {p}" for p in err.problems)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return None if problems else options
+
+
 def main(argv: list[str] | None = None) -> int:
     from unimos.workflow import SSL_STRATEGIES
 
@@ -397,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
         "score on this many training patients outside both labeled sets (a development split, removed from every "
         "training source) instead of the validation patients, which are left out; results go to OUT/results, "
         "never to bench/results. For choosing options; e.g. --development 10"))
+    parser.add_argument("--strategy-option", nargs="+", default=[], metavar="KEY=VALUE", help=(
+        "options of the semi-supervised strategies (as `unimos train --strategy-option`), e.g. rectify_weight=0; "
+        "the rows' names carry them (ssl3_guided_cps+rectify_weight=0). Choose them on --development, never on the "
+        "reported validation patients"))
     parser.add_argument("--limit-cases", type=int, default=None, metavar="N",
                         help="keep only the first N cases of every source (smoke runs; not a benchmark)")
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -424,7 +469,10 @@ def main(argv: list[str] | None = None) -> int:
     plan = slice_wise_plan(fine, schedule)
     save_plan(plan, args.out / "plan.json")
     organs = list(manifests["full"].taxonomy.names[1:])
-    rows = rows_for(args.experiments, args.strategies, tuple(args.labeled))
+    options = parse_options(args.strategy_option, args.strategies)
+    if options is None:
+        return 2
+    rows = rows_for(args.experiments, args.strategies, tuple(args.labeled), options)
     results_path = args.out / "acdc_results.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if args.resume and results_path.exists() else {}
     for name, row in rows.items():
@@ -445,7 +493,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         cache = args.out / "cache" / row.collection
         preprocess_manifest(manifests[row.collection], plan, cache)
-        config = TrainConfig(method=row.loss, strategy=row.strategy, iterations=iterations, seed=args.seed,
+        config = TrainConfig(method=row.loss, strategy=row.strategy, strategy_options=dict(row.options),
+                             iterations=iterations, seed=args.seed,
                              device=args.device, optimizer=schedule.optimizer, learning_rate=schedule.learning_rate,
                              weight_decay=schedule.weight_decay, momentum=schedule.momentum,
                              checkpoint_every=max(100, iterations // 10), deep_supervision=False,

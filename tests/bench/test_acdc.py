@@ -247,3 +247,20 @@ def test_a_development_split_scores_training_patients_outside_both_labeled_sets_
         trained = {c.case_id for c in manifest.cases if c.split == "train"}
         assert not trained & set(made["scored_cases"]), name
         assert not any(cid.startswith(("patient009", "patient010")) for cid in trained | set(scored)), name
+
+
+def test_strategy_options_go_to_semi_supervised_rows_only_and_into_their_names(bench):
+    rows = bench.rows_for(["ssl"], ["supervised", "guided_cps", "all_labeled"], ("3",), {"rectify_weight": 0})
+    assert list(rows) == ["ssl3_supervised", "ssl3_guided_cps+rectify_weight=0", "ssl3_all_labeled"]
+    assert rows["ssl3_guided_cps+rectify_weight=0"].options == (("rectify_weight", 0),)
+    assert rows["ssl3_supervised"].options == ()
+
+
+def test_strategy_options_that_a_chosen_strategy_refuses_are_all_listed(bench, capsys):
+    assert bench.parse_options(["rectify_weight=0", "class_weights=none"], ["guided_cps"]) == {
+        "rectify_weight": 0, "class_weights": "none"}
+    assert bench.parse_options(["rectify_weight", "tau=2"], ["guided_cps"]) is None
+    assert "is not KEY=VALUE" in capsys.readouterr().err
+    assert bench.parse_options(["nonsense=1"], ["guided_cps", "cps"]) is None
+    err = capsys.readouterr().err
+    assert "guided_cps" in err and "cps" in err and "nonsense" in err
