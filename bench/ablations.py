@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (RESULTS, earlier_results, machine_line, merge_summary, organ_markdown, pending_rows,
-                     run_row)
+from _common import RESULTS, earlier_results, machine_line, merge_summary, organ_markdown, pending_rows, run_row
+
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 DEFAULT_ITERATIONS = 700

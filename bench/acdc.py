@@ -56,9 +56,18 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+from _common import (
+    SHARED_DATA,
+    machine_line,
+    median_step_seconds,
+    merge_summary,
+    organ_markdown,
+    organ_table,
+    run_logs,
+    write_kept_label,
+)
+from _common import write_manifests as write_manifest_files
 
-from _common import (SHARED_DATA, machine_line, median_step_seconds, merge_summary, organ_markdown, organ_table,
-                     run_logs, write_kept_label, write_manifests as write_manifest_files)
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 MODALITY = "MR"
@@ -486,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: reused from {results_path}", flush=True)
             continue
         twin = next((r for r, v in results.items() if row.strategy == "supervised" and row.collection == "full"
-                     and v["collection"] == "full" and v["experiment"] == "ssl" and v["iterations"] == iterations), None)
+                     and v["collection"] == "full" and v["experiment"] == "ssl"
+                     and v["iterations"] == iterations), None)
         if twin is not None:  # the all_labeled ceiling is one model for every labeled count
             results[name] = {**results[twin], "same_model_as": twin}
             write_json_atomic(results_path, results)

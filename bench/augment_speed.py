@@ -21,7 +21,7 @@ import time
 import torch
 from monai.networks.nets import DynUNet
 
-from unimos.training.augment import AugmentConfig, augment_batch
+from unimos.augment.transforms import AugmentConfig, augment_batch
 
 WORST_CASE = AugmentConfig(flip_probability=0.5, rotation_probability=1.0, scale_probability=1.0,
                            elastic_probability=1.0, brightness_probability=1.0, contrast_probability=1.0,

@@ -27,9 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import (
+    SHARED_DATA,
+    add_row_arguments,
+    machine_line,
+    merge_summary,
+    organ_markdown,
+    run_row,
+    write_kept_label,
+)
+from _common import write_manifests as write_manifest_files
 
-from _common import (SHARED_DATA, add_row_arguments, machine_line, merge_summary, organ_markdown, run_row,
-                     write_kept_label, write_manifests as write_manifest_files)
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 SOURCE_ORGANS: dict[str, tuple[str, ...]] = {
@@ -176,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{results[name]['table']['mean8']['dsc']:.3f} ({results[name]['train_s'] / 60:.1f} min training)",
               flush=True)
 
-    header = (f"BTCV partial-label benchmark, {machine_line()} (device {args.device}); seed {args.seed}; plan `{args.preset}` at 3 mm, patch {plan['patch_size']}, "
+    header = (f"BTCV partial-label benchmark, {machine_line()} (device {args.device}); seed {args.seed}; "
+              f"plan `{args.preset}` at 3 mm, patch {plan['patch_size']}, "
               f"batch {plan['batch_size']}, DynUNet with deep supervision, {iterations} iterations per row "
               f"(budget {args.budget}); training minutes per row: "
               + ", ".join(f"{r} {v['train_s'] / 60:.1f}" for r, v in results.items())

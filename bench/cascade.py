@@ -29,9 +29,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (RESULTS, SHARED_DATA, earlier_results, machine_line, merge_summary, organ_markdown,
-                     organ_table, run_row)
+from _common import (
+    RESULTS,
+    SHARED_DATA,
+    earlier_results,
+    machine_line,
+    merge_summary,
+    organ_markdown,
+    organ_table,
+    run_row,
+)
 from inference_peers import child_env, run_process, upsampled_ct
+
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 DEFAULT_ITERATIONS = 700

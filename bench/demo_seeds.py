@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from _common import machine_line, merge_summary
+
 from unimos.workflow import DEMO_METHODS, SSL_ALL_ROWS, SSL_CEILING, SSL_DEFAULT_ROWS, run_demo, run_ssl_demo
 
 

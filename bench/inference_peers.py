@@ -171,9 +171,9 @@ def unimos_checkpoint(folder: Path, patch: int, spacing_mm: list[float] | None =
     import torch
 
     from unimos.data.taxonomy import abdominal_taxonomy
+    from unimos.networks.checkpoint import save_checkpoint
     from unimos.networks.registry import build_network
     from unimos.preprocess.plan import make_plan, with_hashes
-    from unimos.training.checkpoint import save_checkpoint
 
     fingerprint = {"median_spacing_mm": list(SPACING_MM), "spacing_percentile_10_mm": list(SPACING_MM),
                    "median_extent_mm": [366.0, 303.0, 336.0], "modalities": {"CT": dict(CT_STATS)}}
@@ -618,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         return worker_main(argv)
     args = parse_args(argv)
     from _common import RESULTS, SHARED_DATA, machine_line, merge_summary
+
     from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -28,9 +28,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import (
+    SHARED_DATA,
+    add_row_arguments,
+    earlier_results,
+    machine_line,
+    merge_summary,
+    organ_markdown,
+    pending_rows,
+    run_row,
+)
+from _common import write_manifests as write_manifest_files
 
-from _common import (SHARED_DATA, add_row_arguments, earlier_results, machine_line, merge_summary, organ_markdown,
-                     pending_rows, run_row, write_manifests as write_manifest_files)
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 DEFAULT_ITERATIONS = 3500
@@ -45,7 +54,8 @@ def write_manifests(data: Path, out: Path) -> dict[str, Path]:
     meta = json.loads((data / "dataset.json").read_text())
     names = {int(v): n for n, v in meta["labels"].items() if int(v) != 0}
     splits = json.loads((data / "splits.json").read_text())
-    contoured = {cid: entry["annotated_classes"] for cid, entry in json.loads((data / "cases.json").read_text()).items()}
+    contoured = {cid: entry["annotated_classes"]
+                 for cid, entry in json.loads((data / "cases.json").read_text()).items()}
     project = {"name": "openkbp-partial-bench", "classes": [names[v] for v in sorted(names)]}
 
     def case(cid: str, split: str, per_case: bool) -> dict[str, Any]:
@@ -91,7 +101,8 @@ def goals(tables: dict[str, dict[str, Any]]) -> list[str]:
                      f"{'met' if worst[0] >= -0.02 else 'missed'})")
     if "partial" in tables and "fully_annotated_only" in tables:
         gap = tables["partial"]["mean"]["dsc"] - tables["fully_annotated_only"]["mean"]["dsc"]
-        lines.append(f"partial - fully_annotated_only, mean DSC: {gap:+.3f} (goal > 0: {'met' if gap > 0 else 'missed'})")
+        lines.append(f"partial - fully_annotated_only, mean DSC: {gap:+.3f} "
+                     f"(goal > 0: {'met' if gap > 0 else 'missed'})")
     return lines
 
 

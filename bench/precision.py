@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-
 from _common import RESULTS, machine_line, merge_summary
+
 from unimos.inference.sliding import _plain_logits
 from unimos.losses.registry import build_loss
 from unimos.losses.targets import Targets

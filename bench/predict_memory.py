@@ -47,9 +47,9 @@ def untrained_checkpoint(path: Path, spacing: tuple[float, float, float], extent
     import torch
 
     from unimos.data.taxonomy import abdominal_taxonomy
+    from unimos.networks.checkpoint import save_checkpoint
     from unimos.networks.registry import build_network, network_config_for
     from unimos.preprocess.plan import make_plan
-    from unimos.training.checkpoint import save_checkpoint
 
     fingerprint = {"median_spacing_mm": list(spacing), "spacing_percentile_10_mm": list(spacing),
                    "median_extent_mm": extent_mm,

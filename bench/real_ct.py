@@ -23,6 +23,7 @@ from typing import Any
 
 from _common import RESULTS, SHARED_DATA, machine_line, merge_summary
 from inference_peers import child_env, run_process
+
 from unimos.utils.atomic import write_text_atomic
 
 INPUTS = {"nifti_example_ct": ("totalseg", "example_ct.nii.gz"), "dicom_series": ("dicom_ct", "series")}

@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1 or len(args.spacings) < 2:
         parser.error("need --repeats >= 1 and at least two --spacings")
     from _common import RESULTS, SHARED_DATA, machine_line, merge_summary
+
     from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
     source = SHARED_DATA / SMALL_CT

@@ -2,7 +2,8 @@
 table (`demo_seeds.py --ssl`) does not use.
 
     .venv/bin/python bench/ssl_variants.py --seed 2 --out /tmp/ssl_dev2 [--rows supervised guided_w01]
-    .venv/bin/python bench/ssl_variants.py --seed 2 --out /tmp/ceil --rows supervised all_labeled --labeled 1 --unlabeled 12
+    .venv/bin/python bench/ssl_variants.py --seed 2 --out /tmp/ceil --rows supervised all_labeled \\
+        --labeled 1 --unlabeled 12
 
 The data is the semi-supervised demo's layout (unimos.data.demo.SSL_SOURCES: labeled CTs, unlabeled CTs, 5 test
 CTs); `--labeled` / `--unlabeled` change its counts, to measure how the ceiling depends on them.
@@ -24,8 +25,14 @@ from pathlib import Path
 
 from unimos.data.demo import SSL_SOURCES, DemoSource
 from unimos.training.config import TrainConfig
-from unimos.workflow import (DEMO_SSL_ITERATIONS, SSL_STRATEGIES, _prepare_demo, complete_label_cache,
-                             demo_results_table, train_and_score)
+from unimos.workflow import (
+    DEMO_SSL_ITERATIONS,
+    SSL_STRATEGIES,
+    _prepare_demo,
+    complete_label_cache,
+    demo_results_table,
+    train_and_score,
+)
 
 AT_ONE = {"gt_weight": 1.0, "self_weight": 1.0, "max_weight": 1.0}
 ROWS = {

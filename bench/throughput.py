@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-
 from _common import RESULTS, machine_line, merge_summary
+
+from unimos.augment.transforms import AugmentConfig
 from unimos.preprocess.cache import CachedCase
-from unimos.training.augment import AugmentConfig
 from unimos.training.config import TrainConfig
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
@@ -156,7 +156,7 @@ def unimos_batches(inputs: Inputs, patch: Sequence[int], batch_size: int, config
 def _augmented(source: PatchSource, batch_size: int, seed: int) -> Iterator[Batch]:
     """Endless batches of `source`, augmented; the sampler's numpy and the augmentation's torch generators seeded
     as the loop seeds them."""
-    from unimos.training.augment import augment_batch
+    from unimos.augment.transforms import augment_batch
 
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -177,9 +177,22 @@ def foreground_ratios(label_values: int) -> list[float]:
 def monai_transforms(patch: Sequence[int], label_values: int, foreground_fraction: float, seed: int) -> Any:
     """The MONAI `Compose` equivalent of unimos's patch cutting and default augmentation (see `describe_monai`)."""
     from monai.data import NumpyReader
-    from monai.transforms import (Compose, LoadImaged, OneOf, RandAdjustContrastd, RandCropByLabelClassesd, RandFlipd,
-                                  RandGaussianNoised, RandGaussianSmoothd, RandRotated, RandScaleIntensityd,
-                                  RandScaleIntensityFixedMeand, RandSpatialCropSamplesd, RandZoomd, SpatialPadd)
+    from monai.transforms import (
+        Compose,
+        LoadImaged,
+        OneOf,
+        RandAdjustContrastd,
+        RandCropByLabelClassesd,
+        RandFlipd,
+        RandGaussianNoised,
+        RandGaussianSmoothd,
+        RandRotated,
+        RandScaleIntensityd,
+        RandScaleIntensityFixedMeand,
+        RandSpatialCropSamplesd,
+        RandZoomd,
+        SpatialPadd,
+    )
 
     aug = AugmentConfig()
     if aug.elastic_probability > 0:

@@ -29,11 +29,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from _common import RESULTS, machine_line, merge_summary
 
 import unimos.losses.baselines as baselines
 import unimos.losses.compound as compound
 import unimos.networks.dynunet as dynunet
-from _common import RESULTS, machine_line, merge_summary
 from unimos.data.demo import make_demo_data
 from unimos.losses.base import zero_with_graph
 from unimos.losses.cross_entropy import candidate_log_prob

@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # torch is imported only by the stages that train
 Progress = Callable[[int, int], None]
 
 
-def checked_manifest(path: str | Path, workers: int = 2, progress: Progress | None = None) -> tuple[Manifest, InspectReport]:
+def checked_manifest(path: str | Path, workers: int = 2,
+                     progress: Progress | None = None) -> tuple[Manifest, InspectReport]:
     """Load and inspect a manifest; raise ValidationFailed listing every problem when it is not usable."""
     manifest = load_manifest(path)
     report = inspect_manifest(manifest, workers=workers, progress=progress)
@@ -121,7 +122,7 @@ def run_outputs(run_dir: Path) -> list[Path]:
 
 
 def _describe_run(run_dir: Path) -> str:
-    from unimos.training.checkpoint import read_checkpoint_meta
+    from unimos.networks.checkpoint import read_checkpoint_meta
 
     for name in ("checkpoint_final", "checkpoint_latest"):
         try:
@@ -184,6 +185,7 @@ def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: TrainC
     An earlier run in `run_dir` is refused unless `resume` (continue it) or `overwrite`: it is then set aside and
     deleted once the new run ends, or put back if the new run fails before its first checkpoint."""
     from unimos.preprocess.cache import open_cache
+    from unimos.strategies import is_multi_round
     from unimos.training.loop import train
 
     run_dir = Path(run_dir)
@@ -193,8 +195,8 @@ def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: TrainC
     validation = [c for c in cached if c.meta["split"] == "validation" and c.meta["has_label"]]
     aside = _set_aside(run_dir, found) if found and overwrite else None
     try:
-        if is_multi_round(config.strategy):
-            from unimos.strategies.self_training import run_self_training
+        if is_multi_round(config.strategy):  # a pipeline of several trainings
+            from unimos.pipelines.self_training import run_self_training
 
             result = run_self_training(cases, plan, config, run_dir, validation_cases=validation, resume=resume,
                                        progress=progress)
@@ -208,14 +210,6 @@ def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: TrainC
     if aside is not None:
         _settle(aside, run_dir, failed=False)
     return result
-
-
-def is_multi_round(strategy: str) -> bool:
-    """Whether a strategy runs the training loop several times (self-training) rather than once."""
-    import unimos.strategies  # noqa: F401  (registers)
-    from unimos.strategies.base import STRATEGIES
-
-    return bool(getattr(STRATEGIES.get(strategy), "multi_round", False))
 
 
 DEMO_METHODS = ("partial", "naive", "upper_bound")

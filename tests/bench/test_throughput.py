@@ -6,7 +6,6 @@ import pytest
 from tests.bench.scripts import load_bench_script
 
 
-
 @pytest.fixture(scope="module")
 def bench():
     return load_bench_script("throughput")

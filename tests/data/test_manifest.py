@@ -24,7 +24,8 @@ def test_manifest_resolves_sources_cases_and_annotated_classes(tiny_manifest):
 def test_kind_full_requires_every_project_class(tmp_path):
     img, lab = tiny_case(tmp_path, "a")
     path = write_manifest(tmp_path, {"project": {"classes": ["liver", "spleen"]}, "sources": [
-        {"name": "s", "kind": "full", "labels": {1: "liver"}, "cases": [{"id": "a", "image": str(img), "label": str(lab)}]}]})
+        {"name": "s", "kind": "full", "labels": {1: "liver"},
+         "cases": [{"id": "a", "image": str(img), "label": str(lab)}]}]})
     with pytest.raises(ManifestError, match="kind: partial"):
         load_manifest(path)
 
@@ -67,7 +68,8 @@ def _nnunet_folder(root, *, with_cases_json=False):
         label = np.zeros((8, 8, 4), dtype=np.uint8)
         label[1:3, 1:3, 1] = 1
         label[4:6, 4:6, 2] = 3
-        write_nifti(root / "imagesTr" / f"case_{i:03d}_0000.nii.gz", np.random.default_rng(i).random((8, 8, 4)).astype(np.float32))
+        write_nifti(root / "imagesTr" / f"case_{i:03d}_0000.nii.gz",
+                    np.random.default_rng(i).random((8, 8, 4)).astype(np.float32))
         write_nifti(root / "labelsTr" / f"case_{i:03d}.nii.gz", label)
     write_nifti(root / "imagesTs" / "case_100_0000.nii.gz", np.zeros((8, 8, 4), dtype=np.float32))
     (root / "splits.json").write_text(json.dumps({"train": ["case_000", "case_001"], "validation": ["case_002"]}))

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import write_nifti
+from tests.inference.test_predictor import tiny_model  # noqa: F401  (fixture)
 from unimos.data.volume import Volume
 from unimos.errors import UnimosError
 from unimos.inference.cascade import crop_volume, paste, predict_cascade, roi_box
 from unimos.inference.predictor import PredictOptions, predict_files
-from tests.inference.test_predictor import tiny_model  # noqa: F401  (fixture)
 
 AFFINE = np.array([[0, -1.5, 0, 10], [2.0, 0, 0, -4], [0, 0, 3.0, 7], [0, 0, 0, 1]])
 
@@ -36,9 +36,7 @@ def test_crop_keeps_every_voxel_at_its_world_position_and_paste_puts_it_back():
     assert pasted.array.sum() == array[3:11, 4:12, 5:13].sum() and np.array_equal(pasted.affine, full.affine)
 
 
-def test_cascade_runs_the_fine_model_only_inside_the_region(tiny_model, tmp_path, monkeypatch):  # noqa: F811
-    import unimos.inference.predictor as predictor
-
+def test_cascade_runs_the_fine_model_only_inside_the_region(tiny_model, tmp_path):  # noqa: F811
     affine = np.diag([1.5, 1.5, 4.0, 1.0])
     image = np.full((30, 26, 14), -1000, dtype=np.int16)
     image[5:25, 5:21, 2:12] = 40
@@ -54,16 +52,15 @@ def test_cascade_runs_the_fine_model_only_inside_the_region(tiny_model, tmp_path
             return Volume(found, inputs[0].affine)
         return Volume(np.full(inputs[0].shape, 1, np.uint8), inputs[0].affine)  # the fine stage labels its box
 
-    monkeypatch.setattr(predictor, "predict_volume", fake_predict)
     stages: dict[str, float] = {}
-    labels, region = predict_cascade(tiny_model, tiny_model, channels, PredictOptions(), stages, margin_mm=3.0)
+    labels, region = predict_cascade(fake_predict, tiny_model, tiny_model, channels, PredictOptions(), stages,
+                                     margin_mm=3.0)
     # margin 3 mm: 2, 2 and 1 voxels at (1.5, 1.5, 4.0) mm
     assert region["roi_low"] == [8, 6, 4] and region["roi_high"] == [14, 11, 8]
     assert seen[1].shape == (6, 5, 4) and np.array_equal(seen[1].array, channels[0].array[8:14, 6:11, 4:8])
     assert labels.shape == image.shape and labels.array.sum() == 6 * 5 * 4
     assert labels.array[8:14, 6:11, 4:8].all() and "coarse" in stages
     assert region["roi_share"] == pytest.approx(120 / (30 * 26 * 14))
-    monkeypatch.undo()
 
     records = predict_files(tiny_model, [path], tmp_path / "out", PredictOptions(), coarse=tiny_model,
                             roi_margin_mm=3.0)

@@ -3,9 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import tiny_training_plan
-
-from tests.conftest import write_nifti
+from tests.conftest import tiny_training_plan, write_nifti
 from unimos.data.io import read_volume
 from unimos.data.manifest import load_manifest
 from unimos.inference.postprocess import largest_component_per_class
@@ -150,7 +148,7 @@ def test_a_plan_naming_pipofan2d_without_spatial_dims_can_resize_slices():
 
 
 def test_resuming_with_another_slice_resize_is_refused(tiny_cache, tmp_path):
-    from unimos.training.checkpoint import CheckpointError
+    from unimos.networks.checkpoint import CheckpointError
 
     cases, plan = tiny_cache
     plan = with_hashes({**plan, "network": {**plan["network"], "filters": [4, 8, 16]}})

@@ -15,8 +15,14 @@ from tests.conftest import write_nifti
 from unimos.errors import UnimosError
 from unimos.inference.predictor import PredictOptions, load_model, predict_files
 from unimos.inference.sliding import predict_probabilities
-from unimos.inference.windows import (bytes_per_window_voxel, choose_windows, full_resolution_width,
-                                      image_buffer_bytes, patch_windows, windows_along)
+from unimos.inference.windows import (
+    bytes_per_window_voxel,
+    choose_windows,
+    full_resolution_width,
+    image_buffer_bytes,
+    patch_windows,
+    windows_along,
+)
 
 PATCH, DIVISOR = (96, 96, 96), (16, 16, 16)
 PER_VOXEL = bytes_per_window_voxel(width=32, n_classes=14, in_channels=1)
@@ -149,9 +155,9 @@ def test_auto_windows_match_the_patch_prediction_of_a_convolutional_network_away
 def _untrained_checkpoint(folder: Path) -> Path:
     """A checkpoint of a 3 mm plan with a tiny DynUNet (filters 4-16, patch 16^3) and fresh weights."""
     from unimos.data.taxonomy import abdominal_taxonomy
+    from unimos.networks.checkpoint import save_checkpoint
     from unimos.networks.registry import build_network
     from unimos.preprocess.plan import make_plan, with_hashes
-    from unimos.training.checkpoint import save_checkpoint
 
     fingerprint = {"median_spacing_mm": [3.0] * 3, "spacing_percentile_10_mm": [3.0] * 3,
                    "median_extent_mm": [120.0] * 3,

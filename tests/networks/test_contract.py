@@ -138,7 +138,8 @@ def test_forward_with_features_gives_decoder_features_at_logit_size(name, deep_s
 @names
 @with_and_without_deep_supervision
 def test_weights_round_trip_through_safetensors(name, deep_supervision, tmp_path):
-    # Checkpoints are safetensors (DESIGN.md, section 4), which refuses tensors that share memory.
+    # Checkpoints are safetensors (the project rule: nothing is ever unpickled), which refuses tensors that
+    # share memory.
     network = tiny_network(name, deep_supervision, seed=0).eval()
     path = tmp_path / "weights.safetensors"
     save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(path))

@@ -137,3 +137,20 @@ def test_sparse_slices_survive_preprocessing_as_one_slice_each(tmp_path):
     z_world = [(np.asarray(case.meta["affine"]) @ np.array([0, 0, k, 1.0]))[2] for k in annotated_z]
     assert np.allclose(z_world, [10.0, 35.0], atol=1.5)
     assert label[~region].max() == 0 and label[region].max() == 1
+
+
+def test_write_cached_case_shares_the_image_of_another_case_and_replaces_an_earlier_one(tmp_path):
+    from unimos.preprocess.cache import CachedCase, write_cached_case
+
+    image = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)
+    original = write_cached_case(tmp_path / "a", {"case_id": "a"}, {"image": image, "label": np.zeros((2, 2, 2),
+                                                                                                      np.uint8)})
+    assert isinstance(original, CachedCase) and np.array_equal(original.image(), image)
+    label = np.ones((2, 2, 2), np.uint8)
+    shared = write_cached_case(tmp_path / "b", {"case_id": "b"}, {"label": label}, image_from=original.folder)
+    assert np.array_equal(shared.image(), image) and np.array_equal(shared.label(), label)
+    assert (tmp_path / "b" / "image.npy").stat().st_ino == (tmp_path / "a" / "image.npy").stat().st_ino  # a link
+    again = write_cached_case(tmp_path / "b", {"case_id": "b", "round": 2}, {"label": label * 2},
+                              image_from=original.folder)
+    assert again.meta["round"] == 2 and int(np.asarray(again.label()).max()) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # no temporary folder left behind

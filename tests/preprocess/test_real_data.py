@@ -21,7 +21,8 @@ def test_real_nnunet_folder_inspects_plans_and_preprocesses(shared_data, tmp_pat
     preprocess_manifest(manifest, plan, tmp_path / "cache", workers=1)
     cases = {c.case_id: c for c in open_cache(tmp_path / "cache", plan)}
     slab = cases["tsx_0003"]  # the DICOM-derived 512x512x20 LPS slab
-    assert np.allclose(np.linalg.norm(np.asarray(slab.meta["affine"])[:3, :3], axis=0), 3.0, atol=0.1)  # whole voxels over the field of view
+    # whole voxels over the field of view
+    assert np.allclose(np.linalg.norm(np.asarray(slab.meta["affine"])[:3, :3], axis=0), 3.0, atol=0.1)
     assert slab.meta["original_shape"] == [512, 512, 20]
     label = np.asarray(cases["tsx_0001"].label())
     affine = np.asarray(cases["tsx_0001"].meta["affine"])

@@ -2,8 +2,15 @@ import numpy as np
 import pytest
 
 from unimos.data.volume import Volume
-from unimos.preprocess.resample import (map_annotated_slices, orientation_to_ras, reorient, reorient_slices,
-                                        resample_image, resample_nearest, target_shape)
+from unimos.preprocess.resample import (
+    map_annotated_slices,
+    orientation_to_ras,
+    reorient,
+    reorient_slices,
+    resample_image,
+    resample_nearest,
+    target_shape,
+)
 
 
 def _world(affine, index):

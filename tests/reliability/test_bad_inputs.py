@@ -516,9 +516,8 @@ def _nifti_header_only(path: Path, shape: tuple[int, int, int], spacing: tuple[f
 
 
 def test_a_scan_too_large_for_the_memory_budget_is_refused_from_its_header(checkpoint, tmp_path):
-    from unimos.inference.predictor import PredictOptions, load_model, predict_files
-
     from unimos.inference.memory import current_rss_mib
+    from unimos.inference.predictor import PredictOptions, load_model, predict_files
 
     model = load_model(checkpoint)
     # The voxels are cut short: a refusal that names the budget, not the truncation, read the header alone.

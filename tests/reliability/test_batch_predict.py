@@ -9,8 +9,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.reliability.helpers import (assert_one_clear_error, good_scan, invoke, leftovers, resave,
-                                       predict_log, truncate)
+from tests.reliability.helpers import (
+    assert_one_clear_error,
+    good_scan,
+    invoke,
+    leftovers,
+    predict_log,
+    resave,
+    truncate,
+)
 
 
 def _nan_scan(path: Path) -> Path:

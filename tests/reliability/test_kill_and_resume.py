@@ -21,12 +21,13 @@ from unimos.data.manifest import load_manifest
 from unimos.preprocess.plan import save_plan
 from unimos.utils.atomic import PAUSE_HOOK, is_partial
 
-TRAIN_ARGS = ["--iterations", "8", "--checkpoint-every", "2", "--log-every", "1", "--seed", "3", "--device", "cpu", "--workers", "1",
-              "--learning-rate", "0.01"]
+TRAIN_ARGS = ["--iterations", "8", "--checkpoint-every", "2", "--log-every", "1", "--seed", "3", "--device", "cpu",
+              "--workers", "1", "--learning-rate", "0.01"]
 
 
 def _unimos(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "unimos.cli.main", *map(str, args)], env={**os.environ, **(env or {})},
+    return subprocess.Popen([sys.executable, "-m", "unimos.cli.main", *map(str, args)],
+                            env={**os.environ, **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -26,8 +26,16 @@ import numpy as np
 import pytest
 
 from tests.conftest import SHARED_DATA
-from tests.reliability.helpers import (assert_one_clear_error, files_under, good_scan, invoke, leftovers, resave,
-                                       predict_log, truncate)
+from tests.reliability.helpers import (
+    assert_one_clear_error,
+    files_under,
+    good_scan,
+    invoke,
+    leftovers,
+    predict_log,
+    resave,
+    truncate,
+)
 
 
 def _offset_scan(path: Path) -> Path:

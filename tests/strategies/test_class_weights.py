@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from unimos.errors import UnimosError
 from unimos.losses.targets import Targets
+from unimos.networks.checkpoint import load_tensors
 from unimos.strategies.class_weights import (
     LearnedClassWeights,
     correct_counts,
@@ -16,7 +17,6 @@ from unimos.strategies.class_weights import (
     known_class_map,
     weighted_cross_entropy,
 )
-from unimos.training.checkpoint import load_tensors
 from unimos.training.config import TrainConfig
 from unimos.training.loop import build_strategy, train
 

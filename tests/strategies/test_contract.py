@@ -6,12 +6,11 @@ import pytest
 import torch
 
 import unimos.strategies  # noqa: F401  (registers)
+from tests.strategies.helpers import tiny_batches
+from unimos.losses.targets import targets_of
 from unimos.strategies.base import STRATEGIES
-from unimos.training.batches import targets_of
 from unimos.training.config import TrainConfig
 from unimos.training.loop import build_strategy, train
-
-from tests.strategies.helpers import tiny_batches
 
 PER_STEP = sorted(name for name in STRATEGIES.names() if not getattr(STRATEGIES.get(name), "multi_round", False))
 

@@ -6,8 +6,16 @@ import torch
 import torch.nn.functional as F
 
 from unimos.losses.targets import Targets
-from unimos.strategies.pseudo import (admissible, confident, cutmix_box, masked_cross_entropy, mix_with_partner,
-                                      paste_from_partner, pseudo_labels, sigmoid_rampup)
+from unimos.strategies.pseudo import (
+    admissible,
+    confident,
+    cutmix_box,
+    masked_cross_entropy,
+    mix_with_partner,
+    paste_from_partner,
+    pseudo_labels,
+    sigmoid_rampup,
+)
 
 
 def test_confidence_is_the_max_softmax_and_the_pseudo_label_its_argmax():

@@ -3,13 +3,12 @@
 import torch
 import torch.nn.functional as F
 
+from tests.strategies.helpers import tiny_batches
+from unimos.losses.targets import targets_of
 from unimos.strategies.cps import cross_pseudo_loss
 from unimos.strategies.unimatch import split_batch, strong_views, weak_transforms, weak_view
-from unimos.training.batches import targets_of
 from unimos.training.config import TrainConfig
 from unimos.training.loop import build_strategy
-
-from tests.strategies.helpers import tiny_batches
 
 
 def test_unimatch_without_confident_voxels_is_half_the_supervised_loss(tiny_cache):

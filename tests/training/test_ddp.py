@@ -8,14 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import tiny_training_plan
 import torch
 
+from tests.conftest import tiny_training_plan
 from unimos.data.manifest import load_manifest
+from unimos.networks.checkpoint import load_tensors
 from unimos.preprocess.cache import preprocess_manifest
 from unimos.preprocess.plan import save_plan
-from unimos.training.checkpoint import load_tensors
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
@@ -43,7 +42,8 @@ def test_two_rank_training_equals_one_process_on_the_union(tiny_manifest, tmp_pa
     # SGD, not Adam: Adam divides by the root of tiny second moments, which magnifies float summation-order noise;
     # float32, not bfloat16 autocast: its rounding depends on how the batch is split, which is not what this pins
     _run([str(plan_path), str(tmp_path / "cache"), str(tmp_path / "ddp"), json.dumps({**common, "batch_size": 1})], 2)
-    _run([str(plan_path), str(tmp_path / "cache"), str(tmp_path / "single"), json.dumps({**common, "batch_size": 2})], 1)
+    _run([str(plan_path), str(tmp_path / "cache"), str(tmp_path / "single"),
+          json.dumps({**common, "batch_size": 2})], 1)
     ddp = load_tensors(tmp_path / "ddp" / "checkpoint_final")
     single = load_tensors(tmp_path / "single" / "checkpoint_final")
     weights = [k for k in single if k.startswith("model.")]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from unimos.networks.checkpoint import load_tensors
 from unimos.preprocess.plan import with_hashes
-from unimos.training.checkpoint import load_tensors
 from unimos.training.config import TrainConfig
 from unimos.training.loop import train
 
@@ -22,7 +22,7 @@ def test_resumed_run_repeats_the_uninterrupted_losses_and_weights(tiny_cache, tm
 
 
 def test_resume_refuses_a_checkpoint_of_another_plan(tiny_cache, tmp_path):
-    from unimos.training.checkpoint import CheckpointError
+    from unimos.networks.checkpoint import CheckpointError
 
     cases, plan = tiny_cache
     config = TrainConfig(iterations=4, checkpoint_every=0, device="cpu")

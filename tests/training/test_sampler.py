@@ -74,7 +74,7 @@ def test_patch_overhanging_the_volume_is_padded():
 
 
 def test_foreground_box_is_the_labeled_bounding_box_grown_by_the_margin_and_clipped():
-    from unimos.training.sampler import foreground_box
+    from unimos.data.labels import foreground_box
 
     label = np.zeros((20, 20, 20), dtype=np.uint8)
     label[5:8, 10:12, 1:3] = 2
@@ -96,8 +96,8 @@ def test_random_centres_stay_inside_the_roi_when_a_case_has_one():
 
 
 def test_training_with_a_roi_margin_draws_random_patches_near_the_labeled_organs(tiny_cache):
+    from unimos.data.labels import foreground_box
     from unimos.training.batches import PatchSource
-    from unimos.training.sampler import foreground_box
 
     cases, plan = tiny_cache
     labeled = [c for c in cases if c.meta["has_label"]]
@@ -113,7 +113,8 @@ def test_training_with_a_roi_margin_draws_random_patches_near_the_labeled_organs
 
 
 def test_only_samples_of_sparse_cases_are_marked_for_slice_by_slice_dice(tiny_cache):
-    from unimos.training.batches import PatchSource, is_sparse, targets_of
+    from unimos.losses.targets import targets_of
+    from unimos.training.batches import PatchSource, is_sparse
 
     assert is_sparse({"annotated_slices": {2: [1, 4]}, "kind": "sparse"})
     assert is_sparse({"annotated_slices": None, "kind": "sparse"})  # 'ignore' voxels of a sparse source

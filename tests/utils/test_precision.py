@@ -62,7 +62,7 @@ def test_bfloat16_windows_give_float32_probabilities_that_agree_with_float32():
 
 
 def test_training_in_bfloat16_keeps_float32_weights_and_finite_losses(tiny_cache, tmp_path):
-    from unimos.training.checkpoint import load_tensors
+    from unimos.networks.checkpoint import load_tensors
     from unimos.training.loop import train
 
     cases, plan = tiny_cache

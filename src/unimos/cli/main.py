@@ -91,7 +91,8 @@ def friendly_errors(command: F) -> F:
         except Exception as err:  # a bug or the machine, not the user's input: still one message, no traceback
             if os.environ.get(TRACEBACK_ENV):
                 raise
-            err_console.print(f"[bold red]error:[/] unimos {command.__name__.removesuffix('_command').replace('_', '-')}"
+            err_console.print("[bold red]error:[/] unimos "
+                              f"{command.__name__.removesuffix('_command').replace('_', '-')}"
                               f": {_unexpected(err)}", soft_wrap=True)
             raise typer.Exit(code=1) from None
 
@@ -148,7 +149,9 @@ def inspect_command(manifest: ManifestArg, workers: WorkersOpt = 2) -> None:
 def plan_command(
     manifest: ManifestArg,
     out: Annotated[Path, PathOption(help="Where to write the plan JSON.")] = Path("unimos_work/plan_3mm.json"),
-    preset: Annotated[str, typer.Option(help="'3mm' (fast, 3 mm isotropic), '3mm-small' (narrower net, CPU demo), 'fine' (median spacing) or 'coarse' (6 mm, the first stage of a cascade: predict --coarse).")] = "3mm",
+    preset: Annotated[str, typer.Option(help=(
+        "'3mm' (fast, 3 mm isotropic), '3mm-small' (narrower net, CPU demo), 'fine' (median spacing) "
+        "or 'coarse' (6 mm, the first stage of a cascade: predict --coarse)."))] = "3mm",
     seed: Annotated[int, typer.Option(help="Seed for intensity sampling.")] = 0,
     workers: WorkersOpt = 2,
     overwrite: OverwriteOpt = False,
@@ -176,7 +179,8 @@ def plan_command(
 def preprocess_command(
     manifest: ManifestArg,
     plan: Annotated[Path, PathOption(help="Plan JSON written by `unimos plan`.")] = Path("unimos_work/plan_3mm.json"),
-    cache: Annotated[Path, PathOption(help="Cache folder (arrays are stored under its plan key).")] = Path("unimos_work/cache"),
+    cache: Annotated[Path, PathOption(
+        help="Cache folder (arrays are stored under its plan key).")] = Path("unimos_work/cache"),
     workers: WorkersOpt = 2,
     allow_output_in_input: AllowInsideOpt = False,
 ) -> None:
@@ -186,8 +190,12 @@ def preprocess_command(
     """
     from unimos.preprocess.cache import preprocess_manifest
     from unimos.preprocess.plan import load_plan
-    from unimos.workflow import (check_output_folder, checked_manifest, manifest_input_folders,
-                                 refuse_output_inside_inputs)
+    from unimos.workflow import (
+        check_output_folder,
+        checked_manifest,
+        manifest_input_folders,
+        refuse_output_inside_inputs,
+    )
 
     loaded_plan = load_plan(plan)
     check_output_folder(cache, "--cache")
@@ -206,7 +214,8 @@ def train_command(
     manifest: ManifestArg,
     out: Annotated[Path, PathOption(help="Run folder: checkpoints, log.csv, config.json.")] = Path("unimos_work/run"),
     plan: Annotated[Path, PathOption(help="Plan JSON written by `unimos plan`.")] = Path("unimos_work/plan_3mm.json"),
-    cache: Annotated[Path, PathOption(help="Cache folder of `unimos preprocess` (filled if needed).")] = Path("unimos_work/cache"),
+    cache: Annotated[Path, PathOption(
+        help="Cache folder of `unimos preprocess` (filled if needed).")] = Path("unimos_work/cache"),
     method: Annotated[str, typer.Option(help="Loss: partial, partial_focal_dice, naive, ignore.")] = "partial",
     strategy: Annotated[str, typer.Option(help="supervised, or a semi-supervised one that also learns from unlabeled "
                                                 "cases: unimatch, self_training, cps, guided_cps, mean_teacher "
@@ -227,7 +236,8 @@ def train_command(
     slice_patch: Annotated[int, typer.Option(min=0, help=(
         "Side of the training crop from a resized slice (0: 7/8 of --slice-resize, UniMOS's 224)."))] = 0,
     batch_size: Annotated[int, typer.Option(min=0, help="Patches per step (0: the plan's).")] = 0,
-    deep_supervision: Annotated[bool, typer.Option("--deep-supervision", help="Supervise coarser outputs too.")] = False,
+    deep_supervision: Annotated[bool, typer.Option(
+        "--deep-supervision", help="Supervise coarser outputs too.")] = False,
     optimizer: Annotated[str, typer.Option(help="adamw, sgd or rmsprop.")] = "adamw",
     learning_rate: Annotated[float, typer.Option(help="Initial learning rate.")] = 3e-3,
     schedule: Annotated[str, typer.Option(help="poly or step.")] = "poly",
@@ -257,8 +267,14 @@ def train_command(
     from unimos.training.config import TrainConfig
     from unimos.training.loop import check_config
     from unimos.utils.precision import check_precision
-    from unimos.workflow import (check_output_folder, checked_manifest, manifest_input_folders, check_run_folder,
-                                 refuse_output_inside_inputs, train_from_cache)
+    from unimos.workflow import (
+        check_output_folder,
+        check_run_folder,
+        checked_manifest,
+        manifest_input_folders,
+        refuse_output_inside_inputs,
+        train_from_cache,
+    )
 
     loaded_plan = load_plan(plan)
     options = parse_key_values(strategy_option or [])
@@ -282,7 +298,8 @@ def train_command(
         preprocess_manifest(loaded, loaded_plan, cache, workers=workers, progress=bars("preprocess"))
         result = train_from_cache(cache, loaded_plan, config, out, resume=resume, overwrite=overwrite,
                                   progress=bars("train"))
-    console.print(f"trained {result.steps} steps in {result.seconds:.0f} s (data wait {100 * result.data_wait_share:.1f}%"
+    console.print(f"trained {result.steps} steps in {result.seconds:.0f} s "
+                  f"(data wait {100 * result.data_wait_share:.1f}%"
                   f" of step time); checkpoint [bold]{result.checkpoint}[/]")
 
 
@@ -348,7 +365,8 @@ def predict_command(
         if record.stages.get("skipped"):
             console.print(f"{record.case_id}: skipped, {record.output} exists")
         elif not record.error:
-            console.print(f"{record.case_id}: {record.seconds:.1f} s, peak {record.peak_rss_mib:.0f} MiB -> {record.output}")
+            console.print(f"{record.case_id}: {record.seconds:.1f} s, peak {record.peak_rss_mib:.0f} MiB "
+                          f"-> {record.output}")
         for warning in getattr(record, "warnings", []):
             err_console.print(f"[yellow]warning:[/] {record.case_id}: {warning}", soft_wrap=True)
     if failed:
@@ -436,7 +454,8 @@ def strategies_command(
 @friendly_errors
 def demo_command(
     out: Annotated[Path, PathOption(help="New or empty folder for everything the demo writes.")] = Path("unimos-demo"),
-    quick: Annotated[bool, typer.Option("--quick", help="Smaller data and budget: a smoke test of a few minutes.")] = False,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="Smaller data and budget: a smoke test of a few minutes.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for the data and every later stage.")] = 0,
     iterations: Annotated[Optional[int], typer.Option(
         help="Training steps per method (default 700, or 1100 where bfloat16 runs natively; quick 40; with --ssl "
@@ -468,7 +487,8 @@ def demo_command(
 
     check_precision(precision)
     if every and not ssl:
-        raise UnimosError("--all", "chooses the rows of the semi-supervised comparison only", "add --ssl, or drop --all")
+        raise UnimosError("--all", "chooses the rows of the semi-supervised comparison only",
+                          "add --ssl, or drop --all")
     with progress_bars(err_console) as bars:
         def train_bar(method: str):
             return bars(f"train {method}")

@@ -75,7 +75,8 @@ SYNONYMS: dict[str, str] = {
     "left_kidney": "kidney_left", "kidney_l": "kidney_left", "lk": "kidney_left", "l_kidney": "kidney_left",
     "kidneys": "kidney",
     # adrenals (FLARE: RAG/LAG; WORD: adrenal)
-    "right_adrenal_gland": "adrenal_gland_right", "rag": "adrenal_gland_right", "adrenal_gland_r": "adrenal_gland_right",
+    "right_adrenal_gland": "adrenal_gland_right", "rag": "adrenal_gland_right",
+    "adrenal_gland_r": "adrenal_gland_right",
     "right_adrenal": "adrenal_gland_right",
     "left_adrenal_gland": "adrenal_gland_left", "lag": "adrenal_gland_left", "adrenal_gland_l": "adrenal_gland_left",
     "left_adrenal": "adrenal_gland_left",

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from unimos.data.manifest import CaseSpec, Manifest, ManifestSpec, ProjectSpec, SourceSpec, resolve_manifest
-from unimos.data.taxonomy import build_taxonomy
+from unimos.data.manifest_spec import CaseSpec, ManifestSpec, ProjectSpec, SourceSpec
+from unimos.data.taxonomy import Taxonomy, build_taxonomy
 from unimos.errors import ManifestError
 
 _IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")
@@ -18,7 +18,8 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ManifestError(path, "does not exist",
-                            "point at an nnU-Net v2 raw folder or an MSD task folder (both hold dataset.json)") from None
+                            "point at an nnU-Net v2 raw folder or an MSD task folder "
+                            "(both hold dataset.json)") from None
     except (OSError, json.JSONDecodeError) as err:
         raise ManifestError(path, f"cannot be read as JSON ({err})", "fix or regenerate the file") from None
 
@@ -75,7 +76,8 @@ def _nnunet_cases(folder: Path, images_dir: str, labels_dir: str | None, n_chann
     for case_id, files in sorted(found.items()):
         if len(files) != n_channels:
             raise ManifestError(folder / images_dir / f"{case_id}_0000{ending}",
-                                f"case '{case_id}' has {len(files)} channel file(s), dataset.json declares {n_channels}",
+                                f"case '{case_id}' has {len(files)} channel file(s), "
+                                f"dataset.json declares {n_channels}",
                                 "add the missing _000N files or fix channel_names")
         label = f"{labels_dir}/{case_id}{ending}" if labels_dir else None
         if label and not (folder / label).exists():
@@ -166,8 +168,9 @@ def import_source(spec: SourceSpec, base: Path) -> SourceSpec:
     return _source_from_msd(spec, folder, base)
 
 
-def import_folder_as_manifest(folder: Path) -> Manifest:
-    """A dataset folder given alone: one source, the project classes are its dataset.json labels."""
+def folder_manifest_spec(folder: Path) -> tuple[ManifestSpec, Path, Taxonomy]:
+    """A dataset folder given alone as a manifest (spec, the file its paths and errors refer to, taxonomy): one
+    source, the project classes are its dataset.json labels. `manifest.load_manifest` resolves it."""
     folder = folder.expanduser().resolve()
     fmt = folder_format(folder)
     meta = _read_json(folder / "dataset.json")
@@ -178,4 +181,4 @@ def import_folder_as_manifest(folder: Path) -> Manifest:
     name = folder.name.lower().replace(" ", "_")
     sources = [SourceSpec.model_validate({"name": name, "import": str(folder)})]
     spec = ManifestSpec(project=project, sources=sources)
-    return resolve_manifest(spec, folder / "dataset.json", taxonomy)
+    return spec, folder / "dataset.json", taxonomy

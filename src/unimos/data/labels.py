@@ -1,13 +1,13 @@
 """From a source's label file to what the losses need: project label indices, annotated region, candidate sets.
 
-DESIGN.md, candidate sets: for a voxel inside the annotated region, the classes it may truly belong to follow
+docs/architecture.md, candidate sets: for a voxel inside the annotated region, the classes it may truly belong to follow
 from its label and the case's annotated classes; outside the region every class is possible. Because the set
 depends only on the voxel's project label, one (C x C) table per case holds all of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import cc3d
 import numpy as np
@@ -114,3 +114,15 @@ def slice_region(shape: tuple[int, ...], annotated_slices: dict[int, tuple[int, 
         index[axis] = [i for i in indices if 0 <= i < shape[axis]]
         region[tuple(index)] = True
     return region
+
+
+def foreground_box(label: np.ndarray, margin: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Bounding box of the labeled (non-zero) voxels grown by `margin` voxels per axis, clipped; None if empty."""
+    low, high = [], []
+    for axis in range(label.ndim):
+        hits = np.flatnonzero(np.any(label != 0, axis=tuple(a for a in range(label.ndim) if a != axis)))
+        if not len(hits):
+            return None
+        low.append(max(0, int(hits[0]) - int(margin[axis])))
+        high.append(min(label.shape[axis], int(hits[-1]) + 1 + int(margin[axis])))
+    return tuple(low), tuple(high)

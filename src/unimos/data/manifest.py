@@ -9,61 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
+from unimos.data.importers import folder_manifest_spec, import_source
+from unimos.data.manifest_spec import AnnotationKind, CaseSpec, ManifestSpec, ProjectSpec, SourceSpec, Split
 from unimos.data.taxonomy import LabelMeaning, Taxonomy, abdominal_taxonomy, build_taxonomy, resolve_label_name
 from unimos.errors import ManifestError, TaxonomyError
 
-AnnotationKind = Literal["full", "partial", "sparse", "unlabeled"]
-Split = Literal["train", "validation", "test"]
-
-
-class CaseSpec(BaseModel):
-    """One case as written in the manifest (paths relative to the manifest's folder)."""
-
-    model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1)
-    image: Union[str, list[str]]
-    label: str | None = None
-    split: Split = "train"
-    annotated_classes: list[str] | None = None
-    annotated_slices: dict[int, list[int]] | None = None
-
-    @field_validator("annotated_slices")
-    @classmethod
-    def _axes_are_spatial(cls, value: dict[int, list[int]] | None) -> dict[int, list[int]] | None:
-        if value is not None and any(axis not in (0, 1, 2) for axis in value):
-            raise ValueError("annotated_slices keys are voxel axes of the label file: 0, 1 or 2")
-        return value
-
-
-class SourceSpec(BaseModel):
-    """A set of cases annotated the same way; `import` points at an nnU-Net v2 raw or MSD folder instead of cases."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    name: str = Field(min_length=1)
-    modality: str = "CT"
-    kind: AnnotationKind | None = None
-    labels: dict[int, Union[str, list[str]]] = Field(default_factory=dict)
-    annotated_classes: list[str] | None = None
-    import_folder: str | None = Field(default=None, alias="import")
-    cases: list[CaseSpec] = Field(default_factory=list)
-
-
-class ProjectSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = "unimos-project"
-    classes: Union[Literal["abdominal"], list[Union[str, dict[str, Any]]]] = "abdominal"
-
-
-class ManifestSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    project: ProjectSpec = Field(default_factory=ProjectSpec)
-    sources: list[SourceSpec] = Field(min_length=1)
-
+__all__ = ["AnnotationKind", "Case", "CaseSpec", "Manifest", "ManifestSpec", "ProjectSpec", "Source", "SourceSpec",
+           "Split", "load_manifest", "resolve_manifest"]
 
 @dataclass(frozen=True)
 class Source:
@@ -140,9 +96,8 @@ def load_manifest(path: str | Path) -> Manifest:
     """Load a manifest YAML, or an nnU-Net v2 raw folder / MSD task folder given directly."""
     path = Path(path)
     if path.is_dir():
-        from unimos.data.importers import import_folder_as_manifest
-
-        return import_folder_as_manifest(path)
+        spec, where, taxonomy = folder_manifest_spec(path)
+        return resolve_manifest(spec, where, taxonomy)
     if not path.exists():
         raise ManifestError(path, "does not exist", "give the path of a manifest.yaml or of a dataset folder")
     try:
@@ -165,8 +120,6 @@ def project_taxonomy(spec: ProjectSpec, where: Path) -> Taxonomy:
 
 def resolve_manifest(spec: ManifestSpec, path: Path, taxonomy: Taxonomy | None = None) -> Manifest:
     """Turn a schema-checked manifest into resolved sources and cases."""
-    from unimos.data.importers import import_source
-
     taxonomy = taxonomy or project_taxonomy(spec.project, path)
     sources: list[Source] = []
     cases: list[Case] = []

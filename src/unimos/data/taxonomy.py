@@ -63,6 +63,17 @@ class Taxonomy:
         """Indices of the classes contained in class `index`."""
         return [i for i in range(1, self.num_classes) if index in self.parents_of(i)]
 
+    def descendants(self, index: int) -> list[int]:
+        """Every class below `index` (children, their children, ...): the parent's region holds them."""
+        found: list[int] = []
+        stack = list(self.children_of(index))
+        while stack:
+            child = stack.pop()
+            if child not in found:
+                found.append(child)
+                stack.extend(self.children_of(child))
+        return found
+
     def to_json(self) -> list[dict[str, Any]]:
         return [{"name": c.name, "parents": list(c.parents)} for c in self.classes]
 

@@ -5,7 +5,7 @@ indices on the case's image grid, as `unimos predict` writes it) is compared wit
 project classes (`to_project_labels`). Only the classes the case annotates are scored, and only inside its
 annotated region (sparse references: the annotated slices, scored slice by slice; ignore values left out).
 A class with children (liver -> liver_tumor) is scored as its whole region, itself plus its descendants, in
-prediction and reference alike: the parent's region contains the child's (DESIGN.md, data model).
+prediction and reference alike: the parent's region contains the child's (docs/architecture.md, data model).
 
 Aggregates (NaN scores are left out of means and medians; a 'both_empty' row is not scored at all):
 - per structure, per case and per source: mean and median over the group's scored rows (case x structure),
@@ -223,7 +223,7 @@ def score_case(case: Case, taxonomy: Taxonomy, prediction_path: Path,
     records = []
     for index in sorted(taxonomy.index(name) for name in case.annotated_classes):
         structure = taxonomy.names[index]
-        members = [index, *descendants(taxonomy, index)]
+        members = [index, *taxonomy.descendants(index)]
         box = _union_box([pred_boxes, ref_boxes], members, reference.shape, margin=1)
         if box is None:
             score = StructureScore(math.nan, math.nan, math.nan, "both_empty")
@@ -335,18 +335,6 @@ def _label_boxes(array: np.ndarray, n: int, path: Path) -> list:
         raise InputError(path, f"holds label values {bad[:10]} that are not project classes (0..{n - 1})",
                          "give predictions in project class indices, as `unimos predict` writes them")
     return boxes
-
-
-def descendants(taxonomy: Taxonomy, index: int) -> list[int]:
-    """Every class below `index` in the taxonomy (children, their children, ...): the parent's region holds them."""
-    found: list[int] = []
-    stack = list(taxonomy.children_of(index))
-    while stack:
-        child = stack.pop()
-        if child not in found:
-            found.append(child)
-            stack.extend(taxonomy.children_of(child))
-    return found
 
 
 def _union_box(box_lists: Sequence[list], labels: Sequence[int], shape: tuple[int, ...],

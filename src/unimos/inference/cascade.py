@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from unimos.data.labels import foreground_box
 from unimos.data.volume import Volume
 from unimos.errors import UnimosError
-from unimos.training.sampler import foreground_box
 
 DEFAULT_MARGIN_MM = 20.0
 
@@ -63,15 +63,15 @@ def check_cascade_pair(coarse: Any, fine: Any) -> None:
                           "use a fine model trained without --slice-resize, or predict without --coarse")
 
 
-def predict_cascade(coarse: Any, fine: Any, channels: Sequence[Volume], options: Any, stages: dict[str, float],
-                    window: dict[str, Any] | None = None, margin_mm: float = DEFAULT_MARGIN_MM
-                    ) -> tuple[Volume, dict[str, Any]]:
+def predict_cascade(predict_volume: Callable[..., Volume], coarse: Any, fine: Any, channels: Sequence[Volume],
+                    options: Any, stages: dict[str, float], window: dict[str, Any] | None = None,
+                    margin_mm: float = DEFAULT_MARGIN_MM) -> tuple[Volume, dict[str, Any]]:
     """Label map on the input's grid: coarse model on the whole scan, fine model inside the region it found.
 
-    `stages` gets `coarse` (the whole first stage) and the fine stage's own steps; the returned dict says where the
-    region was and which share of the scan's voxels the fine model saw."""
-    from unimos.inference.predictor import predict_volume
-
+    `predict_volume(model, channels, options[, stages, window])` is the predictor's one-volume prediction (passed in,
+    so that the predictor, which calls the cascade, is not imported by it). `stages` gets `coarse` (the whole first
+    stage) and the fine stage's own steps; the returned dict says where the region was and which share of the scan's
+    voxels the fine model saw."""
     clock = time.perf_counter()
     found = predict_volume(coarse, list(channels), options)
     box = roi_box(found, margin_mm)

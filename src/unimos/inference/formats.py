@@ -2,7 +2,7 @@
 
 Every writer takes the label map in the input's exact geometry (a `Volume`, RAS+ affine) and `class_names`,
 where `class_names[v]` names label value `v` and `class_names[0]` is background (as `Taxonomy.names` and a loaded
-model's `class_names` are). Names, colours and anatomy codes come from `unimos.report.colors`, so the report and
+model's `class_names` are). Names, colours and anatomy codes come from `unimos.data.colors`, so the report and
 the viewers agree. All files are written atomically. pynrrd, pydicom and highdicom are imported by the writer
 that needs them, so importing this module (and `unimos predict --format nifti`) does not pay for them.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from unimos.data.colors import AnatomyCoding, Concept, class_coding, class_color, generic_coding, rgb_unit
 from unimos.data.io import affine_from_lps, dicom_series, is_dicom_series_folder, lps_from_affine, write_nifti
 from unimos.data.volume import Volume
 from unimos.errors import InputError, OutputError
-from unimos.report.colors import AnatomyCoding, Concept, class_coding, class_color, generic_coding, rgb_unit
 from unimos.utils.atomic import atomic_path
 
 FORMATS: tuple[str, ...] = ("nifti", "seg-nrrd", "dicom-seg")

@@ -30,13 +30,14 @@ from unimos.data.validation import nonfinite_problem, spacing_problem
 from unimos.data.volume import Volume
 from unimos.errors import InputError, OutputError, Problem, ResourceError, UnimosError
 from unimos.inference import sanity
+from unimos.inference.cascade import DEFAULT_MARGIN_MM, check_cascade_pair, predict_cascade
 from unimos.inference.memory import UsageMeter, current_rss_mib
 from unimos.inference.postprocess import largest_component_per_class
 from unimos.inference.sliding import predict_probabilities
 from unimos.inference.windows import WindowPlan, check_window_mode, plan_windows
+from unimos.networks import checkpoint as ckpt
 from unimos.preprocess.prepare import PreparedGeometry, prepare_image
 from unimos.preprocess.resample import reorient, resample_nearest
-from unimos.training import checkpoint as ckpt
 from unimos.utils.atomic import write_json_atomic
 from unimos.utils.precision import check_precision, precision_name, resolve_precision
 
@@ -413,7 +414,6 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
 
     With a `coarse` model, each case goes through the coarse-to-fine cascade (inference/cascade.py): `model` then
     runs only inside the region the coarse model found, grown by `roi_margin_mm`."""
-    from unimos.inference.cascade import DEFAULT_MARGIN_MM, check_cascade_pair, predict_cascade
     from unimos.inference.formats import check_format_for_input, prediction_path, write_prediction
     from unimos.utils.atomic import remove_partials
 
@@ -455,7 +455,7 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
                             prediction = predict_volume(model, channels, options, record.stages, record.window)
                         else:
                             prediction, record.cascade = predict_cascade(
-                                coarse, model, channels, options, record.stages, record.window,
+                                predict_volume, coarse, model, channels, options, record.stages, record.window,
                                 DEFAULT_MARGIN_MM if roi_margin_mm is None else roi_margin_mm)
                         clock = time.perf_counter()
                         created_files += [p for p in [_write_labels(model, out_dir)] if p is not None]

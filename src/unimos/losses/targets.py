@@ -9,7 +9,7 @@ import torch
 
 @dataclass
 class Targets:
-    """Supervision for a batch, in the candidate-set form of DESIGN.md.
+    """Supervision for a batch, in the candidate-set form of docs/architecture.md.
 
     Attributes:
         labels: (B, *spatial) int64 project class indices; 0 outside the annotated region.
@@ -49,3 +49,8 @@ class Targets:
     def to(self, device: torch.device | str) -> "Targets":
         return Targets(self.labels.to(device), self.region.to(device), self.tables.to(device),
                        None if self.sliced is None else self.sliced.to(device))
+
+
+def targets_of(batch: dict[str, torch.Tensor]) -> Targets:
+    """The loss-facing view of a training batch (its `label`, `region`, `tables` and optional `sliced` tensors)."""
+    return Targets(batch["label"], batch["region"], batch["tables"], batch.get("sliced"))

@@ -28,8 +28,13 @@ from monai.networks.nets import DynUNet
 from unimos.errors import PlanError
 from unimos.networks.base import Logits, SegmentationNetwork
 from unimos.networks.layout import channels_last, layout_keeping_norms
-from unimos.networks.registry import (check_config_keys, check_spatial_dims, positive_ints, register_network,
-                                      register_plan_config)
+from unimos.networks.registry import (
+    check_config_keys,
+    check_spatial_dims,
+    positive_ints,
+    register_network,
+    register_plan_config,
+)
 
 NORM = ("INSTANCE", {"affine": True})
 ACTIVATION = ("leakyrelu", {"inplace": True, "negative_slope": 0.01})

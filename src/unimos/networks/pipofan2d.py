@@ -33,8 +33,13 @@ from torch import nn
 from unimos.errors import PlanError
 from unimos.networks.base import Logits, SegmentationNetwork
 from unimos.networks.dynunet import ACTIVATION, NORM
-from unimos.networks.registry import (check_config_keys, check_spatial_dims, positive_ints, register_network,
-                                      register_plan_config)
+from unimos.networks.registry import (
+    check_config_keys,
+    check_spatial_dims,
+    positive_ints,
+    register_network,
+    register_plan_config,
+)
 
 DEFAULT_FILTERS = (32, 64, 128, 256, 256)
 # 224 = 7 * 2**5: more than five halvings would not divide UniMOS's 224-pixel crops.

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 from collections.abc import Callable
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +26,13 @@ from unimos.data.manifest import Case, Manifest
 from unimos.data.taxonomy import Taxonomy
 from unimos.preprocess.plan import plan_taxonomy
 from unimos.preprocess.prepare import prepare_image
-from unimos.preprocess.resample import (map_annotated_slices, reorient, reorient_slices, resample_label_linear,
-                                        resample_nearest)
+from unimos.preprocess.resample import (
+    map_annotated_slices,
+    reorient,
+    reorient_slices,
+    resample_label_linear,
+    resample_nearest,
+)
 from unimos.utils.atomic import atomic_path, is_partial, write_json_atomic
 
 CACHE_FORMAT = 1
@@ -154,15 +159,35 @@ def preprocess_case(case: Case, plan: dict[str, Any], cache_dir: Path) -> Path:
     result = preprocess_arrays(case, plan, plan_taxonomy(plan))
     result["meta"]["input_signature"] = input_signature(case)
     result["meta"]["plan_cache_key"] = plan["cache_key"]
-    with atomic_path(final) as tmp:
-        tmp.mkdir()
-        for name in ("image", "label", "region"):
-            if name in result:
-                np.save(tmp / f"{name}.npy", result[name], allow_pickle=False)
-        write_json_atomic(tmp / "meta.json", result["meta"])
-        if final.exists():
-            shutil.rmtree(final)
+    write_cached_case(final, result["meta"], {n: result[n] for n in ("image", "label", "region") if n in result})
     return final
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard link (no extra disk; a cache case is never written in place, only replaced by rename), else copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def write_cached_case(folder: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                      image_from: Path | None = None) -> CachedCase:
+    """The one writer of a cache case: NAME.npy per array (image, label, region) and meta.json, assembled in a
+    temporary folder and renamed into place, replacing an earlier case. `image_from`: a case folder whose image.npy
+    the new case shares (hard link, copy where links fail) instead of an `image` array, as pseudo-labeled cases do."""
+    folder = Path(folder)
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        if image_from is not None:
+            _link_or_copy(Path(image_from) / "image.npy", tmp / "image.npy")
+        for name in ("image", "label", "region"):
+            if name in arrays:
+                np.save(tmp / f"{name}.npy", arrays[name], allow_pickle=False)
+        write_json_atomic(tmp / "meta.json", meta)
+        if folder.exists():
+            shutil.rmtree(folder)
+    return CachedCase(folder, meta)
 
 
 def torch_threads_for_worker() -> None:

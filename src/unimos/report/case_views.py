@@ -8,7 +8,7 @@ physical aspect (voxel size in mm).
 
 Rows: an overview through the centre of the largest annotated organ (every structure, whole field of view),
 then one row per structure through its own centre, zoomed to it. Reference outlines are solid, prediction
-outlines dashed, both in the organ's colour (`unimos.report.colors`). A structure the reference does not
+outlines dashed, both in the organ's colour (`unimos.data.colors`). A structure the reference does not
 annotate (partial labels) is never drawn as a miss: its prediction is shown and the row says "not annotated
 in the reference".
 """
@@ -31,7 +31,6 @@ from unimos.data.labels import to_project_labels
 from unimos.data.manifest import Case
 from unimos.data.taxonomy import Taxonomy
 from unimos.errors import InputError
-from unimos.evaluation.evaluate import descendants
 from unimos.report.figures import figure, organ_colors, save
 
 VIEWS = ("axial", "coronal", "sagittal")
@@ -255,7 +254,7 @@ def _structures(taxonomy: Taxonomy, case: Case, reference: np.ndarray,
     out = []
     for index in range(1, taxonomy.num_classes):
         name = taxonomy.names[index]
-        members = [index, *descendants(taxonomy, index)]
+        members = [index, *taxonomy.descendants(index)]
         annotated = name in case.annotated_classes
         boxes = ([ref_boxes] if annotated else []) + [pred_boxes]
         found = [b[v - 1] for b in boxes for v in members if v - 1 < len(b) and b[v - 1] is not None]

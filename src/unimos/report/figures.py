@@ -2,7 +2,7 @@
 
 Matplotlib runs on its Agg backend (files only, no display), set before pyplot is imported; every figure is
 closed after saving, so a report of many figures holds no memory afterwards. Organ colours come from
-`unimos.report.colors`; methods, which have no colour of their own, take matplotlib's tab10 cycle in order.
+`unimos.data.colors`; methods, which have no colour of their own, take matplotlib's tab10 cycle in order.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from unimos.report.colors import color_table, rgb_hex
+from unimos.data.colors import color_table, rgb_hex
 from unimos.report.run_folder import MethodResult, TrainingLog
 from unimos.utils.atomic import atomic_path
 

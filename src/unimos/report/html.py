@@ -30,12 +30,12 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from unimos.data.colors import color_table, rgb_hex
 from unimos.data.io import read_geometry
 from unimos.data.manifest import Case, Manifest
 from unimos.errors import OutputError, UnimosError
 from unimos.evaluation.evaluate import StructureRecord
 from unimos.report.case_views import ORIENTATION_NOTE, CaseFigure, render_case
-from unimos.report.colors import color_table, rgb_hex
 from unimos.report.figures import (
     CoverageRow,
     coverage_figure,

@@ -14,12 +14,11 @@ import torch
 from torch import nn
 
 from unimos.errors import UnimosError
-from unimos.losses.targets import Targets
+from unimos.losses.targets import Targets, targets_of
 from unimos.networks.base import full_resolution
 from unimos.strategies.base import NON_NEGATIVE, PROBABILITY, STRATEGIES, Limit, StepOutput, Strategy
 from unimos.strategies.class_weights import LearnedClassWeights, weighted_cross_entropy
 from unimos.strategies.pseudo import masked_cross_entropy, pseudo_labels, sigmoid_rampup
-from unimos.training.batches import targets_of
 
 NETWORKS = ("main", "second")
 CLASS_WEIGHTS = ("none", "distdw")

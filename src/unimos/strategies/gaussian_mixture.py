@@ -131,8 +131,9 @@ def known_classes(targets: Targets) -> tuple[torch.Tensor, torch.Tensor]:
     """(known, classes), each (B, *S): where a labeled voxel's class is certain, and that class.
 
     A voxel's class is known when it lies inside the annotated region and its candidate set holds a single class
-    (DESIGN.md's candidate sets; paper 003 assumes full labels, where every voxel qualifies). Partially labeled
-    voxels (several candidates) and voxels off the region would put unknown classes into the Gaussians.
+    (the candidate sets of docs/architecture.md; paper 003 assumes full labels, where every voxel qualifies).
+    Partially labeled voxels (several candidates) and voxels off the region would put unknown classes into the
+    Gaussians.
     """
     candidates = targets.candidates()  # (B, C, *S)
     known = targets.region & (candidates.sum(dim=1) == 1)

@@ -35,14 +35,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unimos.losses.targets import targets_of
 from unimos.networks.base import Logits, full_resolution
 from unimos.strategies.base import NON_NEGATIVE, PROBABILITY, STRATEGIES, Limit, StepOutput, Strategy
 from unimos.strategies.class_weights import weighted_cross_entropy
 from unimos.strategies.cps import CLASS_WEIGHTS, NETWORKS, LearnedWeightsMixin
-from unimos.strategies.gaussian_mixture import (ClassGaussians, fit_class_gaussians, gather_voxels, known_classes,
-                                                log_posterior, rectified_log_posterior, sample_positions)
+from unimos.strategies.gaussian_mixture import (
+    ClassGaussians,
+    fit_class_gaussians,
+    gather_voxels,
+    known_classes,
+    log_posterior,
+    rectified_log_posterior,
+    sample_positions,
+)
 from unimos.strategies.pseudo import masked_cross_entropy, pseudo_labels, sigmoid_rampup
-from unimos.training.batches import targets_of
 
 CROSS_LABELS = ("network", "rectified")
 

@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from unimos.losses.targets import targets_of
 from unimos.networks.base import full_resolution
 from unimos.strategies.base import NON_NEGATIVE, PROBABILITY, STRATEGIES, StepOutput, Strategy
 from unimos.strategies.pseudo import sigmoid_rampup
-from unimos.training.batches import targets_of
 
 
 @torch.no_grad()

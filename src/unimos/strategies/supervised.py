@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from unimos.losses.targets import targets_of
 from unimos.strategies.base import STRATEGIES, StepOutput, Strategy
-from unimos.training.batches import targets_of
 
 
 @STRATEGIES.register("supervised")

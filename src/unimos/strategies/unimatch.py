@@ -10,7 +10,7 @@ that the loop draws for this strategy (`needs_partner_batch`), predicted without
 strong views are pasted into the boxes and whose pseudo-labels and confidences go with them; tau defaults to the
 released ACDC value, 0.95 (configs/acdc.yaml, conf_thresh).
 Partially labeled samples of the labeled batch join the unlabeled flow, their pseudo-labels restricted to the
-voxels whose class is unknown and to classes of the voxel's candidate set (DESIGN.md, candidate sets).
+voxels whose class is unknown and to classes of the voxel's candidate set (docs/architecture.md, candidate sets).
 
 The weak view is the loop's usual augmentation plus, as released, random flips and 90-degree rotations of the axial
 plane: `weak_flip` / `weak_rot90` are `auto` by default, on when no project class is one of a left/right mirror pair
@@ -24,21 +24,28 @@ from typing import Any
 
 import torch
 
-from unimos.losses.targets import Targets
-from unimos.networks.base import Logits, full_resolution
+from unimos.augment.transforms import AugmentConfig, augment_intensity
 from unimos.data.catalogue import is_sided
+from unimos.losses.targets import Targets, targets_of
+from unimos.networks.base import Logits, full_resolution
 from unimos.strategies.base import PROBABILITY, STRATEGIES, Limit, StepOutput, Strategy
-from unimos.strategies.pseudo import (admissible, confident, cutmix_box, masked_cross_entropy, mix_with_partner,
-                                      paste_from_partner, pseudo_labels)
-from unimos.training.augment import AugmentConfig, augment_intensity
-from unimos.training.batches import targets_of
+from unimos.strategies.pseudo import (
+    admissible,
+    confident,
+    cutmix_box,
+    masked_cross_entropy,
+    mix_with_partner,
+    paste_from_partner,
+    pseudo_labels,
+)
 
 STRONG_INTENSITY = AugmentConfig(
     flip_probability=0.0, rotation_probability=0.0, scale_probability=0.0, elastic_probability=0.0,
     brightness_probability=0.8, brightness_range=(0.6, 1.4), contrast_probability=0.8, contrast_range=(0.6, 1.4),
     gamma_probability=0.5, gamma_range=(0.6, 1.6), noise_probability=0.5, noise_max_sigma=0.15,
     blur_probability=0.5, blur_sigma_range=(0.5, 1.5))
-"""The strong view's colour jitter (paper 000, Fig. 2) for one-channel scans: brightness, contrast, gamma, noise, blur."""
+"""The strong view's colour jitter (paper 000, Fig. 2) for one-channel scans:
+brightness, contrast, gamma, noise, blur."""
 AUTO_ON_OFF = ("auto", True, False)
 
 

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from unimos.losses.targets import Targets
 from unimos.preprocess.cache import CachedCase
 from unimos.preprocess.slices import resize_slices, resized_position
 from unimos.training.patches import cut_patch
@@ -102,7 +101,3 @@ def is_sparse(meta: dict) -> bool:
     """Whether the case's label is sparse (annotated slices, or a sparse source's 'ignore' voxels)."""
     return meta.get("annotated_slices") is not None or meta.get("kind") == "sparse"
 
-
-def targets_of(batch: dict[str, torch.Tensor]) -> Targets:
-    """The loss-facing view of a batch."""
-    return Targets(batch["label"], batch["region"], batch["tables"], batch.get("sliced"))

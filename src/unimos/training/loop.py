@@ -1,5 +1,5 @@
 """The one training loop: device, AMP, DDP, checkpoints, logging. Methods differ only by strategy, loss,
-network and sampler (DESIGN.md section 2).
+network and sampler (docs/architecture.md).
 
 Data parallelism: every rank draws the same global batch (same seeded sampler) and keeps its own slice, so a
 run on N processes sees exactly the data of a single process with N times the batch; DDP averages gradients.
@@ -19,12 +19,21 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+import unimos.losses  # noqa: F401  (registers the losses)
+import unimos.strategies  # noqa: F401  (registers the strategies)
+from unimos.augment.transforms import AugmentConfig, augment_batch
 from unimos.errors import Problem, UnimosError, ValidationFailed
+from unimos.losses.registry import LOSSES, build_loss
+from unimos.networks import checkpoint as ckpt
+from unimos.networks.registry import NETWORKS, build_network, network_config_for
 from unimos.preprocess.cache import CachedCase
-from unimos.training import checkpoint as ckpt
+from unimos.preprocess.slices import default_slice_patch
+from unimos.strategies import is_multi_round
+from unimos.strategies.base import STRATEGIES
 from unimos.training.batches import PatchSource
 from unimos.training.config import TrainConfig
 from unimos.training.optim import build_optimizer, build_schedule
+from unimos.training.sampler import SAMPLERS
 from unimos.training.streams import RandomStreams
 from unimos.training.trainlog import TrainLog
 from unimos.training.validate import validation_dice
@@ -55,13 +64,6 @@ def check_config(config: TrainConfig) -> None:
     """Every setting a run cannot start with, listed at once before any work (names, the learning rate, the
     device): a user's mistake is not found after preprocessing, nor after an earlier run was set aside."""
     import math
-
-    import unimos.losses  # noqa: F401  (registers)
-    import unimos.strategies  # noqa: F401  (registers)
-    from unimos.losses.registry import LOSSES
-    from unimos.networks.registry import NETWORKS
-    from unimos.strategies.base import STRATEGIES
-    from unimos.training.sampler import SAMPLERS
 
     problems = []
     for option, registry, name in (("--method", LOSSES, config.method), ("--strategy", STRATEGIES, config.strategy),
@@ -110,13 +112,13 @@ def check_slice_settings(config: TrainConfig, spatial_dims: int, slice_resize: i
                           "crop at most the resized slice")
     if slice_resize and config.roi_margin_mm is not None:
         raise UnimosError("--roi-margin-mm", "a cascade's fine stage sees the region's slices, which a slice resize "
-                          "would magnify unlike the whole slices it trains on", "drop --slice-resize or --roi-margin-mm")
+                          "would magnify unlike the whole slices it trains on",
+                          "drop --slice-resize or --roi-margin-mm")
 
 
 def network_config(config: TrainConfig, plan: dict[str, Any]) -> dict[str, Any]:
     """The network the plan describes for `config.network`, with the training's deep supervision and slice resize
     (`config.slice_resize` if set, else the plan's network entry's)."""
-    from unimos.networks.registry import build_network, network_config_for
 
     net_config = {**network_config_for(plan, config.network), "deep_supervision": config.deep_supervision}
     slice_resize = int(config.slice_resize or net_config.get("slice_resize", 0))
@@ -129,11 +131,6 @@ def network_config(config: TrainConfig, plan: dict[str, Any]) -> dict[str, Any]:
 
 def build_strategy(config: TrainConfig, plan: dict[str, Any], in_channels: int, num_classes: int) -> nn.Module:
     """The configured strategy with freshly initialised network(s) (seeded) and loss."""
-    import unimos.losses
-    import unimos.strategies  # noqa: F401  (registers strategies)
-    from unimos.losses.registry import build_loss
-    from unimos.networks.registry import build_network
-    from unimos.strategies.base import STRATEGIES
 
     net_config = network_config(config, plan)
     torch.manual_seed(config.seed)
@@ -153,7 +150,6 @@ def build_strategy(config: TrainConfig, plan: dict[str, Any], in_channels: int, 
 def training_patch(plan_patch: Sequence[int], network: nn.Module, slice_patch: int = 0) -> list[int]:
     """The plan's patch for a 3D network, its in-plane (X, Y) part for a 2D one, a square crop of the resized slice
     for a 2D network that resizes slices (`slice_patch`, 0: preprocess.slices' default); rounded up to the divisor."""
-    from unimos.preprocess.slices import default_slice_patch
 
     dims = int(getattr(network, "spatial_dims", 3))
     divisor = network.required_divisor() if hasattr(network, "required_divisor") else (1,) * dims
@@ -170,7 +166,6 @@ def _unwrapped_nets(strategy: nn.Module) -> nn.ModuleDict:
 def _augmenter(config: TrainConfig) -> Callable[[dict[str, torch.Tensor], torch.Generator], dict[str, torch.Tensor]]:
     if not config.augment:
         return lambda batch, generator: batch
-    from unimos.training.augment import AugmentConfig, augment_batch
 
     settings = AugmentConfig()
 
@@ -202,12 +197,21 @@ def _checkpoint_meta(config: TrainConfig, plan: dict[str, Any], step: int, strea
 
 def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig, run_dir: str | Path,
           validation_cases: Sequence[CachedCase] = (), resume: bool = False,
-          progress: Callable[[int, int, float], None] | None = None, stop_after: int | None = None) -> TrainResult:
+          progress: Callable[[int, int, float], None] | None = None, stop_after: int | None = None,
+          within_pipeline: bool = False) -> TrainResult:
     """Train on cached cases; checkpoints and a CSV log go to `run_dir`; returns the final checkpoint path.
 
     `stop_after` ends this invocation after that many steps in total (checkpointed), for time-boxed jobs that
     continue later with `resume`. A run that fails before its first checkpoint leaves no files of its own behind.
+    A multi-round strategy (self_training) is refused unless `within_pipeline` (its pipeline running one round):
+    alone, it would be supervised training under another name.
     """
+
+    if is_multi_round(config.strategy) and not within_pipeline:
+        raise UnimosError("--strategy", f"'{config.strategy}' trains several times (a teacher, pseudo-labels, then "
+                          "students), which one run of the training loop cannot do",
+                          "run it with `unimos train --strategy self_training` (or "
+                          "unimos.pipelines.self_training.run_self_training), or choose a per-step strategy")
     run_dir = Path(run_dir)
     rank, world = distributed_context()
     if rank != 0:  # only rank 0 writes, so only rank 0 may clean up

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def patch_bounds(centre: Sequence[int], patch: Sequence[int], shape: Sequence[int]) -> tuple[list[slice], list[tuple[int, int]]]:
+def patch_bounds(centre: Sequence[int], patch: Sequence[int],
+                 shape: Sequence[int]) -> tuple[list[slice], list[tuple[int, int]]]:
     """Source slices and (before, after) padding so a patch of `patch` voxels is centred on `centre`."""
     source, pads = [], []
     for c, p, n in zip(centre, patch, shape):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from unimos.data.labels import foreground_box
 from unimos.preprocess.cache import CachedCase
 from unimos.utils.registry import Registry
 
@@ -21,7 +22,8 @@ MAX_CENTRES_PER_CLASS = 4000
 
 @dataclass(frozen=True)
 class Draw:
-    """One sample to cut: case index in the sampler's list, patch centre (voxel), and the class that chose it (0 = none)."""
+    """One sample to cut: case index in the sampler's list, patch centre (voxel),
+    and the class that chose it (0 = none)."""
 
     case: int
     centre: tuple[int, ...]
@@ -38,18 +40,6 @@ class CaseIndex:
     shape: tuple[int, ...]
     centres: dict[int, np.ndarray]  # class -> (N, 3) voxel coordinates of that class inside the annotated region
     roi: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # (low, high exclusive) of random centres; None: all
-
-
-def foreground_box(label: np.ndarray, margin: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-    """Bounding box of the labeled (non-zero) voxels grown by `margin` voxels per axis, clipped; None if empty."""
-    low, high = [], []
-    for axis in range(label.ndim):
-        hits = np.flatnonzero(np.any(label != 0, axis=tuple(a for a in range(label.ndim) if a != axis)))
-        if not len(hits):
-            return None
-        low.append(max(0, int(hits[0]) - int(margin[axis])))
-        high.append(min(label.shape[axis], int(hits[-1]) + 1 + int(margin[axis])))
-    return tuple(low), tuple(high)
 
 
 def index_case(case: CachedCase, rng: np.random.Generator, roi_margin: Sequence[int] | None = None) -> CaseIndex:
@@ -118,7 +108,8 @@ SAMPLERS: Registry[Sampler] = Registry("sampler")
 
 @SAMPLERS.register("cmd")
 class ClassModalityDatasetSampler(Sampler):
-    """Paper 002's hierarchy: class -> modality -> dataset -> case, each level uniform among what annotates the class."""
+    """Paper 002's hierarchy: class -> modality -> dataset -> case,
+    each level uniform among what annotates the class."""
 
     def draw_foreground(self, rng: np.random.Generator) -> Draw:
         cls = _choice(rng, self.classes)

@@ -12,7 +12,8 @@ from unimos.inference.sliding import predict_probabilities
 from unimos.preprocess.cache import CachedCase
 
 
-def dice_per_class(prediction: np.ndarray, label: np.ndarray, region: np.ndarray, classes: Sequence[int]) -> dict[int, float]:
+def dice_per_class(prediction: np.ndarray, label: np.ndarray, region: np.ndarray,
+                   classes: Sequence[int]) -> dict[int, float]:
     """Dice of each annotated class inside the annotated region (NaN when absent from both)."""
     scores = {}
     for cls in classes:
@@ -35,7 +36,8 @@ def validation_dice(network: nn.Module, cases: Sequence[CachedCase], patch_size:
         image = torch.from_numpy(np.array(case.image(), dtype=np.float32))[None].to(device)
         probs = predict_probabilities(network, image, patch_size, overlap=overlap, precision=precision)
         prediction = probs.argmax(1)[0].cpu().numpy()
-        scores = dice_per_class(prediction, np.asarray(label), np.asarray(case.region()), case.meta["annotated_classes"])
+        scores = dice_per_class(prediction, np.asarray(label), np.asarray(case.region()),
+                                case.meta["annotated_classes"])
         for cls, value in scores.items():
             if not np.isnan(value):
                 collected.setdefault(cls, []).append(value)

@@ -7,8 +7,15 @@ import math
 import pytest
 import torch
 
-from unimos.training.augment import (AugmentConfig, SpatialParams, apply_spatial, augment, augment_batch,
-                                     augment_intensity, draw_spatial)
+from unimos.augment.transforms import (
+    AugmentConfig,
+    SpatialParams,
+    apply_spatial,
+    augment,
+    augment_batch,
+    augment_intensity,
+    draw_spatial,
+)
 
 SPATIAL_ONLY = dict(brightness_probability=0.0, contrast_probability=0.0, gamma_probability=0.0,
                     noise_probability=0.0, blur_probability=0.0)
@@ -72,7 +79,8 @@ def test_flips_move_image_label_and_region_together():
 
 def test_random_flips_keep_the_marker_in_all_three_for_every_seed():
     sample = marker_sample()
-    config = AugmentConfig(**{**SPATIAL_ONLY, "flip_probability": 0.5, "rotation_probability": 0.0, "scale_probability": 0.0})
+    config = AugmentConfig(**{**SPATIAL_ONLY, "flip_probability": 0.5, "rotation_probability": 0.0,
+                              "scale_probability": 0.0})
     seen = set()
     for seed in range(16):
         out = augment(sample, config, seed)

@@ -4,8 +4,15 @@ import pickle
 import pytest
 import torch
 
-from unimos.training.checkpoint import (CheckpointError, check_compatible, load_model_weights, load_tensors,
-                                        read_checkpoint_meta, restore_optimizer, save_checkpoint)
+from unimos.networks.checkpoint import (
+    CheckpointError,
+    check_compatible,
+    load_model_weights,
+    load_tensors,
+    read_checkpoint_meta,
+    restore_optimizer,
+    save_checkpoint,
+)
 
 
 def test_checkpoint_round_trip_restores_weights_and_optimizer(tmp_path):

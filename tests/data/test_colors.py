@@ -7,9 +7,18 @@ import itertools
 from pydicom.sr.codedict import codes
 
 from unimos.data import catalogue
-from unimos.report.colors import (
-    CLASS_COLORS, LEFT, NEOPLASM, RIGHT, UNCODED_CLASSES, class_coding, class_color, color_table, generic_coding,
-    rgb_hex, rgb_unit,
+from unimos.data.colors import (
+    CLASS_COLORS,
+    LEFT,
+    NEOPLASM,
+    RIGHT,
+    UNCODED_CLASSES,
+    class_coding,
+    class_color,
+    color_table,
+    generic_coding,
+    rgb_hex,
+    rgb_unit,
 )
 
 
