@@ -19,6 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from unimos.data.manifest_spec import SPLITS
 from unimos.data.validation import InspectReport
 from unimos.errors import Problem
 
@@ -46,7 +47,7 @@ def geometry_tables(report: InspectReport) -> list[Table]:
     tables = []
     for modality in sorted({c.modality for c in report.cases}):
         group = [c for c in report.cases if c.modality == modality]
-        splits = ", ".join(f"{s} {sum(c.split == s for c in group)}" for s in ("train", "validation", "test")
+        splits = ", ".join(f"{s} {sum(c.split == s for c in group)}" for s in SPLITS
                            if any(c.split == s for c in group))
         orientations = ", ".join(sorted({c.orientation for c in group}))
         table = Table(title=f"{modality}: {len(group)} cases ({splits}); orientations {orientations}")

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from unimos.data.manifest_spec import CaseSpec, ManifestSpec, ProjectSpec, SourceSpec
+from unimos.data.io import IMAGE_EXTENSIONS
+from unimos.data.manifest_spec import SPLITS, CaseSpec, ManifestSpec, ProjectSpec, SourceSpec
 from unimos.data.taxonomy import Taxonomy, build_taxonomy
 from unimos.errors import ManifestError
-
-_IMAGE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".nhdr")
 
 
 def _read_json(path: Path) -> Any:
@@ -57,7 +56,7 @@ def _modality(meta: dict[str, Any], fmt: str) -> str:
 
 
 def _strip_ending(name: str) -> str | None:
-    for ending in _IMAGE_ENDINGS:
+    for ending in IMAGE_EXTENSIONS:
         if name.endswith(ending):
             return name[: -len(ending)]
     return None
@@ -95,7 +94,7 @@ def _splits(folder: Path) -> dict[str, str]:
     raw = _read_json(path)
     if not isinstance(raw, dict):
         return {}  # nnU-Net's own cross-validation folds (a list) say nothing about a held-out split
-    return {case: split for split in ("train", "validation", "test") for case in raw.get(split, [])}
+    return {case: split for split in SPLITS for case in raw.get(split, [])}
 
 
 def _per_case_annotated(folder: Path) -> dict[str, list[str]]:

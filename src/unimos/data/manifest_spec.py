@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 AnnotationKind = Literal["full", "partial", "sparse", "unlabeled"]
 Split = Literal["train", "validation", "test"]
+SPLITS: tuple[str, ...] = get_args(Split)
 
 
 class CaseSpec(BaseModel):

@@ -14,12 +14,11 @@ import numpy as np
 
 from unimos.data.io import count_nonfinite, read_volume
 from unimos.data.manifest import Case, Manifest
-from unimos.data.volume import Volume
+from unimos.data.volume import Volume, same_grid
 from unimos.errors import Problem, UnimosError
 
 MIN_SPACING_MM = 0.05
 MAX_SPACING_MM = 50.0
-AFFINE_TOLERANCE_MM = 1e-2
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class InspectReport:
 
 
 def _geometry_matches(a: Volume, b: Volume) -> bool:
-    return a.shape == b.shape and bool(np.allclose(a.affine, b.affine, atol=AFFINE_TOLERANCE_MM))
+    return same_grid(a, b)
 
 
 def _geometry_text(v: Volume) -> str:

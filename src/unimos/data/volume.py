@@ -8,6 +8,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+AFFINE_TOLERANCE_MM = 1e-2
+"""Two affines describe the same grid when every entry agrees to this (mm): files of one scan differ by header
+rounding (NIfTI keeps float32 affines; a DICOM series' positions are decimal strings), never by a voxel's share."""
+
 
 @dataclass(frozen=True)
 class Volume:
@@ -50,3 +54,8 @@ class Volume:
         if array.shape != self.array.shape:
             raise ValueError(f"shape {array.shape} differs from the volume's {self.array.shape}")
         return Volume(array, self.affine, self.path)
+
+
+def same_grid(a: Volume, b: Volume) -> bool:
+    """Whether two volumes lie on one voxel grid: the same shape and affines equal to `AFFINE_TOLERANCE_MM`."""
+    return a.shape == b.shape and bool(np.allclose(a.affine, b.affine, rtol=0.0, atol=AFFINE_TOLERANCE_MM))

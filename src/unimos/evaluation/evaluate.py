@@ -31,25 +31,23 @@ import numpy as np
 from scipy import ndimage
 
 from unimos.data.catalogue import normalise_name
-from unimos.data.io import read_volume
+from unimos.data.io import NIFTI_EXTENSIONS, read_volume
 from unimos.data.labels import to_project_labels
 from unimos.data.manifest import Case, Manifest
+from unimos.data.manifest_spec import SPLITS
 from unimos.data.taxonomy import Taxonomy
-from unimos.data.volume import Volume
+from unimos.data.volume import Volume, same_grid
 from unimos.errors import InputError, UnimosError
 from unimos.evaluation.metrics import DEFAULT_TOLERANCE_MM, ScoringRegion, StructureScore, score_structure
 from unimos.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
 
-SPLITS = ("train", "validation", "test")
-PREDICTION_EXTENSIONS = (".nii.gz", ".nii")
+PREDICTION_EXTENSIONS = NIFTI_EXTENSIONS  # what `unimos predict` writes by default, and all that is scored
 METRICS = ("dsc", "nsd", "hd95")
 CSV_COLUMNS = ("case_id", "source", "modality", "structure", "dsc", "nsd", "hd95", "status")
 # What `evaluate_predictions` writes in its output folder.
 EVALUATION_OUTPUTS = ("scores.csv", "summary.json", "summary.md")
 # Written by `unimos predict` beside the predictions: {"0": "background", "1": "liver", ...}.
 LABELS_FILE = "labels.json"
-# Prediction and reference affines may differ by float32 header rounding, never by more (mm).
-AFFINE_TOLERANCE_MM = 1e-3
 
 
 @dataclass(frozen=True)
@@ -313,8 +311,7 @@ def _image_if_needed(case: Case) -> Volume | None:
 
 
 def _check_same_grid(prediction: Volume, reference: Volume, pred_path: Path, ref_path: Path) -> None:
-    same_affine = np.allclose(prediction.affine, reference.affine, rtol=0.0, atol=AFFINE_TOLERANCE_MM)
-    if prediction.shape == reference.shape and same_affine:
+    if same_grid(prediction, reference):
         return
     raise InputError(pred_path, f"is not on the reference's grid: the prediction has shape {prediction.shape}, "
                      f"voxel size {_mm(prediction.spacing_mm)} mm, orientation {prediction.orientation}, origin "

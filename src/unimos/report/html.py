@@ -33,6 +33,7 @@ import numpy as np
 from unimos.data.colors import color_table, rgb_hex
 from unimos.data.io import read_geometry
 from unimos.data.manifest import Case, Manifest
+from unimos.data.manifest_spec import SPLITS
 from unimos.errors import OutputError, UnimosError
 from unimos.evaluation.evaluate import StructureRecord
 from unimos.report.case_views import ORIENTATION_NOTE, CaseFigure, render_case
@@ -54,7 +55,6 @@ from unimos.utils.atomic import write_text_atomic
 
 MAX_CASES = 12
 REPORT_FOLDER, FIGURE_FOLDER = "report", "figures"
-SPLITS = ("train", "validation", "test")
 _BEST = ' class="best"'
 
 _STYLE = """

@@ -27,7 +27,7 @@ from typing import Any
 
 from unimos.data.manifest import Manifest, load_manifest
 from unimos.errors import InputError, UnimosError
-from unimos.evaluation.evaluate import StructureRecord
+from unimos.evaluation.evaluate import PREDICTION_EXTENSIONS, StructureRecord
 
 SCORE_FILE, SUMMARY_FILE, LOG_FILE = "scores.csv", "summary.json", "log.csv"
 CONFIG_FILE, PLAN_FILE = "config.json", "plan.json"
@@ -35,7 +35,6 @@ CHECKPOINTS = ("checkpoint_final", "checkpoint_latest")
 PREDICTION_FILES = ("predict_log.json", "labels.json")
 REPORT_INPUTS = ("the output folder of `unimos evaluate` (scores.csv + summary.json), of `unimos demo` "
                  "(evaluation/<method>/) or of `unimos train` (config.json + log.csv)")
-PREDICTION_EXTENSIONS = (".nii.gz", ".nii")
 _ROUND = re.compile(r"^round_(\d+)$")
 
 
