@@ -393,19 +393,17 @@ def summary_entries(results: dict[str, Any]) -> dict[str, Any]:
 def parse_options(items: list[str], strategies: list[str]) -> dict[str, Any] | None:
     """--strategy-option KEY=VALUE items as a dict, checked against every chosen semi-supervised strategy; None (after
     printing every problem) when one is not KEY=VALUE or a strategy refuses it."""
-    import yaml
-
+    from unimos.cli.main import parse_key_values
     from unimos.errors import UnimosError
     from unimos.strategies.base import check_strategy_options
 
     options: dict[str, Any] = {}
     problems = []
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            problems.append(f"--strategy-option: '{item}' is not KEY=VALUE. Fix: write it like rectify_weight=0")
-        else:
-            options[key.strip()] = yaml.safe_load(value)
+    for item in items:  # one at a time, so that every malformed item is listed
+        try:
+            options.update(parse_key_values([item]))
+        except UnimosError as err:
+            problems.extend(str(p) for p in err.problems)
     for strategy in (s for s in strategies if s not in ("supervised", ALL_LABELED)):
         if options and not problems:
             try:
