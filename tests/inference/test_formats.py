@@ -10,10 +10,9 @@ import pytest
 import SimpleITK as sitk
 
 from unimos.data.colors import class_color, rgb_unit
-from unimos.data.io import affine_from_lps, read_volume
+from unimos.data.io import affine_from_lps, read_volume, write_dicom_seg, write_prediction
 from unimos.data.volume import Volume
 from unimos.errors import InputError, OutputError
-from unimos.inference.formats import write_dicom_seg, write_prediction
 
 CLASS_NAMES = ["background", "liver", "kidney_left", "liver_tumor", "custom_structure"]
 LPS = np.diag([-1.0, -1.0, 1.0])

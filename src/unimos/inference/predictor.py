@@ -25,7 +25,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from unimos.data.io import case_id_from_path, dicom_modality, image_extension, read_geometry, read_volume
+from unimos.data.io import (
+    case_id_from_path,
+    check_format_for_input,
+    dicom_modality,
+    image_extension,
+    prediction_path,
+    read_geometry,
+    read_volume,
+    write_prediction,
+)
 from unimos.data.validation import nonfinite_problem, spacing_problem
 from unimos.data.volume import Volume
 from unimos.errors import InputError, OutputError, Problem, ResourceError, UnimosError
@@ -36,9 +45,10 @@ from unimos.inference.postprocess import largest_component_per_class
 from unimos.inference.sliding import predict_probabilities
 from unimos.inference.windows import WindowPlan, check_window_mode, plan_windows
 from unimos.networks import checkpoint as ckpt
+from unimos.networks.registry import build_network
 from unimos.preprocess.prepare import PreparedGeometry, prepare_image
-from unimos.preprocess.resample import reorient, resample_nearest
-from unimos.utils.atomic import write_json_atomic
+from unimos.preprocess.resample import orientation_to_ras, reorient, resample_nearest, target_shape
+from unimos.utils.atomic import remove_partials, write_json_atomic
 from unimos.utils.precision import check_precision, precision_name, resolve_precision
 
 
@@ -50,7 +60,7 @@ class PredictOptions:
     sw_batch_size: int = 2
     modality: str | None = None
     memory_budget_gib: float | None = None  # refuse a case whose estimated peak exceeds it; None: no check
-    output_format: str = "nifti"  # nifti | seg-nrrd | dicom-seg (inference/formats.py)
+    output_format: str = "nifti"  # nifti | seg-nrrd | dicom-seg (data/io/outputs.py)
     # "patch": the plan's patch, Gaussian-weighted sliding windows as in training (default). "auto": the fewest,
     # largest windows, up to the whole padded volume, whose estimated memory fits memory_budget_gib (3 GiB when
     # None); the patch when nothing larger fits. 4-5x less compute for a 3 mm abdomen with a 96^3 patch, but the
@@ -97,7 +107,6 @@ class CaseRecord:
 
 def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
     """Build the network a checkpoint describes and load its weights (safetensors only)."""
-    from unimos.networks.registry import build_network
 
     device = torch.device(device)
     meta = ckpt.read_checkpoint_meta(checkpoint)
@@ -202,7 +211,6 @@ def estimate_memory_gib(shape: Sequence[int], affine: np.ndarray, n_channels: in
     and activations and torch itself come on top.
     Returns the estimate and the plan-grid shape.
     """
-    from unimos.preprocess.resample import orientation_to_ras, target_shape
 
     ornt = orientation_to_ras(affine)
     spacing = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
@@ -301,7 +309,6 @@ def _input_text(path: Path, folder: Path) -> str:
 
 def _refuse_colliding_inputs(inputs: Sequence[Path], n_channels: int, out_dir: Path, fmt: str) -> None:
     """One error listing every group of inputs that map to one output name, before any work."""
-    from unimos.inference.formats import prediction_path
 
     groups = colliding_inputs(inputs, n_channels)
     if not groups:
@@ -414,8 +421,6 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
 
     With a `coarse` model, each case goes through the coarse-to-fine cascade (inference/cascade.py): `model` then
     runs only inside the region the coarse model found, grown by `roi_margin_mm`."""
-    from unimos.inference.formats import check_format_for_input, prediction_path, write_prediction
-    from unimos.utils.atomic import remove_partials
 
     out_dir = Path(out_dir)
     resolve_precision(options.precision, model.device)  # float16 on a CPU fails here, before any case

@@ -1,10 +1,5 @@
-"""Prediction files a viewer opens as named, coloured segments: NIfTI, 3D Slicer .seg.nrrd and DICOM SEG.
-
-Every writer takes the label map in the input's exact geometry (a `Volume`, RAS+ affine) and `class_names`,
-where `class_names[v]` names label value `v` and `class_names[0]` is background (as `Taxonomy.names` and a loaded
-model's `class_names` are). Names, colours and anatomy codes come from `unimos.data.colors`, so the report and
-the viewers agree. All files are written atomically. pynrrd, pydicom and highdicom are imported by the writer
-that needs them, so importing this module (and `unimos predict --format nifti`) does not pay for them.
+"""Prediction files as DICOM Segmentations (`--format dicom-seg`) that reference the DICOM series they were
+predicted from, through highdicom; pydicom and highdicom are imported by the writer alone.
 """
 
 from __future__ import annotations
@@ -14,125 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from unimos.data.colors import AnatomyCoding, Concept, class_coding, class_color, generic_coding, rgb_unit
-from unimos.data.io import affine_from_lps, dicom_series, is_dicom_series_folder, lps_from_affine, write_nifti
+from unimos import __version__
+from unimos.data.colors import Concept, class_coding, class_color, generic_coding
+from unimos.data.io.common import affine_from_lps, label_values, storage_dtype
+from unimos.data.io.dicom import dicom_series, is_dicom_series_folder
+from unimos.data.io.registry import OutputFormat, register_output
 from unimos.data.volume import Volume
 from unimos.errors import InputError, OutputError
 from unimos.utils.atomic import atomic_path
 
-FORMATS: tuple[str, ...] = ("nifti", "seg-nrrd", "dicom-seg")
-SUFFIXES: dict[str, str] = {"nifti": ".nii.gz", "seg-nrrd": ".seg.nrrd", "dicom-seg": ".dcm"}
-
 _ON_GRID_TOLERANCE = 1e-2  # voxels: how far a DICOM pixel centre may sit from a label voxel centre
-
-
-# ----------------------------------------------------------------------------------------------- shared checks
-
-
-def _label_values(labels: Volume, class_names: Sequence[str]) -> np.ndarray:
-    """The label array, checked: whole numbers, each one a value `class_names` names."""
-    array = labels.array
-    if not (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
-        raise ValueError(f"label map must hold integers, got {array.dtype}")
-    if len(class_names) < 1:
-        raise ValueError("class_names must name at least background (index 0)")
-    if array.size and (int(array.min()) < 0 or int(array.max()) >= len(class_names)):
-        raise ValueError(f"label values {int(array.min())}..{int(array.max())} exceed the {len(class_names)} class "
-                         "names (index 0 = background)")
-    return array
-
-
-def _storage_dtype(n_classes: int) -> np.dtype:
-    return np.dtype(np.uint8) if n_classes <= 256 else np.dtype(np.uint16)
-
-
-# ----------------------------------------------------------------------------------------------- 3D Slicer .seg.nrrd
-
-
-def _slicer_concept(concept: Concept | None) -> str:
-    """A concept as Slicer's terminology triplet 'SCHEME^VALUE^MEANING' ('^^' when absent)."""
-    return f"{concept.scheme}^{concept.value}^{concept.meaning}" if concept is not None else "^^"
-
-
-def _terminology_entry(coding: AnatomyCoding) -> str:
-    """Slicer's TerminologyEntry tag: context~category~type~type modifier~region context~region~region modifier."""
-    return "~".join(["Segmentation category and type - DICOM master list", _slicer_concept(coding.category),
-                     _slicer_concept(coding.type), _slicer_concept(coding.type_modifier),
-                     "Anatomic codes - DICOM master list", _slicer_concept(coding.region), "^^"])
-
-
-def _extents(array: np.ndarray, n_classes: int) -> list[str]:
-    """'minI maxI minJ maxJ minK maxK' of each label value 1..n_classes-1; Slicer's '0 -1 0 -1 0 -1' when empty."""
-    from scipy.ndimage import find_objects
-
-    boxes = find_objects(array, max_label=n_classes - 1) if array.size else [None] * (n_classes - 1)
-    extents = []
-    for box in boxes:
-        if box is None:
-            extents.append("0 -1 0 -1 0 -1")
-        else:
-            extents.append(" ".join(f"{s.start} {s.stop - 1}" for s in box))
-    return extents
-
-
-def seg_nrrd_header(labels: Volume, class_names: Sequence[str]) -> dict[str, object]:
-    """The NRRD header of a one-layer Slicer segmentation: LPS geometry and one `Segment{i}_*` block per class."""
-    array = _label_values(labels, class_names)
-    spacing, origin, flat_direction = lps_from_affine(labels.affine)
-    direction = np.asarray(flat_direction).reshape(3, 3)  # columns: LPS unit direction of each voxel axis
-    header: dict[str, object] = {
-        "kinds": ["domain", "domain", "domain"],
-        "encoding": "gzip",
-        # NRRD names the world axes; Slicer (like ITK and DICOM) stores LPS, our affine is RAS.
-        "space": "left-posterior-superior",
-        "space directions": (direction * spacing).T,  # row a = the LPS step of voxel axis a, in mm
-        "space origin": np.asarray(origin),
-        "Segmentation_MasterRepresentation": "Binary labelmap",
-        "Segmentation_ContainedRepresentationNames": "Binary labelmap|",
-        "Segmentation_ReferenceImageExtentOffset": "0 0 0",
-    }
-    extents = _extents(array, len(class_names))
-    for index, (value, name) in enumerate(enumerate(class_names[1:], start=1)):
-        prefix = f"Segment{index}_"
-        coding = class_coding(name)
-        header.update({
-            prefix + "ID": f"Segment_{value}",
-            prefix + "Name": name,
-            prefix + "NameAutoGenerated": "0",
-            prefix + "Color": " ".join(f"{c:.6f}" for c in rgb_unit(class_color(name))),
-            prefix + "ColorAutoGenerated": "0",
-            prefix + "LabelValue": str(value),
-            prefix + "Layer": "0",
-            prefix + "Extent": extents[value - 1],
-            prefix + "Tags": f"TerminologyEntry:{_terminology_entry(coding)}|" if coding is not None else "",
-        })
-    return header
-
-
-def write_seg_nrrd(labels: Volume, path: str | Path, class_names: Sequence[str]) -> Path:
-    """Write a 3D Slicer segmentation (.seg.nrrd) that Slicer opens as named, coloured segments.
-
-    One labelmap layer holds every class at its label value; every class of `class_names` (background excepted)
-    is a segment, an empty one with Slicer's empty extent. Geometry: `space` left-posterior-superior with
-    `space directions`/`space origin` in LPS mm, the RAS affine of `labels` with x and y negated.
-
-    Args:
-        labels: integer label map in the input's geometry.
-        path: output file, conventionally ending in `.seg.nrrd`.
-        class_names: name of each label value, index 0 = background.
-    """
-    import nrrd
-
-    path = Path(path)
-    header = seg_nrrd_header(labels, class_names)
-    data = np.ascontiguousarray(labels.array, dtype=_storage_dtype(len(class_names)))
-    with atomic_path(path) as tmp:
-        # index_order F: the file's fastest axis is i, as NRRD and Slicer expect for an (i, j, k) array.
-        nrrd.write(str(tmp), data, header, compression_level=1, index_order="F")
-    return path
-
-
-# ----------------------------------------------------------------------------------------------- DICOM SEG
 
 
 def _series_files(folder: Path) -> list[str]:
@@ -237,8 +123,6 @@ def _segment_description(number: int, name: str):
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    from unimos import __version__
-
     coding = class_coding(name) or generic_coding()
     description = hd.seg.SegmentDescription(
         segment_number=number,
@@ -279,10 +163,8 @@ def write_dicom_seg(labels: Volume, path: str | Path, class_names: Sequence[str]
     import highdicom as hd
     from pydicom.uid import generate_uid
 
-    from unimos import __version__
-
     path, folder = Path(path), Path(source_series_folder)
-    _label_values(labels, class_names)
+    label_values(labels, class_names)
     files = _series_files(folder)
     sources = _fill_identifiers(_read_headers(files), files)
     frames = np.stack([_frame_labels(labels, ds, path) for ds in sources])  # (slices, Rows, Columns)
@@ -291,7 +173,7 @@ def write_dicom_seg(labels: Volume, path: str | Path, class_names: Sequence[str]
         raise OutputError(path, "the prediction holds no voxel of any class, and a DICOM SEG needs at least one "
                                 "segment, so none was written",
                           "check that the scan shows what the model segments; --format nifti writes empty results")
-    segment_of = np.zeros(len(class_names), dtype=_storage_dtype(len(present) + 1))
+    segment_of = np.zeros(len(class_names), dtype=storage_dtype(len(present) + 1))
     segment_of[present] = np.arange(1, len(present) + 1)
     seg = hd.seg.Segmentation(
         source_images=sources,
@@ -315,24 +197,10 @@ def write_dicom_seg(labels: Volume, path: str | Path, class_names: Sequence[str]
     return path
 
 
-# ----------------------------------------------------------------------------------------------- dispatcher
 
-
-def prediction_path(out_dir: str | Path, case_id: str, fmt: str) -> Path:
-    """Where `write_prediction` puts a case: `<out_dir>/<case_id>.nii.gz`, `.seg.nrrd` or `.dcm`."""
-    return Path(out_dir) / f"{case_id}{SUFFIXES[_check_format(fmt)]}"
-
-
-def _check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise OutputError("--format", f"'{fmt}' is not an output format", f"use one of {', '.join(FORMATS)}")
-    return fmt
-
-
-def check_format_for_input(fmt: str, source: str | Path | None) -> None:
-    """Refuse, before any work, a format the input cannot have: DICOM SEG needs a DICOM series to reference."""
-    _check_format(fmt)
-    if fmt == "dicom-seg" and (source is None or not is_dicom_series_folder(source)):
+def _check_source(source: Path | None) -> None:
+    """Refuse, before any work, an input that is not a DICOM series: a SEG must reference the slices it segments."""
+    if source is None or not is_dicom_series_folder(source):
         where = source if source is not None else "the input"
         raise InputError(where, "is not a DICOM series folder, and a DICOM SEG (--format dicom-seg) must reference "
                                 "the DICOM slices it segments",
@@ -340,23 +208,7 @@ def check_format_for_input(fmt: str, source: str | Path | None) -> None:
                          "DICOM series")
 
 
-def write_prediction(labels: Volume, out_dir: str | Path, case_id: str, fmt: str, class_names: Sequence[str],
-                     source: str | Path | None) -> Path:
-    """Write one case's label map in `fmt` ('nifti', 'seg-nrrd' or 'dicom-seg') into `out_dir`; returns the file.
-
-    Args:
-        labels: integer label map in the input's exact geometry.
-        out_dir: output folder; the file is `prediction_path(out_dir, case_id, fmt)`.
-        case_id: the case's name.
-        fmt: output format.
-        class_names: name of each label value, index 0 = background.
-        source: the input the prediction came from (the DICOM series folder for 'dicom-seg').
-    """
-    check_format_for_input(fmt, source)
-    path = prediction_path(out_dir, case_id, fmt)
-    if fmt == "nifti":
-        _label_values(labels, class_names)
-        return write_nifti(labels, path, dtype=_storage_dtype(len(class_names)))
-    if fmt == "seg-nrrd":
-        return write_seg_nrrd(labels, path, class_names)
-    return write_dicom_seg(labels, path, class_names, Path(source))  # type: ignore[arg-type]
+register_output(OutputFormat(name="dicom-seg", suffix=".dcm",
+                             write=lambda labels, path, class_names, source: write_dicom_seg(labels, path,
+                                                                                             class_names, source),
+                             check_source=_check_source))
