@@ -393,7 +393,7 @@ def summary_entries(results: dict[str, Any]) -> dict[str, Any]:
 def parse_options(items: list[str], strategies: list[str]) -> dict[str, Any] | None:
     """--strategy-option KEY=VALUE items as a dict, checked against every chosen semi-supervised strategy; None (after
     printing every problem) when one is not KEY=VALUE or a strategy refuses it."""
-    from unimos.cli.main import parse_key_values
+    from unimos.cli.console import parse_key_values
     from unimos.errors import UnimosError
     from unimos.strategies.base import check_strategy_options
 

@@ -118,8 +118,9 @@ def train_config(iterations: int, seed: int, device: str) -> TrainConfig:
 
 def build_trainer(inputs: Inputs, config: TrainConfig) -> Trainer:
     """The strategy (network + loss), optimiser and schedule of `config` on `device`, same seed every call."""
-    from unimos.training.loop import build_strategy, resolve_device, training_patch
+    from unimos.training.loop import build_strategy, training_patch
     from unimos.training.optim import build_optimizer, build_schedule
+    from unimos.utils.device import resolve_device
 
     device = resolve_device(config.device)
     in_channels = int(inputs.cases[0].image().shape[0])
@@ -477,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                         train_loop_check(inputs, config, counts["warmup"], args.out / "train_check"),
                                         None)
 
-    from unimos.training.loop import resolve_device
+    from unimos.utils.device import resolve_device
 
     trainer_device = resolve_device(args.device)
     patch = [int(p) for p in inputs.plan["patch_size"]]

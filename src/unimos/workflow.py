@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from unimos.data.demo import SSL_SOURCES, DemoSource
+from unimos.data.demo import SOURCES, SSL_SOURCES, DemoSource, make_demo_data
 from unimos.data.manifest import Manifest, load_manifest
 from unimos.data.validation import InspectReport, inspect_manifest
 from unimos.errors import OutputError, UnimosError, ValidationFailed
-from unimos.preprocess.cache import preprocess_manifest
+from unimos.evaluation.evaluate import evaluate_predictions
+from unimos.inference.predictor import PredictOptions, load_model, predict_files
+from unimos.networks.checkpoint import read_checkpoint_meta
+from unimos.pipelines import PIPELINES
+from unimos.preprocess.cache import open_cache, preprocess_manifest
 from unimos.preprocess.fingerprint import collect_fingerprint
 from unimos.preprocess.plan import Preset, make_plan, save_plan, with_hashes
-
-if TYPE_CHECKING:  # torch is imported only by the stages that train
-    from unimos.training.config import TrainConfig
-    from unimos.training.loop import TrainResult
+from unimos.training.config import TrainConfig
+from unimos.training.loop import TrainResult, train
+from unimos.utils.atomic import write_json_atomic
+from unimos.utils.device import resolve_device
+from unimos.utils.precision import precision_name, resolve_precision
 
 Progress = Callable[[int, int], None]
 
@@ -32,38 +38,6 @@ def checked_manifest(path: str | Path, workers: int = 2,
     if not report.ok:
         raise ValidationFailed(report.problems)
     return manifest, report
-
-
-def refuse_output_inside_inputs(output: str | Path, input_folders: list[Path], option: str,
-                                allow: bool = False) -> None:
-    """Inputs are never modified: an output folder inside a folder of input scans is refused unless `allow`."""
-    if allow:
-        return
-    target = Path(output).resolve()
-    for folder in input_folders:
-        folder = folder.resolve()
-        if target == folder or folder in target.parents:
-            raise OutputError(output, f"lies inside the input folder {folder}",
-                              f"give {option} a folder outside it, or add --allow-output-in-input")
-
-
-def check_output_folder(folder: str | Path, option: str) -> None:
-    """An output folder option that names a file (or lies below one) is refused before any work."""
-    folder = Path(folder)
-    blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        problem = "is a file, not a folder" if blocker == folder else f"cannot be created: {blocker} is a file"
-        raise OutputError(folder, problem, f"give {option} a folder path")
-
-
-def refuse_existing_outputs(folder: str | Path, names: tuple[str, ...], overwrite: bool, what: str) -> None:
-    """Files that an earlier run wrote are replaced only with `overwrite`; refused otherwise, before any work."""
-    folder = Path(folder)
-    check_output_folder(folder, "--out")
-    found = [name for name in names if (folder / name).exists()]
-    if found and not overwrite:
-        raise OutputError(folder, f"holds the results of {what} ({', '.join(found)})",
-                          "give --out another folder, or add --overwrite to replace them")
 
 
 def manifest_input_folders(manifest: Manifest) -> list[Path]:
@@ -122,7 +96,6 @@ def run_outputs(run_dir: Path) -> list[Path]:
 
 
 def _describe_run(run_dir: Path) -> str:
-    from unimos.networks.checkpoint import read_checkpoint_meta
 
     for name in ("checkpoint_final", "checkpoint_latest"):
         try:
@@ -184,10 +157,6 @@ def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: TrainC
 
     An earlier run in `run_dir` is refused unless `resume` (continue it) or `overwrite`: it is then set aside and
     deleted once the new run ends, or put back if the new run fails before its first checkpoint."""
-    from unimos.preprocess.cache import open_cache
-    from unimos.strategies import is_multi_round
-    from unimos.training.loop import train
-
     run_dir = Path(run_dir)
     found = check_run_folder(run_dir, resume, overwrite)
     cached = open_cache(cache_dir, plan)
@@ -195,11 +164,9 @@ def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: TrainC
     validation = [c for c in cached if c.meta["split"] == "validation" and c.meta["has_label"]]
     aside = _set_aside(run_dir, found) if found and overwrite else None
     try:
-        if is_multi_round(config.strategy):  # a pipeline of several trainings
-            from unimos.pipelines.self_training import run_self_training
-
-            result = run_self_training(cases, plan, config, run_dir, validation_cases=validation, resume=resume,
-                                       progress=progress)
+        if config.strategy in PIPELINES.names():  # a pipeline of several trainings
+            run = PIPELINES.get(config.strategy)
+            result = run(cases, plan, config, run_dir, validation_cases=validation, resume=resume, progress=progress)
         else:
             result = train(cases, plan, config, run_dir, validation_cases=validation, resume=resume,
                            progress=progress)
@@ -275,7 +242,6 @@ class _Prepared:
 def _prepare_demo(out: Path, quick: bool, seed: int, workers: int, step: Callable[[str], Progress | None],
                   sources: tuple[DemoSource, ...] | None = None) -> _Prepared:
     """make data (the demo's layout, or `sources`) -> inspect -> plan -> preprocess."""
-    from unimos.data.demo import SOURCES, make_demo_data
 
     ensure_empty_output(out)
     manifest_path = make_demo_data(out / "data", seed=seed, quick=quick, sources=sources or SOURCES)
@@ -304,13 +270,6 @@ def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: 
 
     Writes OUT/runs/NAME (checkpoints), OUT/predictions/NAME and OUT/evaluation/NAME; `resume` continues (or
     reuses) what OUT/runs/NAME already holds."""
-    import json
-    import time
-
-    from unimos.evaluation.evaluate import evaluate_predictions
-    from unimos.inference.predictor import PredictOptions, load_model, predict_files
-    from unimos.training.loop import resolve_device
-
     clock = time.perf_counter()
     # OUT belongs to the comparison (new or empty when it began): a row that cannot resume is retrained, and its
     # predictions and scores are derived again from the checkpoint.
@@ -334,8 +293,6 @@ def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: 
 
 def resolved_precision_name(precision: str, device: str) -> str:
     """What `precision` means on the device training resolves `device` to (float32 / bfloat16 / float16)."""
-    from unimos.training.loop import resolve_device
-    from unimos.utils.precision import precision_name, resolve_precision
 
     return precision_name(resolve_precision(precision, resolve_device(device)))
 
@@ -345,11 +302,6 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
              train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None) -> DemoResult:
     """The whole pipeline on built-in data: make data -> inspect -> plan -> preprocess -> train partial, naive and
     the complete-label upper bound with one budget -> predict the held-out test set -> evaluate -> one table."""
-    import time
-
-    from unimos.training.config import TrainConfig
-    from unimos.utils.atomic import write_json_atomic
-
     out = Path(out)
     step = progress_factory or (lambda _label: None)
     started = time.perf_counter()
@@ -399,11 +351,6 @@ def run_ssl_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: i
     """Supervised-only against semi-supervised strategies (`strategies`, rows of SSL_ALL_ROWS) on the same scarce
     labeled set (SSL_SOURCES: 1 labeled CT, 12 unlabeled) at the same iterations, and the `all_labeled` ceiling;
     scores on the held-out test CTs in OUT/ssl_results.json, with each row's seconds per iteration."""
-    import time
-
-    from unimos.training.config import TrainConfig
-    from unimos.utils.atomic import write_json_atomic
-
     out = Path(out)
     step = progress_factory or (lambda _label: None)
     started = time.perf_counter()

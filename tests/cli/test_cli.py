@@ -104,7 +104,7 @@ def test_predict_refuses_a_pickle_checkpoint(tmp_path):
 
 
 def test_strategy_options_parse_as_yaml_scalars_and_bad_ones_name_the_fix():
-    from unimos.cli.main import parse_key_values
+    from unimos.cli.console import parse_key_values
     from unimos.errors import UnimosError
 
     assert parse_key_values(["tau=0.9", "weak_flip=true", "rounds=2", "name=abc"]) == {

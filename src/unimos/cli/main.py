@@ -1,19 +1,18 @@
-"""The `unimos` command: make-demo-data, inspect, plan, preprocess, demo."""
+"""The `unimos` command: its options and help, one function per command. What a command does once its options are
+parsed lives in cli/data_commands.py and cli/model_commands.py, which each command calls with its parameters
+(`**locals()`, the first statement, holds exactly those)."""
 
 from __future__ import annotations
 
 import functools
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from types import ModuleType
+from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
-from unimos.cli.render import coverage_table, geometry_tables, print_problems, progress_bars, results_table
-from unimos.errors import UnimosError, ValidationFailed
+from unimos.cli.console import friendly_errors
 
 app = typer.Typer(
     name="unimos",
@@ -23,10 +22,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# Logs and pipes get a wide fixed width so the coverage table is not squeezed to 80 columns.
-console = Console(highlight=False, width=None if Console().is_terminal else 160)
-err_console = Console(stderr=True, highlight=False, width=None if Console(stderr=True).is_terminal else 160)
-F = TypeVar("F", bound=Callable[..., Any])
 
 # Paths are checked by unimos itself (one message naming the file, the problem and the fix), not by typer's usage box.
 PathArgument = functools.partial(typer.Argument, readable=False)
@@ -42,61 +37,19 @@ PrecisionOpt = Annotated[str, typer.Option(help=(
     "about twice as fast; float32 elsewhere), float32, bfloat16, or float16 (CUDA only)."))]
 
 
-def parse_key_values(items: list[str]) -> dict[str, Any]:
-    """KEY=VALUE strings to a dict; values read as YAML scalars (0.9 -> float, true -> bool, text stays text)."""
-    import yaml
+def _data_commands() -> ModuleType:
+    """The commands that read and write files without a network; imported when one runs, so that `unimos --help`
+    loads neither them nor torch."""
+    from unimos.cli import data_commands  # deferred: keeps `unimos --help` fast
 
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UnimosError("--strategy-option", f"'{item}' is not KEY=VALUE", "write it like tau=0.9")
-        options[key.strip()] = yaml.safe_load(value)
-    return options
+    return data_commands
 
 
-TRACEBACK_ENV = "UNIMOS_TRACEBACK"  # set to 1 to see the traceback of an unexpected error
+def _model_commands() -> ModuleType:
+    """The commands that plan, train or run a network; imported when one runs (they load torch, ~1-2 s)."""
+    from unimos.cli import model_commands  # deferred: torch loads only for the commands that need it
 
-
-def _unexpected(err: Exception) -> str:
-    """One line for an error no check foresaw: what happened and what to do."""
-    if isinstance(err, MemoryError):
-        return ("ran out of memory. Fix: run it on a machine with more memory, or lower its size (--batch-size, "
-                "--memory-budget-gib, a smaller plan)")
-    if isinstance(err, OSError):
-        return (f"the system refused an operation ({err.strerror or err}{f': {err.filename}' if err.filename else ''})"
-                ". Fix: check free disk space and permissions of the files and folders named")
-    return (f"unexpected {type(err).__name__}: {err}. Fix: this is a bug in unimos; please report it with the "
-            f"command line, and run it again with {TRACEBACK_ENV}=1 to see where it happened")
-
-
-def friendly_errors(command: F) -> F:
-    """Print UnimosErrors as readable paragraphs (no traceback) and exit non-zero."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except ValidationFailed as err:
-            print_problems(err_console, err.problems)
-            raise typer.Exit(code=1) from None
-        except UnimosError as err:
-            err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
-            raise typer.Exit(code=1) from None
-        except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]: finished files are kept; nothing half-written is left.")
-            raise typer.Exit(code=130) from None
-        except (typer.Exit, typer.Abort, typer.TyperException):
-            raise
-        except Exception as err:  # a bug or the machine, not the user's input: still one message, no traceback
-            if os.environ.get(TRACEBACK_ENV):
-                raise
-            err_console.print("[bold red]error:[/] unimos "
-                              f"{command.__name__.removesuffix('_command').replace('_', '-')}"
-                              f": {_unexpected(err)}", soft_wrap=True)
-            raise typer.Exit(code=1) from None
-
-    return wrapper  # type: ignore[return-value]
+    return model_commands
 
 
 @app.command("make-demo-data")
@@ -113,10 +66,7 @@ def make_demo_data_command(
 
     Example:  unimos make-demo-data /tmp/d && unimos inspect /tmp/d/manifest.yaml
     """
-    from unimos.data.demo import make_demo_data
-
-    manifest = make_demo_data(out, seed=seed, quick=quick)
-    console.print(f"wrote [bold]{manifest}[/]")
+    _data_commands().make_demo_data(**locals())
 
 
 @app.command("inspect")
@@ -128,20 +78,7 @@ def inspect_command(manifest: ManifestArg, workers: WorkersOpt = 2) -> None:
 
     Example:  unimos inspect /tmp/d/manifest.yaml
     """
-    from unimos.data.manifest import load_manifest
-    from unimos.data.validation import inspect_manifest
-
-    loaded = load_manifest(manifest)
-    with progress_bars(err_console) as bars:
-        report = inspect_manifest(loaded, workers=workers, progress=bars("inspect"))
-    console.print(f"[bold]{loaded.name}[/]: {len(loaded.sources)} sources, {len(loaded.cases)} cases, "
-                  f"{loaded.taxonomy.num_classes - 1} classes")
-    console.print(coverage_table(report))
-    for table in geometry_tables(report):
-        console.print(table)
-    if not report.ok:
-        raise ValidationFailed(report.problems)
-    console.print("[green]no problems found[/]")
+    _data_commands().inspect(**locals())
 
 
 @app.command("plan")
@@ -163,15 +100,7 @@ def plan_command(
 
     Example:  unimos plan /tmp/d/manifest.yaml --out work/plan_3mm.json --preset 3mm
     """
-    from unimos.workflow import checked_manifest, plan_manifest
-
-    with progress_bars(err_console) as bars:
-        loaded, _ = checked_manifest(manifest, workers=workers, progress=bars("inspect"))
-        plan = plan_manifest(loaded, out, preset, seed=seed, workers=workers, progress=bars("fingerprint"),  # type: ignore[arg-type]
-                             overwrite=overwrite)
-    console.print(f"wrote [bold]{out}[/] (hash {plan['hash']}): spacing {plan['target_spacing_mm']} mm, "
-                  f"patch {plan['patch_size']}, {len(plan['network']['strides'])} stages, "
-                  f"filters {plan['network']['filters']}")
+    _model_commands().plan(**locals())
 
 
 @app.command("preprocess")
@@ -188,24 +117,7 @@ def preprocess_command(
 
     Example:  unimos preprocess /tmp/d/manifest.yaml --plan work/plan_3mm.json --cache work/cache
     """
-    from unimos.preprocess.cache import preprocess_manifest
-    from unimos.preprocess.plan import load_plan
-    from unimos.workflow import (
-        check_output_folder,
-        checked_manifest,
-        manifest_input_folders,
-        refuse_output_inside_inputs,
-    )
-
-    loaded_plan = load_plan(plan)
-    check_output_folder(cache, "--cache")
-    with progress_bars(err_console) as bars:
-        loaded, _ = checked_manifest(manifest, workers=workers, progress=bars("inspect"))
-        refuse_output_inside_inputs(cache, manifest_input_folders(loaded), "--cache", allow_output_in_input)
-        done, skipped = preprocess_manifest(loaded, loaded_plan, cache, workers=workers,
-                                            progress=bars("preprocess"))
-    console.print(f"preprocessed {done} case(s), {skipped} already cached, in "
-                  f"[bold]{Path(cache) / loaded_plan['cache_key']}[/]")
+    _model_commands().preprocess(**locals())
 
 
 @app.command("train")
@@ -261,46 +173,7 @@ def train_command(
               unimos train /tmp/d/manifest.yaml --strategy unimatch --strategy-option tau=0.9 --out work/run_ssl
               unimos train /tmp/d/manifest.yaml --network pipofan2d --slice-resize 256 --out work/run_2d
     """
-    from unimos.preprocess.cache import preprocess_manifest
-    from unimos.preprocess.plan import load_plan
-    from unimos.strategies.base import check_strategy_options
-    from unimos.training.config import TrainConfig
-    from unimos.training.loop import check_config
-    from unimos.utils.precision import check_precision
-    from unimos.workflow import (
-        check_output_folder,
-        check_run_folder,
-        checked_manifest,
-        manifest_input_folders,
-        refuse_output_inside_inputs,
-        train_from_cache,
-    )
-
-    loaded_plan = load_plan(plan)
-    options = parse_key_values(strategy_option or [])
-    check_strategy_options(strategy, options)
-    check_output_folder(cache, "--cache")
-    check_run_folder(out, resume, overwrite)
-    config = TrainConfig(method=method, strategy=strategy, strategy_options=options,
-                         network=network, iterations=iterations, sampler=sampler,
-                         foreground_fraction=foreground_fraction, roi_margin_mm=roi_margin_mm,
-                         slice_resize=slice_resize, slice_patch=slice_patch, batch_size=batch_size,
-                         deep_supervision=deep_supervision, optimizer=optimizer, learning_rate=learning_rate,
-                         schedule=schedule, seed=seed, device=device, precision=check_precision(precision),
-                         validate_every=validate_every, checkpoint_every=checkpoint_every, log_every=log_every,
-                         tensorboard=tensorboard)
-    check_config(config)
-    with progress_bars(err_console) as bars:
-        loaded, _ = checked_manifest(manifest, workers=workers, progress=bars("inspect"))
-        inputs = manifest_input_folders(loaded)
-        for folder, option in ((cache, "--cache"), (out, "--out")):
-            refuse_output_inside_inputs(folder, inputs, option, allow_output_in_input)
-        preprocess_manifest(loaded, loaded_plan, cache, workers=workers, progress=bars("preprocess"))
-        result = train_from_cache(cache, loaded_plan, config, out, resume=resume, overwrite=overwrite,
-                                  progress=bars("train"))
-    console.print(f"trained {result.steps} steps in {result.seconds:.0f} s "
-                  f"(data wait {100 * result.data_wait_share:.1f}%"
-                  f" of step time); checkpoint [bold]{result.checkpoint}[/]")
+    _model_commands().train(**locals())
 
 
 @app.command("predict")
@@ -342,38 +215,7 @@ def predict_command(
     Example:  unimos predict work/run/checkpoint_final scans/ --out predictions/
               unimos predict work/run/checkpoint_final scans/ --coarse work/run_coarse/checkpoint_final
     """
-    from unimos.data.io import list_inputs
-    from unimos.inference.predictor import PredictOptions, load_model, predict_files
-    from unimos.workflow import refuse_output_inside_inputs
-
-    files = list_inputs(inputs)
-    folders = {inputs if inputs.is_dir() else inputs.parent} | {f if f.is_dir() else f.parent for f in files}
-    refuse_output_inside_inputs(out, sorted(folders), "--out", allow_output_in_input)
-    options = PredictOptions(overlap=overlap, mirror=mirror, largest_component=largest_component, modality=modality,
-                             memory_budget_gib=memory_budget_gib, output_format=output_format, window=window,
-                             precision=precision, force=force)
-    from unimos.training.loop import resolve_device
-
-    resolve_device(device)  # a missing GPU is the user's to fix, named before the model is read
-    model = load_model(checkpoint, device)
-    first_stage = load_model(coarse, device) if coarse is not None else None
-    with progress_bars(err_console) as bars:
-        records = predict_files(model, files, out, options, skip_existing=skip_existing, progress=bars("predict"),
-                                coarse=first_stage, roi_margin_mm=roi_margin_mm, overwrite=overwrite)
-    failed = [r for r in records if r.error]
-    for record in records:
-        if record.stages.get("skipped"):
-            console.print(f"{record.case_id}: skipped, {record.output} exists")
-        elif not record.error:
-            console.print(f"{record.case_id}: {record.seconds:.1f} s, peak {record.peak_rss_mib:.0f} MiB "
-                          f"-> {record.output}")
-        for warning in getattr(record, "warnings", []):
-            err_console.print(f"[yellow]warning:[/] {record.case_id}: {warning}", soft_wrap=True)
-    if failed:
-        err_console.print(f"[bold red]{len(failed)} of {len(records)} case(s) failed[/]:")
-        for record in failed:
-            err_console.print(f"  - {record.error}", soft_wrap=True)
-        raise typer.Exit(code=1)
+    _model_commands().predict(**locals())
 
 
 @app.command("evaluate")
@@ -395,22 +237,7 @@ def evaluate_command(
 
     Example:  unimos evaluate predictions/ /tmp/d/manifest.yaml --split test
     """
-    from unimos.data.manifest import load_manifest
-    from unimos.evaluation.evaluate import EVALUATION_OUTPUTS, check_tolerance, evaluate_predictions
-    from unimos.workflow import refuse_existing_outputs
-
-    check_tolerance(tolerance_mm)
-    target = out or predictions / "evaluation"
-    refuse_existing_outputs(target, EVALUATION_OUTPUTS, overwrite, "an earlier evaluation")
-    loaded = load_manifest(manifest)
-    evaluate_predictions(predictions, loaded, target, split=None if split == "all" else split,
-                         tolerance_mm=tolerance_mm, allow_missing=allow_missing)
-    console.print((target / "summary.md").read_text())
-    console.print(f"scores in [bold]{target}[/]")
-    if report:
-        from unimos.report.html import write_report
-
-        console.print(f"report: [bold]{write_report(target, manifest=manifest, predictions=predictions)}[/]")
+    _data_commands().evaluate(**locals())
 
 
 @app.command("report")
@@ -425,9 +252,7 @@ def report_command(
 
     Example:  unimos report unimos-demo      (then open unimos-demo/report/index.html in any browser)
     """
-    from unimos.report.html import write_report
-
-    console.print(f"report: [bold]{write_report(run_dir, out, max_cases=max_cases)}[/]")
+    _data_commands().report(**locals())
 
 
 @app.command("strategies")
@@ -441,13 +266,7 @@ def strategies_command(
     Example:  unimos strategies unimatch
               unimos train data/manifest.yaml --strategy unimatch --strategy-option tau=0.9 --out work/run_ssl
     """
-    from unimos.cli.render import strategy_table
-    from unimos.strategies import STRATEGIES
-    from unimos.strategies.base import option_docs
-
-    for key in [name] if name else STRATEGIES.names():
-        cls = STRATEGIES.get(key)
-        console.print(strategy_table(key, cls.summary, cls.source, option_docs(key)))
+    _model_commands().strategies(**locals())
 
 
 @app.command("demo")
@@ -482,28 +301,7 @@ def demo_command(
     Example:  unimos demo --out /tmp/unimos-demo --quick
               unimos demo --ssl --out /tmp/unimos-ssl
     """
-    from unimos.utils.precision import check_precision
-    from unimos.workflow import DEMO_METHODS, SSL_ALL_ROWS, SSL_DEFAULT_ROWS, run_demo, run_ssl_demo
-
-    check_precision(precision)
-    if every and not ssl:
-        raise UnimosError("--all", "chooses the rows of the semi-supervised comparison only",
-                          "add --ssl, or drop --all")
-    with progress_bars(err_console) as bars:
-        def train_bar(method: str):
-            return bars(f"train {method}")
-
-        common = dict(quick=quick, seed=seed, workers=workers, iterations=iterations, device=device,
-                      precision=precision, progress_factory=bars, train_progress=train_bar)
-        rows = SSL_ALL_ROWS if every else SSL_DEFAULT_ROWS
-        result = run_ssl_demo(out, strategies=rows, **common) if ssl else run_demo(out, **common)
-    console.print(coverage_table(result.report))
-    console.print(results_table(result.results, list(rows if ssl else DEMO_METHODS)))
-    name = "ssl_results.json" if ssl else "demo_results.json"
-    from unimos.report.html import write_report
-
-    console.print(f"results: [bold]{result.out / name}[/]   stages: {' -> '.join(result.stages_done)}")
-    console.print(f"report: [bold]{write_report(result.out)}[/]")
+    _model_commands().demo(**locals())
 
 
 def main() -> None:  # pragma: no cover - console entry point

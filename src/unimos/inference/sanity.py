@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from unimos.errors import Problem
+from unimos.preprocess.resample import orientation_to_ras
 
 SAMPLE_VOXELS = 200_000
 ABSURD_MAGNITUDE = 1e6  # no scanner stores more: 16-bit values times a rescale slope, CT with metal about 3e4 HU
@@ -182,8 +183,6 @@ def thin_axis_warnings(shape: Sequence[int], affine: np.ndarray, target_spacing_
         target_spacing_mm: the plan's grid (RAS order); patch: the model's patch in voxels on that grid (RAS order;
             two entries for a 2D model, which sees axial slices: only RAS axes 0 and 1 are checked then).
     """
-    from unimos.preprocess.resample import orientation_to_ras
-
     ornt = orientation_to_ras(affine)
     spacing = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
     checked = len(patch)  # 3, or 2 for a 2D model: its patch covers RAS axes 0 and 1, the axial plane

@@ -36,13 +36,15 @@ from unimos.inference.postprocess import largest_component_per_class
 from unimos.inference.predictor import load_model
 from unimos.inference.sliding import predict_probabilities
 from unimos.networks.checkpoint import read_checkpoint_meta
+from unimos.pipelines.registry import PIPELINES
 from unimos.preprocess.cache import CachedCase, write_cached_case
 from unimos.strategies.base import resolve_options
 from unimos.strategies.self_training import SelfTraining
 from unimos.training.config import TrainConfig
-from unimos.training.loop import TrainResult, distributed_context, resolve_device, train
+from unimos.training.loop import TrainResult, distributed_context, train
 from unimos.training.validate import validation_dice
 from unimos.utils.atomic import write_json_atomic
+from unimos.utils.device import resolve_device
 from unimos.utils.precision import resolve_precision
 
 # Where a fused voxel's label came from (provenance counts).
@@ -330,6 +332,7 @@ def _round_validation(result: TrainResult, validation_cases: Sequence[CachedCase
                            resolve_precision(precision, model.device))
 
 
+@PIPELINES.register("self_training")
 def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig, run_dir: str | Path,
                       validation_cases: Sequence[CachedCase] = (), resume: bool = False,
                       progress: Callable[[int, int, float], None] | None = None) -> SelfTrainingResult:
@@ -337,8 +340,6 @@ def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config:
 
     `progress(step, total, loss)` counts over all rounds; `resume` reuses finished rounds and continues a broken one.
     """
-
-
     options = self_training_options(config)
     rounds = int(options["rounds"])
     run_dir = Path(run_dir)

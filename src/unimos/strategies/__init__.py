@@ -8,6 +8,4 @@ __all__ = ["STRATEGIES", "StepOutput", "Strategy"]
 
 def is_multi_round(strategy: str) -> bool:
     """Whether a strategy runs the training loop several times (self-training: a pipeline) rather than once."""
-    from unimos.strategies.base import STRATEGIES
-
     return bool(getattr(STRATEGIES.get(strategy), "multi_round", False))

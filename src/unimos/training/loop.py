@@ -38,6 +38,7 @@ from unimos.training.streams import RandomStreams
 from unimos.training.trainlog import TrainLog
 from unimos.training.validate import validation_dice
 from unimos.utils.atomic import removed_on_failure, write_json_atomic
+from unimos.utils.device import resolve_device
 from unimos.utils.precision import autocast, resolve_precision
 
 
@@ -50,14 +51,6 @@ class TrainResult:
     data_wait_share: float
     val_dice: dict[int, float] = field(default_factory=dict)
     losses: list[float] = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UnimosError("--device", f"'{name}' was asked for but no CUDA GPU is available", "use --device cpu")
-    return torch.device(name)
 
 
 def check_config(config: TrainConfig) -> None:

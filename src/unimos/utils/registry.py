@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from unimos.errors import UnimosError
+
 T = TypeVar("T")
 
 
@@ -25,8 +27,6 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> Callable[..., T]:
         if name not in self._entries:
-            from unimos.errors import UnimosError
-
             raise UnimosError(f"{self.kind} '{name}'", "is not known", f"use one of {self.names()}")
         return self._entries[name]
 
