@@ -54,7 +54,8 @@ def score_cascade(name: str, fine: Path, coarse: Path, manifest: Any, out: Path,
                   margin_mm: float = MARGIN_MM) -> dict[str, Any]:
     """Predict the test cases through the cascade, score them; organ table, seconds per case, region share."""
     from unimos.evaluation.evaluate import evaluate_predictions
-    from unimos.inference.predictor import PredictOptions, load_model, predict_files
+    from unimos.inference.model import load_model
+    from unimos.inference.predictor import PredictOptions, predict_files
 
     folder = name.replace(" > ", "_then_")
     images = sorted({c.image_paths[0] for c in manifest.split("test")})

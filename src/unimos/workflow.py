@@ -15,7 +15,8 @@ from unimos.data.manifest import Manifest, load_manifest
 from unimos.data.validation import InspectReport, inspect_manifest
 from unimos.errors import OutputError, UnimosError, ValidationFailed
 from unimos.evaluation.evaluate import evaluate_predictions
-from unimos.inference.predictor import PredictOptions, load_model, predict_files
+from unimos.inference.model import load_model
+from unimos.inference.predictor import PredictOptions, predict_files
 from unimos.networks.checkpoint import read_checkpoint_meta
 from unimos.pipelines import PIPELINES
 from unimos.preprocess.cache import open_cache, preprocess_manifest

@@ -6,8 +6,9 @@ import torch
 from tests.conftest import tiny_training_plan, write_nifti
 from unimos.data.io import read_volume
 from unimos.data.manifest import load_manifest
+from unimos.inference.model import load_model
 from unimos.inference.postprocess import largest_component_per_class
-from unimos.inference.predictor import PredictOptions, load_model, predict_files
+from unimos.inference.predictor import PredictOptions, predict_files
 from unimos.preprocess.cache import open_cache, preprocess_manifest
 from unimos.preprocess.plan import with_hashes
 from unimos.training.config import TrainConfig

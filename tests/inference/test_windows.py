@@ -13,7 +13,8 @@ from torch import nn
 
 from tests.conftest import write_nifti
 from unimos.errors import UnimosError
-from unimos.inference.predictor import PredictOptions, load_model, predict_files
+from unimos.inference.model import load_model
+from unimos.inference.predictor import PredictOptions, predict_files
 from unimos.inference.sliding import predict_probabilities
 from unimos.inference.windows import (
     bytes_per_window_voxel,

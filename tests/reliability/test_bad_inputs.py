@@ -517,7 +517,8 @@ def _nifti_header_only(path: Path, shape: tuple[int, int, int], spacing: tuple[f
 
 def test_a_scan_too_large_for_the_memory_budget_is_refused_from_its_header(checkpoint, tmp_path):
     from unimos.inference.memory import current_rss_mib
-    from unimos.inference.predictor import PredictOptions, load_model, predict_files
+    from unimos.inference.model import load_model
+    from unimos.inference.predictor import PredictOptions, predict_files
 
     model = load_model(checkpoint)
     # The voxels are cut short: a refusal that names the budget, not the truncation, read the header alone.
@@ -538,7 +539,8 @@ def test_a_scan_too_large_for_the_memory_budget_is_refused_from_its_header(check
 
 @pytest.mark.parametrize("budget_gib, refused", [(None, False), (64.0, False), (1e-4, True)])
 def test_the_memory_budget_is_optional_and_compared_with_the_estimate(checkpoint, tmp_path, budget_gib, refused):
-    from unimos.inference.predictor import PredictOptions, load_model, predict_files
+    from unimos.inference.model import load_model
+    from unimos.inference.predictor import PredictOptions, predict_files
 
     scan = good_scan(tmp_path / "in" / "scan.nii.gz")  # 0.1 MiB of arrays, on top of the process's own memory
     records = predict_files(load_model(checkpoint), [scan], tmp_path / "pred",

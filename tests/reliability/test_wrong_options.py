@@ -91,7 +91,7 @@ def test_preprocess_refuses_a_cache_path_that_is_a_file(tiny, tmp_path):
 
 
 def test_a_checkpoint_pair_renamed_loads_by_its_new_name(checkpoint, tmp_path):
-    from unimos.inference.predictor import load_model
+    from unimos.inference.model import load_model
 
     for suffix in (".json", ".safetensors"):
         shutil.copy(checkpoint.with_suffix(suffix), tmp_path / f"best{suffix}")

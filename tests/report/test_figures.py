@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from unimos.report import figures
-from unimos.report.run_folder import TrainingLog
+from unimos.report.training_logs import TrainingLog
 
 
 def _log(semi: bool) -> TrainingLog:

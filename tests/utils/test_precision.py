@@ -74,7 +74,8 @@ def test_training_in_bfloat16_keeps_float32_weights_and_finite_losses(tiny_cache
 
 
 def test_predict_refuses_float16_on_the_cpu_before_writing_anything(tmp_path):
-    from unimos.inference.predictor import LoadedModel, PredictOptions, predict_files
+    from unimos.inference.model import LoadedModel
+    from unimos.inference.predictor import PredictOptions, predict_files
 
     model = LoadedModel(_small_network(), {}, ["background", "a", "b", "c"], {"in_channels": 1}, torch.device("cpu"))
     with pytest.raises(UnimosError, match="float16 autocast needs a CUDA device"):

@@ -12,7 +12,8 @@ from unimos.cli.console import console, err_console, parse_key_values
 from unimos.cli.render import coverage_table, progress_bars, results_table, strategy_table
 from unimos.data.io import list_inputs
 from unimos.errors import UnimosError
-from unimos.inference.predictor import PredictOptions, load_model, predict_files
+from unimos.inference.model import load_model
+from unimos.inference.predictor import PredictOptions, predict_files
 from unimos.preprocess.cache import preprocess_manifest
 from unimos.preprocess.plan import load_plan
 from unimos.report.html import write_report

@@ -18,14 +18,10 @@ is not defined), `summary.json` (NaN written as null) and `summary.md` (tables f
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -39,112 +35,14 @@ from unimos.data.taxonomy import Taxonomy
 from unimos.data.volume import Volume, same_grid
 from unimos.errors import InputError, UnimosError
 from unimos.evaluation.metrics import DEFAULT_TOLERANCE_MM, ScoringRegion, StructureScore, score_structure
-from unimos.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
+from unimos.evaluation.outputs import mm_text, write_outputs
+from unimos.evaluation.records import METRICS, Aggregate, EvaluationResult, StructureRecord, nan_stat
 
 PREDICTION_EXTENSIONS = NIFTI_EXTENSIONS  # what `unimos predict` writes by default, and all that is scored
-METRICS = ("dsc", "nsd", "hd95")
-CSV_COLUMNS = ("case_id", "source", "modality", "structure", "dsc", "nsd", "hd95", "status")
 # What `evaluate_predictions` writes in its output folder.
 EVALUATION_OUTPUTS = ("scores.csv", "summary.json", "summary.md")
 # Written by `unimos predict` beside the predictions: {"0": "background", "1": "liver", ...}.
 LABELS_FILE = "labels.json"
-
-
-@dataclass(frozen=True)
-class StructureRecord:
-    """One scored structure of one case: a row of scores.csv."""
-
-    case_id: str
-    source: str
-    modality: str
-    structure: str
-    dsc: float
-    nsd: float
-    hd95: float
-    status: str
-
-    @property
-    def scored(self) -> bool:
-        """False for 'both_empty' rows, which no mean counts."""
-        return self.status != "both_empty"
-
-
-@dataclass(frozen=True)
-class Aggregate:
-    """Means and medians of the scored rows of one group (a structure, a case, a source)."""
-
-    dsc: float
-    nsd: float
-    hd95: float
-    median_dsc: float
-    median_nsd: float
-    median_hd95: float
-    n: int
-    n_hd95: int
-
-    @classmethod
-    def of(cls, records: Iterable[StructureRecord]) -> Aggregate:
-        scored = [r for r in records if r.scored]
-        columns = {m: np.array([getattr(r, m) for r in scored], dtype=np.float64) for m in METRICS}
-        means = {m: _nan_stat(np.mean, columns[m]) for m in METRICS}
-        medians = {m: _nan_stat(np.median, columns[m]) for m in METRICS}
-        return cls(means["dsc"], means["nsd"], means["hd95"], medians["dsc"], medians["nsd"], medians["hd95"],
-                   len(scored), int(np.count_nonzero(np.isfinite(columns["hd95"]))))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"dsc": _json_float(self.dsc), "nsd": _json_float(self.nsd), "hd95": _json_float(self.hd95),
-                "n": self.n, "n_hd95": self.n_hd95,
-                "median": {"dsc": _json_float(self.median_dsc), "nsd": _json_float(self.median_nsd),
-                           "hd95": _json_float(self.median_hd95)}}
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """Everything `evaluate_predictions` computed and where it wrote it.
-
-    Attributes:
-        records: one row per case x annotated structure, in manifest and taxonomy order.
-        per_structure: structure name -> aggregate over cases (structures with no scored case are left out).
-        per_source: source name -> aggregate over its rows.
-        per_source_structure: source name -> structure name -> aggregate.
-        per_case: case id -> aggregate over its structures.
-        mean: mean over structures of the per-structure means: {'dsc', 'nsd', 'hd95'}.
-        split: the split scored (None = all labeled cases).
-        tolerance_mm: NSD tolerance, mm.
-        missing: case ids without a prediction (only when allowed).
-        scores_csv, summary_json, summary_md: the files written.
-    """
-
-    records: tuple[StructureRecord, ...]
-    per_structure: dict[str, Aggregate]
-    per_source: dict[str, Aggregate]
-    per_source_structure: dict[str, dict[str, Aggregate]]
-    per_case: dict[str, Aggregate]
-    mean: dict[str, float]
-    split: str | None
-    tolerance_mm: float
-    missing: tuple[str, ...]
-    scores_csv: Path
-    summary_json: Path
-    summary_md: Path
-    case_sources: dict[str, str] = field(default_factory=dict)
-
-    def summary(self) -> dict[str, Any]:
-        """The content of summary.json (NaN as None)."""
-        return {
-            "split": self.split,
-            "tolerance_mm": self.tolerance_mm,
-            "n_cases": len(self.per_case),
-            "missing": list(self.missing),
-            "mean": {m: _json_float(v) for m, v in self.mean.items()} | {"structures": len(self.per_structure)},
-            "per_structure": {name: agg.to_json() for name, agg in self.per_structure.items()},
-            "per_source": {name: agg.to_json() | {
-                "cases": sum(1 for s in self.case_sources.values() if s == name),
-                "per_structure": {s: a.to_json() for s, a in self.per_source_structure[name].items()}}
-                for name, agg in self.per_source.items()},
-            "per_case": {case_id: {"source": self.case_sources.get(case_id)} | agg.to_json()
-                         for case_id, agg in self.per_case.items()},
-        }
 
 
 def evaluate_predictions(pred_dir: Path, manifest: Manifest, out_dir: Path, split: str | None = "test",
@@ -188,7 +86,7 @@ def evaluate_predictions(pred_dir: Path, manifest: Manifest, out_dir: Path, spli
         records.extend(score_case(case, manifest.taxonomy, path, tolerance_mm, lookup))
         case_sources[case.case_id] = case.source.name
     result = _aggregate(records, manifest.taxonomy, case_sources, split, tolerance_mm, missing, out_dir)
-    _write_outputs(result)
+    write_outputs(result)
     return result
 
 
@@ -314,10 +212,10 @@ def _check_same_grid(prediction: Volume, reference: Volume, pred_path: Path, ref
     if same_grid(prediction, reference):
         return
     raise InputError(pred_path, f"is not on the reference's grid: the prediction has shape {prediction.shape}, "
-                     f"voxel size {_mm(prediction.spacing_mm)} mm, orientation {prediction.orientation}, origin "
-                     f"{_mm(prediction.affine[:3, 3])} mm; the reference {ref_path} has shape {reference.shape}, "
-                     f"voxel size {_mm(reference.spacing_mm)} mm, orientation {reference.orientation}, origin "
-                     f"{_mm(reference.affine[:3, 3])} mm",
+                     f"voxel size {mm_text(prediction.spacing_mm)} mm, orientation {prediction.orientation}, origin "
+                     f"{mm_text(prediction.affine[:3, 3])} mm; the reference {ref_path} has shape {reference.shape}, "
+                     f"voxel size {mm_text(reference.spacing_mm)} mm, orientation {reference.orientation}, origin "
+                     f"{mm_text(reference.affine[:3, 3])} mm",
                      "write predictions on the case's image grid (as `unimos predict` does), or resample this "
                      "prediction onto the reference with nearest-neighbour interpolation")
 
@@ -358,73 +256,13 @@ def _aggregate(records: list[StructureRecord], taxonomy: Taxonomy, case_sources:
               if any(r.source == src and r.structure == s and r.scored for r in records)}
         for src in sources}
     per_case = {case_id: Aggregate.of(r for r in records if r.case_id == case_id) for case_id in case_sources}
-    mean = {m: _nan_stat(np.mean, np.array([getattr(a, m) for a in per_structure.values()], dtype=np.float64))
+    mean = {m: nan_stat(np.mean, np.array([getattr(a, m) for a in per_structure.values()], dtype=np.float64))
             for m in METRICS}
     return EvaluationResult(tuple(records), per_structure, per_source, per_source_structure, per_case, mean,
                             split, float(tolerance_mm), missing, out_dir / "scores.csv", out_dir / "summary.json",
                             out_dir / "summary.md", dict(case_sources))
 
 
-def _nan_stat(stat: Callable[[np.ndarray], Any], values: np.ndarray) -> float:
-    finite = values[np.isfinite(values)]
-    return float(stat(finite)) if finite.size else math.nan
-
-
 # ----------------------------------------------------------------------------------------------- outputs
 
 
-def _write_outputs(result: EvaluationResult) -> None:
-    with atomic_path(result.scores_csv) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(CSV_COLUMNS)
-            for r in result.records:
-                writer.writerow([r.case_id, r.source, r.modality, r.structure,
-                                 _csv_float(r.dsc), _csv_float(r.nsd), _csv_float(r.hd95), r.status])
-    write_json_atomic(result.summary_json, result.summary())
-    write_text_atomic(result.summary_md, _markdown(result))
-
-
-def _markdown(result: EvaluationResult) -> str:
-    tol = f"{result.tolerance_mm:g}"
-    split = result.split if result.split is not None else "all labeled cases"
-    out = io.StringIO()
-    out.write(f"# Evaluation: {split}\n\n{len(result.per_case)} case(s); NSD at {tol} mm; mean (median) over "
-              "the cases that annotate each structure; HD95 over cases where both masks are non-empty.\n\n")
-    out.write(f"| structure | n | DSC | NSD@{tol}mm | HD95 (mm) |\n|---|---:|---:|---:|---:|\n")
-    for name, agg in result.per_structure.items():
-        out.write(f"| {name} | {agg.n} | {_pair(agg.dsc, agg.median_dsc)} | {_pair(agg.nsd, agg.median_nsd)} | "
-                  f"{_pair(agg.hd95, agg.median_hd95, 2)} |\n")
-    mean = result.mean
-    out.write(f"| **mean over structures** | {len(result.per_structure)} | {_num(mean['dsc'])} | "
-              f"{_num(mean['nsd'])} | {_num(mean['hd95'], 2)} |\n")
-    if result.per_source:
-        out.write(f"\n## Per source\n\n| source | cases | n | DSC | NSD@{tol}mm | HD95 (mm) |\n"
-                  "|---|---:|---:|---:|---:|---:|\n")
-        for name, agg in result.per_source.items():
-            cases = sum(1 for s in result.case_sources.values() if s == name)
-            out.write(f"| {name} | {cases} | {agg.n} | {_pair(agg.dsc, agg.median_dsc)} | "
-                      f"{_pair(agg.nsd, agg.median_nsd)} | {_pair(agg.hd95, agg.median_hd95, 2)} |\n")
-    if result.missing:
-        out.write(f"\nNot scored (no prediction): {', '.join(result.missing)}\n")
-    return out.getvalue()
-
-
-def _num(value: float, digits: int = 3) -> str:
-    return "–" if not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def _pair(mean: float, median: float, digits: int = 3) -> str:
-    return "–" if not math.isfinite(mean) else f"{_num(mean, digits)} ({_num(median, digits)})"
-
-
-def _mm(values: Iterable[float]) -> str:
-    return "(" + ", ".join(f"{float(v):.4g}" for v in values) + ")"
-
-
-def _csv_float(value: float) -> str:
-    return "nan" if not math.isfinite(value) else f"{value:.6g}"
-
-
-def _json_float(value: float) -> float | None:
-    return None if not math.isfinite(value) else float(value)

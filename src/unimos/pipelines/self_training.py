@@ -32,8 +32,8 @@ from unimos.data.labels import foreground_box
 from unimos.data.volume import Volume
 from unimos.errors import UnimosError
 from unimos.inference.cascade import check_cascade_pair
+from unimos.inference.model import load_model
 from unimos.inference.postprocess import largest_component_per_class
-from unimos.inference.predictor import load_model
 from unimos.inference.sliding import predict_probabilities
 from unimos.networks.checkpoint import read_checkpoint_meta
 from unimos.pipelines.registry import PIPELINES

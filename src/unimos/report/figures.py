@@ -22,7 +22,8 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from unimos.data.colors import color_table, rgb_hex
-from unimos.report.run_folder import MethodResult, TrainingLog
+from unimos.report.run_folder import MethodResult
+from unimos.report.training_logs import TrainingLog
 from unimos.utils.atomic import atomic_path
 
 FIGURE_DPI = 150  # print quality for a figure a column wide (about 1000 px for 6.5 in)

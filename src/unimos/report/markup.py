@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from unimos.report.run_folder import RunFolder
+from unimos.report.training_logs import as_float
 
 FIGURE_FOLDER = "figures"
 
@@ -62,14 +63,6 @@ def num(value: Any, digits: int = 3) -> str:
     """A number for a table cell; a dash where there is none."""
     value = as_float(value)
     return "–" if not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def as_float(value: Any) -> float:
-    """`value` as a float, NaN where it is missing or not a number."""
-    try:
-        return float(value) if value is not None else math.nan
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def safe_name(name: str) -> str:

@@ -12,12 +12,11 @@ from typing import Any
 from unimos.data.colors import color_table, rgb_hex
 from unimos.data.manifest import Case
 from unimos.errors import UnimosError
-from unimos.evaluation.evaluate import StructureRecord
+from unimos.evaluation.records import StructureRecord
 from unimos.report.case_views import ORIENTATION_NOTE, CaseFigure, render_case
 from unimos.report.figures import dsc_distribution_figure
 from unimos.report.markup import (
     BEST_CLASS,
-    as_float,
     best_index,
     figure_html,
     note,
@@ -27,6 +26,7 @@ from unimos.report.markup import (
     swatch,
 )
 from unimos.report.run_folder import MethodResult, RunFolder, finite_mean
+from unimos.report.training_logs import as_float
 
 
 def results_section(run: RunFolder, figures: Path) -> str:

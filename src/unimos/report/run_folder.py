@@ -20,22 +20,22 @@ import csv
 import json
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from unimos.data.manifest import Manifest, load_manifest
 from unimos.errors import InputError, UnimosError
-from unimos.evaluation.evaluate import PREDICTION_EXTENSIONS, StructureRecord
+from unimos.evaluation.evaluate import PREDICTION_EXTENSIONS
+from unimos.evaluation.records import StructureRecord
+from unimos.report.training_logs import LOG_FILE, TrainingLog, as_float, round_folders, train_run_logs, training_logs
 
-SCORE_FILE, SUMMARY_FILE, LOG_FILE = "scores.csv", "summary.json", "log.csv"
+SCORE_FILE, SUMMARY_FILE = "scores.csv", "summary.json"
 CONFIG_FILE, PLAN_FILE = "config.json", "plan.json"
 CHECKPOINTS = ("checkpoint_final", "checkpoint_latest")
 PREDICTION_FILES = ("predict_log.json", "labels.json")
 REPORT_INPUTS = ("the output folder of `unimos evaluate` (scores.csv + summary.json), of `unimos demo` "
                  "(evaluation/<method>/) or of `unimos train` (config.json + log.csv)")
-_ROUND = re.compile(r"^round_(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class MethodResult:
         """Mean DSC of a case over its scored structures (summary.json's per_case, else from the rows); NaN if none."""
         entry = self.summary.get("per_case", {}).get(case_id)
         if entry is not None and "dsc" in entry:
-            return _float(entry["dsc"])
+            return as_float(entry["dsc"])
         return finite_mean(r.dsc for r in self.scores if r.case_id == case_id and r.scored)
 
     def prediction_path(self, case_id: str) -> Path | None:
@@ -63,31 +63,6 @@ class MethodResult:
             if path.is_file():
                 return path
         return None
-
-
-@dataclass(frozen=True)
-class TrainingLog:
-    """One training run's log.csv: loss, learning rate and time per logged step, validation Dice where measured."""
-
-    label: str
-    path: Path
-    steps: tuple[int, ...]
-    loss: tuple[float, ...]
-    seconds: tuple[float, ...]
-    data_seconds: tuple[float, ...]
-    val_steps: tuple[int, ...]
-    val_dice: tuple[float, ...]
-    lr: tuple[float, ...] = ()
-    # Semi-supervised strategies: the labeled and unlabeled parts of the loss and the confident pseudo-label share
-    # (NaN where a row has none).
-    loss_labeled: tuple[float, ...] = ()
-    loss_unlabeled: tuple[float, ...] = ()
-    confident_share: tuple[float, ...] = ()
-
-    @property
-    def semi_supervised(self) -> bool:
-        """Whether the log holds an unlabeled loss or a confident share (a semi-supervised strategy wrote it)."""
-        return any(math.isfinite(v) for v in (*self.loss_unlabeled, *self.confident_share))
 
 
 @dataclass(frozen=True)
@@ -178,7 +153,7 @@ def find_run_folder(run_dir: str | Path, manifest_path: str | Path | None = None
         raise _not_a_report_folder(root)
     manifest_file = Path(manifest_path) if manifest_path is not None else _default_manifest(root)
     manifest, note = _load(manifest_file, root)
-    logs = _train_run_logs(root) if train is not None else _training_logs(root, order)
+    logs = train_run_logs(root) if train is not None else training_logs(root, order)
     return RunFolder(root, layout, methods, logs, manifest_file if manifest else None, manifest, note, _meta(root),
                      train)
 
@@ -257,7 +232,7 @@ def _enclosing_predictions(evaluation_dir: Path) -> Path | None:
 
 def _train_run(root: Path) -> TrainRun | None:
     """The run `unimos train` wrote into `root` (config.json there, or in round_<k>/ for self-training); else None."""
-    rounds = _rounds(root)
+    rounds = round_folders(root)
     candidates = [root] + [folder for _, folder in reversed(rounds)]
     folder = next((c for c in candidates if (c / CONFIG_FILE).is_file()), None)
     if folder is None:
@@ -271,11 +246,6 @@ def _train_run(root: Path) -> TrainRun | None:
             break
     return TrainRun(folder, config if isinstance(config, dict) else {}, plan if isinstance(plan, dict) else {},
                     checkpoint, step if isinstance(step, int) else None, len(rounds))
-
-
-def _rounds(folder: Path) -> list[tuple[int, Path]]:
-    """The self-training rounds below a run folder (round_<k>/), in order."""
-    return sorted((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _ROUND.match(p.name)))
 
 
 def _method_order(root: Path) -> list[str]:
@@ -336,65 +306,10 @@ def _read_scores(path: Path) -> tuple[StructureRecord, ...]:
     except OSError as err:
         raise InputError(path, f"cannot be read ({err.strerror})", "check the file's permissions") from err
     try:
-        return tuple(StructureRecord(r["case_id"], r["source"], r["modality"], r["structure"], _float(r["dsc"]),
-                              _float(r["nsd"]), _float(r["hd95"]), r["status"]) for r in rows)
+        return tuple(StructureRecord(r["case_id"], r["source"], r["modality"], r["structure"], as_float(r["dsc"]),
+                              as_float(r["nsd"]), as_float(r["hd95"]), r["status"]) for r in rows)
     except (KeyError, TypeError) as err:
         raise InputError(path, f"lacks the column {err} of `unimos evaluate`'s scores.csv",
                          "give the scores.csv that `unimos evaluate` wrote") from err
 
 
-def _float(value: Any) -> float:
-    try:
-        return float(value) if value not in (None, "") else math.nan
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _training_logs(root: Path, order: list[str]) -> tuple[TrainingLog, ...]:
-    runs = root / "runs"
-    if not runs.is_dir():
-        return ()
-    folders = {p.name: p for p in runs.iterdir() if p.is_dir()}
-    logs: list[TrainingLog] = []
-    for name in [n for n in order if n in folders] + sorted(n for n in folders if n not in order):
-        logs.extend(_run_logs(name, folders[name]))
-    return tuple(log for log in logs if log.steps)
-
-
-def _train_run_logs(root: Path) -> tuple[TrainingLog, ...]:
-    """The logged steps of a `unimos train` run folder (one log, or one per self-training round)."""
-    return tuple(log for log in _run_logs(root.name, root) if log.steps)
-
-
-def _run_logs(label: str, folder: Path) -> list[TrainingLog]:
-    """The log.csv of one training run folder, or of each of its self-training rounds (round_<k>/log.csv)."""
-    if (folder / LOG_FILE).is_file():
-        return [_read_log(label, folder / LOG_FILE)]
-    return [_read_log(f"{label} round {k}", p / LOG_FILE) for k, p in _rounds(folder) if (p / LOG_FILE).is_file()]
-
-
-def _read_log(label: str, path: Path) -> TrainingLog:
-    steps, loss, lr, seconds, data_seconds, val_steps, val_dice = [], [], [], [], [], [], []
-    parts: dict[str, list[float]] = {"loss_labeled": [], "loss_unlabeled": [], "confident_share": []}
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                step, value = _float(row.get("step")), _float(row.get("loss"))
-                if not math.isfinite(step):
-                    continue
-                steps.append(int(step))
-                loss.append(value)
-                lr.append(_float(row.get("lr")))
-                seconds.append(_float(row.get("seconds")))
-                data_seconds.append(_float(row.get("data_seconds")))
-                for key, values in parts.items():
-                    values.append(_float(row.get(key)))
-                dice = _float(row.get("val_dice"))
-                if math.isfinite(dice):
-                    val_steps.append(int(step))
-                    val_dice.append(dice)
-    except OSError:
-        pass  # an unreadable log is left out of the curves, like a missing one
-    return TrainingLog(label, path, tuple(steps), tuple(loss), tuple(seconds), tuple(data_seconds),
-                       tuple(val_steps), tuple(val_dice), tuple(lr), tuple(parts["loss_labeled"]),
-                       tuple(parts["loss_unlabeled"]), tuple(parts["confident_share"]))
