@@ -14,7 +14,7 @@ from tests.conftest import tiny_training_plan
 from unimos.data.manifest import load_manifest
 from unimos.errors import UnimosError
 from unimos.networks.checkpoint import read_checkpoint_meta
-from unimos.pipelines.self_training import (
+from unimos.pipelines.pseudo_labels import (
     FROM_ANNOTATION,
     FROM_FALLBACK,
     FROM_PSEUDO,
@@ -22,9 +22,8 @@ from unimos.pipelines.self_training import (
     mean_confidence,
     needs_pseudo_label,
     pseudo_label_cases,
-    run_self_training,
-    self_training_options,
 )
+from unimos.pipelines.self_training import run_self_training, self_training_options
 from unimos.preprocess.cache import open_cache, preprocess_manifest
 from unimos.strategies.base import STRATEGIES
 from unimos.training.config import TrainConfig
@@ -178,7 +177,7 @@ def test_round_trip_writes_pseudo_labels_and_trains_a_student_from_them(tiny_man
     # with a coarse model (here the teacher itself: same plan), the teacher predicts inside the cascade's box only
     import torch
 
-    import unimos.pipelines.self_training as self_training
+    import unimos.pipelines.pseudo_labels as pseudo_labels
 
     def liver_everywhere(network, image, *args, **kwargs):  # a teacher that calls every voxel it sees liver
         probabilities = torch.zeros((1, 3, *image.shape[2:]))
@@ -186,8 +185,8 @@ def test_round_trip_writes_pseudo_labels_and_trains_a_student_from_them(tiny_man
         return probabilities
 
     box = ((1, 1, 1), (4, 4, 4))
-    monkeypatch.setattr(self_training, "coarse_region", lambda *args, **kwargs: box)
-    monkeypatch.setattr(self_training, "predict_probabilities", liver_everywhere)
+    monkeypatch.setattr(pseudo_labels, "coarse_region", lambda *args, **kwargs: box)
+    monkeypatch.setattr(pseudo_labels, "predict_probabilities", liver_everywhere)
     cascaded = pseudo_label_cases([by_id["unl_0"]], result.checkpoint, plan, tmp_path / "cascade", 2,
                                   {**self_training_options(config), "coarse": str(run / "round_0" / "checkpoint_final"),
                                    "largest_component": False})
@@ -202,7 +201,7 @@ def test_round_trip_writes_pseudo_labels_and_trains_a_student_from_them(tiny_man
 
 
 def test_scale_box_maps_a_coarse_box_outwards_onto_the_fine_grid():
-    from unimos.pipelines.self_training import scale_box
+    from unimos.pipelines.pseudo_labels import scale_box
 
     # 6 mm voxels 2..4 cover 12..30 mm: 3 mm voxels 4..9; an edge that falls inside a fine voxel keeps that voxel
     assert scale_box(((2, 3, 0), (5, 6, 4)), (6, 6, 6), (3, 3, 2.5), (9, 20, 20)) == ((4, 6, 0), (9, 12, 10))
@@ -227,7 +226,7 @@ def test_coarse_region_is_the_box_the_coarse_model_labels_scaled_to_the_fine_gri
 
     import torch
 
-    from unimos.pipelines.self_training import coarse_region
+    from unimos.pipelines.pseudo_labels import coarse_region
 
     coarse = types.SimpleNamespace(plan={"target_spacing_mm": [2.0, 2.0, 2.0], "patch_size": [8, 8, 8]}, meta={},
                                    network=_ThresholdNet(), device=torch.device("cpu"))
@@ -247,7 +246,7 @@ def test_coarse_region_is_the_box_the_coarse_model_labels_scaled_to_the_fine_gri
 def test_a_coarse_model_of_other_classes_or_normalisation_is_refused_naming_the_option():
     import types
 
-    from unimos.pipelines.self_training import check_coarse_model
+    from unimos.pipelines.pseudo_labels import check_coarse_model
 
     plan = {"classes": [{"name": "liver"}, {"name": "spleen"}], "normalisation": {"CT": {"scheme": "ct_clip_zscore"}}}
     good = types.SimpleNamespace(class_names=["background", "liver", "spleen"], plan=dict(plan))
