@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from unimos.data.plan_spec import MODEL_KEYS
 from unimos.errors import UnimosError
 from unimos.utils.atomic import atomic_path, write_json_atomic
 
@@ -153,7 +154,7 @@ def check_compatible(meta: dict[str, Any], plan: dict[str, Any], where: str | Pa
         theirs = [c["name"] for c in meta.get("classes", [])]
         differences.append(f"classes {theirs} vs the plan's {ours}")
     if meta.get("plan_hash") != plan.get("hash"):
-        for key in ("target_spacing_mm", "patch_size", "network", "normalisation"):
+        for key in (k for k in MODEL_KEYS if k != "classes"):  # the classes were compared above
             if meta.get("plan", {}).get(key) != plan.get(key):
                 differences.append(f"{key} {meta.get('plan', {}).get(key)} vs {plan.get(key)}")
         if not differences:

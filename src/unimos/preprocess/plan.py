@@ -12,15 +12,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from unimos.data.plan_spec import PLAN_VERSION, PREPROCESSING_KEYS, plan_problems
 from unimos.data.taxonomy import Taxonomy
 from unimos.errors import PlanError
 from unimos.utils.atomic import write_json_atomic
 
-PLAN_VERSION = 1
 Preset = Literal["3mm", "3mm-small", "fine", "coarse"]
-# Keys whose values change the cached arrays; the cache is keyed by their hash alone.
-PREPROCESSING_KEYS = ("unimos_plan_version", "target_spacing_mm", "normalisation", "crop_to_body", "classes",
-                      "label_resampling")
 PRESETS: dict[str, dict[str, Any]] = {
     "3mm": {"max_patch_voxels": 96 ** 3, "max_patch": 96, "base_features": 16, "max_features": 256},
     # The demo's budget on 2 CPU cores: 3 mm, smaller patches and a narrower network.
@@ -139,16 +136,10 @@ def load_plan(path: str | Path) -> dict[str, Any]:
         raise PlanError(path, "does not exist", "run `unimos plan MANIFEST --out PLAN.json` first") from None
     except (OSError, json.JSONDecodeError) as err:
         raise PlanError(path, f"cannot be read as JSON ({err})", "fix it or run `unimos plan` again") from None
-    required = ["unimos_plan_version", "target_spacing_mm", "patch_size", "normalisation", "network", "classes"]
-    missing = [k for k in required if not isinstance(plan, dict) or k not in plan]
-    if missing:
-        raise PlanError(path, f"is not a unimos plan (missing {missing})", "run `unimos plan` to make one")
-    if plan["unimos_plan_version"] != PLAN_VERSION:
-        raise PlanError(path, f"has plan version {plan['unimos_plan_version']}, this unimos reads {PLAN_VERSION}",
-                        "run `unimos plan` again")
-    if any(not isinstance(s, (int, float)) or s <= 0 for s in plan["target_spacing_mm"]):
-        raise PlanError(path, f"target_spacing_mm {plan['target_spacing_mm']} is not three positive numbers",
-                        "fix the value or run `unimos plan` again")
+    problems = plan_problems(plan)
+    if problems:
+        raise PlanError(path, "is not a unimos plan this version reads: " + "; ".join(problems),
+                        "fix these fields, or run `unimos plan` again to make a new plan")
     return with_hashes(plan)
 
 

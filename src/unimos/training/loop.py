@@ -22,6 +22,7 @@ from torch import nn
 import unimos.losses  # noqa: F401  (registers the losses)
 import unimos.strategies  # noqa: F401  (registers the strategies)
 from unimos.augment.transforms import AugmentConfig, augment_batch
+from unimos.data.plan_spec import MODEL_KEYS
 from unimos.errors import Problem, UnimosError, ValidationFailed
 from unimos.losses.registry import LOSSES, build_loss
 from unimos.networks import checkpoint as ckpt
@@ -174,8 +175,7 @@ def _checkpoint_meta(config: TrainConfig, plan: dict[str, Any], step: int, strea
     return {
         "step": step,
         "plan_hash": plan["hash"],
-        "plan": {k: plan[k] for k in ("target_spacing_mm", "patch_size", "network", "normalisation", "crop_to_body",
-                                      "classes", "cache_key", "hash") if k in plan},
+        "plan": {k: plan[k] for k in (*MODEL_KEYS, "cache_key", "hash") if k in plan},
         "classes": plan["classes"],
         "network": network,
         "in_channels": in_channels,
