@@ -142,8 +142,8 @@ def run_row(name: str, manifest: Any, plan: dict[str, Any], out: Path, config: A
     Returns {"table": organ table, "train_s", "row_s", "strategy", "loss"}; checkpoints stay in OUT/runs/NAME."""
     import time
 
+    from unimos.pipelines.run import train_and_score
     from unimos.preprocess.cache import preprocess_manifest
-    from unimos.workflow import train_and_score
 
     clock = time.perf_counter()
     cache = out / "cache" / Path(manifest.path).stem

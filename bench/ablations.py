@@ -145,9 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    from unimos.data.demo import make_demo_data
+    from unimos.phantoms import make_demo_data
+    from unimos.pipelines.demo import ensure_empty_output
+    from unimos.pipelines.project import checked_manifest, plan_manifest
     from unimos.training.config import TrainConfig
-    from unimos.workflow import checked_manifest, ensure_empty_output, plan_manifest
 
     data = args.out / "data"
     if not args.resume:

@@ -416,7 +416,7 @@ def parse_options(items: list[str], strategies: list[str]) -> dict[str, Any] | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    from unimos.workflow import SSL_STRATEGIES
+    from unimos.pipelines.demo import SSL_STRATEGIES
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=SHARED_DATA / "acdc", help="the acdc folder of ../shared/data")
@@ -454,10 +454,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
 
+    from unimos.pipelines.demo import ensure_empty_output
+    from unimos.pipelines.project import checked_manifest, plan_manifest
+    from unimos.pipelines.run import train_and_score
     from unimos.preprocess.cache import preprocess_manifest
     from unimos.preprocess.plan import save_plan
     from unimos.training.config import TrainConfig
-    from unimos.workflow import checked_manifest, ensure_empty_output, plan_manifest, train_and_score
 
     if not (args.data / "scribblesTr").is_dir() or not (args.data / "splits.json").exists():
         print(f"error: {args.data}: no splits.json and scribblesTr/ here. Fix: give --data the acdc folder of "

@@ -142,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="strategy of the partial+ssl row (default: the best of the SSL demo at seed 0)")
     args = parser.parse_args(argv)
 
+    from unimos.pipelines.demo import ensure_empty_output
+    from unimos.pipelines.project import checked_manifest, plan_manifest
     from unimos.training.config import TrainConfig
-    from unimos.workflow import checked_manifest, ensure_empty_output, plan_manifest
 
     if not (args.data / "splits.json").exists():
         print(f"error: {args.data}: no splits.json here. Fix: give --data the BTCV folder of ../shared/data",

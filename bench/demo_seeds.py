@@ -21,7 +21,7 @@ from pathlib import Path
 
 from _common import machine_line, merge_summary
 
-from unimos.workflow import DEMO_METHODS, SSL_ALL_ROWS, SSL_CEILING, SSL_DEFAULT_ROWS, run_demo, run_ssl_demo
+from unimos.pipelines.demo import DEMO_METHODS, SSL_ALL_ROWS, SSL_CEILING, SSL_DEFAULT_ROWS, run_demo, run_ssl_demo
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
     args = parser.parse_args(argv)
 
+    from unimos.pipelines.demo import ensure_empty_output
+    from unimos.pipelines.project import checked_manifest, plan_manifest
     from unimos.training.config import TrainConfig
-    from unimos.workflow import checked_manifest, ensure_empty_output, plan_manifest
 
     if not (args.data / "cases.json").exists():
         print(f"error: {args.data}: no cases.json here. Fix: give --data the openkbp folder of ../shared/data",

@@ -5,7 +5,7 @@ table (`demo_seeds.py --ssl`) does not use.
     .venv/bin/python bench/ssl_variants.py --seed 2 --out /tmp/ceil --rows supervised all_labeled \\
         --labeled 1 --unlabeled 12
 
-The data is the semi-supervised demo's layout (unimos.data.demo.SSL_SOURCES: labeled CTs, unlabeled CTs, 5 test
+The data is the semi-supervised demo's layout (unimos.phantoms.SSL_SOURCES: labeled CTs, unlabeled CTs, 5 test
 CTs); `--labeled` / `--unlabeled` change its counts, to measure how the ceiling depends on them.
 
 Rows: every strategy with its defaults (supervised, unimatch, self_training, cps, guided_cps, mean_teacher);
@@ -23,16 +23,16 @@ import dataclasses
 import json
 from pathlib import Path
 
-from unimos.data.demo import SSL_SOURCES, DemoSource
-from unimos.training.config import TrainConfig
-from unimos.workflow import (
+from unimos.phantoms import SSL_SOURCES, DemoSource
+from unimos.pipelines.demo import (
     DEMO_SSL_ITERATIONS,
     SSL_STRATEGIES,
     _prepare_demo,
     complete_label_cache,
     demo_results_table,
-    train_and_score,
 )
+from unimos.pipelines.run import train_and_score
+from unimos.training.config import TrainConfig
 
 AT_ONE = {"gt_weight": 1.0, "self_weight": 1.0, "max_weight": 1.0}
 ROWS = {

@@ -72,12 +72,12 @@ def prepare_inputs(out: Path, quick: bool, seed: int, workers: int) -> Inputs:
         seed: demo data and plan seed.
         workers: preprocessing processes.
     """
-    from unimos.data.demo import make_demo_data
     from unimos.data.manifest import load_manifest
     from unimos.errors import OutputError
+    from unimos.phantoms import make_demo_data
+    from unimos.pipelines.project import plan_manifest
     from unimos.preprocess.cache import open_cache, preprocess_manifest
     from unimos.preprocess.plan import load_plan
-    from unimos.workflow import plan_manifest
 
     marker = out / "throughput_inputs.json"
     wanted = {"quick": quick, "seed": seed}

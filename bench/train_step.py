@@ -34,13 +34,15 @@ from _common import RESULTS, machine_line, merge_summary
 import unimos.losses.baselines as baselines
 import unimos.losses.compound as compound
 import unimos.networks.dynunet as dynunet
-from unimos.data.demo import make_demo_data
 from unimos.losses.base import zero_with_graph
 from unimos.losses.cross_entropy import candidate_log_prob
 from unimos.losses.targets import Targets
+from unimos.phantoms import make_demo_data
+from unimos.pipelines.project import checked_manifest, plan_manifest
+from unimos.pipelines.run import train_from_cache
+from unimos.preprocess.cache import preprocess_manifest
 from unimos.training.config import TrainConfig
 from unimos.utils.atomic import write_text_atomic
-from unimos.workflow import checked_manifest, plan_manifest, preprocess_manifest, train_from_cache
 
 WARM_STEPS = 5
 THREADS = 2

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from tests.bench.scripts import load_bench_script
-from unimos.data.demo import SSL_SOURCES, make_demo_data
 from unimos.data.manifest import load_manifest
+from unimos.phantoms import SSL_SOURCES, make_demo_data
 
 
 @pytest.fixture(scope="module")

@@ -108,7 +108,7 @@ def test_the_demo_report_loads_in_a_real_browser_with_every_figure(quick_demo):
 
 
 def test_the_demo_budget_holds_more_iterations_where_bfloat16_runs_natively():
-    from unimos.workflow import demo_iterations
+    from unimos.pipelines.demo import demo_iterations
 
     assert demo_iterations(False, "float32") == 700 and demo_iterations(False, "bfloat16") == 1100
     assert demo_iterations(True, "float32") == demo_iterations(True, "bfloat16") == 40
@@ -125,7 +125,7 @@ def test_demo_refuses_a_non_empty_out_folder(tmp_path):
 def test_demo_ssl_all_quick_compares_every_strategy_and_the_ceiling_on_one_labeled_ct(tmp_path):
     import json
 
-    from unimos.workflow import SSL_STRATEGIES
+    from unimos.pipelines.demo import SSL_STRATEGIES
 
     out = tmp_path / "ssl"
     result = runner.invoke(app, ["demo", "--ssl", "--all", "--out", str(out), "--quick"])
@@ -151,7 +151,7 @@ def test_demo_all_without_ssl_is_refused_before_any_work(tmp_path):
 
 def test_demo_ssl_default_rows_train_the_ceiling_on_the_complete_labels_and_the_others_on_the_demo_labels(
         tmp_path, monkeypatch):
-    import unimos.workflow as workflow
+    import unimos.pipelines.demo as demo
 
     calls = {}
 
@@ -160,9 +160,9 @@ def test_demo_ssl_default_rows_train_the_ceiling_on_the_complete_labels_and_the_
         organs = manifest.taxonomy.names[1:]
         return {"per_structure": {o: {"dsc": 0.5, "nsd": 0.5} for o in organs}}, 2.0
 
-    monkeypatch.setattr(workflow, "train_and_score", fake_train_and_score)
-    result = workflow.run_ssl_demo(tmp_path / "ssl", quick=True, iterations=4)
-    assert list(calls) == list(workflow.SSL_DEFAULT_ROWS) == ["supervised", "unimatch", "all_labeled"]
+    monkeypatch.setattr(demo, "train_and_score", fake_train_and_score)
+    result = demo.run_ssl_demo(tmp_path / "ssl", quick=True, iterations=4)
+    assert list(calls) == list(demo.SSL_DEFAULT_ROWS) == ["supervised", "unimatch", "all_labeled"]
     assert calls["all_labeled"] == (tmp_path / "ssl" / "cache_complete", "supervised")
     assert calls["unimatch"] == (result.cache_dir, "unimatch") and calls["supervised"][0] == result.cache_dir
     assert result.cache_dir != tmp_path / "ssl" / "cache_complete"

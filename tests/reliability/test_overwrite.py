@@ -95,10 +95,10 @@ def test_training_that_fails_at_its_first_step_leaves_no_files_behind(project, t
     run = tmp_path / "run"
     with pytest.raises(MemoryError):
         from unimos.data.manifest import load_manifest
+        from unimos.pipelines.run import train_from_cache
         from unimos.preprocess.cache import preprocess_manifest
         from unimos.preprocess.plan import load_plan
         from unimos.training.config import TrainConfig
-        from unimos.workflow import train_from_cache
 
         plan = load_plan(project["plan"])
         preprocess_manifest(load_manifest(project["manifest"]), plan, project["cache"], workers=1)
@@ -177,10 +177,10 @@ def test_an_overwrite_refused_by_a_wrong_setting_leaves_the_earlier_run_whole(pr
 def test_an_overwrite_whose_training_fails_before_a_checkpoint_puts_the_earlier_run_back(project, tmp_path,
                                                                                         monkeypatch):
     from unimos.errors import UnimosError
+    from unimos.pipelines.run import train_from_cache
     from unimos.preprocess.plan import load_plan
     from unimos.strategies.supervised import Supervised
     from unimos.training.config import TrainConfig
-    from unimos.workflow import train_from_cache
 
     def broken_step(self, *args, **kwargs):
         raise UnimosError("step", "failed on purpose", "none")

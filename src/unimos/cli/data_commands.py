@@ -8,11 +8,11 @@ from typing import Optional
 
 from unimos.cli.console import console, err_console
 from unimos.cli.render import coverage_table, geometry_tables, progress_bars
-from unimos.data.demo import make_demo_data as write_demo_collection
 from unimos.data.manifest import load_manifest
 from unimos.data.validation import inspect_manifest
 from unimos.errors import ValidationFailed
 from unimos.evaluation.evaluate import EVALUATION_OUTPUTS, check_tolerance, evaluate_predictions
+from unimos.phantoms import make_demo_data as write_demo_collection
 from unimos.report.html import write_report
 from unimos.utils.folders import refuse_existing_outputs
 

@@ -14,6 +14,9 @@ from unimos.data.io import list_inputs
 from unimos.errors import UnimosError
 from unimos.inference.model import load_model
 from unimos.inference.predictor import PredictOptions, predict_files
+from unimos.pipelines.demo import DEMO_METHODS, SSL_ALL_ROWS, SSL_DEFAULT_ROWS, run_demo, run_ssl_demo
+from unimos.pipelines.project import checked_manifest, manifest_input_folders, plan_manifest
+from unimos.pipelines.run import check_run_folder, train_from_cache
 from unimos.preprocess.cache import preprocess_manifest
 from unimos.preprocess.plan import load_plan
 from unimos.report.html import write_report
@@ -24,18 +27,6 @@ from unimos.training.loop import check_config
 from unimos.utils.device import resolve_device
 from unimos.utils.folders import check_output_folder, refuse_output_inside_inputs
 from unimos.utils.precision import check_precision
-from unimos.workflow import (
-    DEMO_METHODS,
-    SSL_ALL_ROWS,
-    SSL_DEFAULT_ROWS,
-    check_run_folder,
-    checked_manifest,
-    manifest_input_folders,
-    plan_manifest,
-    run_demo,
-    run_ssl_demo,
-    train_from_cache,
-)
 
 
 def plan(*, manifest: Path, out: Path, preset: str, seed: int, workers: int, overwrite: bool) -> None:

@@ -1,1 +1,1 @@
-"""Data model: taxonomy, manifest, sources and cases, I/O, validation, synthetic demo data."""
+"""Data model: taxonomy, manifest, sources and cases, I/O, validation."""

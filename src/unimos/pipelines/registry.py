@@ -1,7 +1,7 @@
 """The registry of multi-round pipelines, by the name of the strategy they run (`--strategy self_training`).
 
 A pipeline is `run(cases, plan, config, run_dir, validation_cases=..., resume=..., progress=...)` returning a
-result with the training loop's fields; `workflow.train_from_cache` runs it in place of a single training.
+result with the training loop's fields; `pipelines.run.train_from_cache` runs it in place of a single training.
 """
 
 from __future__ import annotations

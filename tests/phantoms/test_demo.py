@@ -10,9 +10,8 @@ import pytest
 import yaml
 from scipy import ndimage
 
-from unimos.data import demo
-from unimos.data.demo import CLASSES, make_demo_data
 from unimos.errors import OutputError
+from unimos.phantoms import CLASSES, collection, make_demo_data
 from unimos.utils.atomic import is_partial
 
 EXPECTED = {  # name: (modality, kind)
@@ -232,10 +231,10 @@ def test_spacing_and_field_of_view(demo_dir: Path, manifest: dict) -> None:
 def test_default_spacing_ranges() -> None:
     rng = np.random.default_rng(7)
     for _ in range(200):
-        grid = demo._sample_grid(rng, quick=False)
+        grid = collection._sample_grid(rng, quick=False)
         inplane, _, thickness = grid.spacing
         assert 0.7 <= inplane <= 1.5 and 1.5 <= thickness <= 5.0
-        assert np.prod(grid.shape) <= demo.MAX_VOXELS * 1.05
+        assert np.prod(grid.shape) <= collection.MAX_VOXELS * 1.05
 
 
 def test_refuses_a_non_empty_folder(tmp_path: Path) -> None:
