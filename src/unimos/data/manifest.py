@@ -70,6 +70,16 @@ class Manifest:
     def split(self, split: Split) -> list[Case]:
         return [c for c in self.cases if c.split == split]
 
+    def coverage(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """Source -> class -> (cases whose reference annotates the class, cases in the source): the coverage matrix
+        that `unimos inspect` prints and the report draws."""
+        table: dict[str, dict[str, tuple[int, int]]] = {}
+        for source in self.sources:
+            cases = self.cases_of(source.name)
+            table[source.name] = {name: (sum(name in c.annotated_classes for c in cases), len(cases))
+                                  for name in self.taxonomy.names[1:]}
+        return table
+
 
 def _format_validation_error(path: Path, err: ValidationError) -> ManifestError:
     details = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:8])

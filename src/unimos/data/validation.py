@@ -49,15 +49,8 @@ class InspectReport:
         return not self.problems
 
     def coverage(self) -> dict[str, dict[str, tuple[int, int]]]:
-        """Source -> class -> (cases annotating the class, cases in the source)."""
-        table: dict[str, dict[str, tuple[int, int]]] = {}
-        for source in self.manifest.sources:
-            cases = self.manifest.cases_of(source.name)
-            table[source.name] = {
-                name: (sum(name in c.annotated_classes for c in cases), len(cases))
-                for name in self.manifest.taxonomy.names[1:]
-            }
-        return table
+        """Source -> class -> (cases annotating the class, cases in the source): `Manifest.coverage`."""
+        return self.manifest.coverage()
 
 
 def _geometry_matches(a: Volume, b: Volume) -> bool:

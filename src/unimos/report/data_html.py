@@ -25,9 +25,9 @@ def data_section(run: RunFolder, figures: Path) -> str:
                      "manifest the predictions were scored against (write_report(..., manifest=PATH)).")
     manifest = run.manifest
     classes = manifest.taxonomy.names[1:]
-    rows = [CoverageRow(s.name, s.modality, s.kind, len(cases),
-                        tuple(sum(1 for c in cases if name in c.annotated_classes) for name in classes))
-            for s in manifest.sources for cases in [manifest.cases_of(s.name)]]
+    coverage = manifest.coverage()
+    rows = [CoverageRow(s.name, s.modality, s.kind, len(manifest.cases_of(s.name)),
+                        tuple(coverage[s.name][name][0] for name in classes)) for s in manifest.sources]
     parts = [(f"<p>Manifest <code>{escape(str(manifest.path))}</code>: project <b>{escape(manifest.name)}</b>, "
               f"{len(classes)} classes, {len(manifest.sources)} sources, {len(manifest.cases)} cases.</p>")]
     if rows and classes:
