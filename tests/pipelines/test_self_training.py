@@ -14,6 +14,7 @@ from tests.conftest import tiny_training_plan
 from unimos.data.manifest import load_manifest
 from unimos.errors import UnimosError
 from unimos.networks.checkpoint import read_checkpoint_meta
+from unimos.pipelines import self_training as self_training_module
 from unimos.pipelines.pseudo_labels import (
     FROM_ANNOTATION,
     FROM_FALLBACK,
@@ -26,7 +27,9 @@ from unimos.pipelines.pseudo_labels import (
 from unimos.pipelines.self_training import run_self_training, self_training_options
 from unimos.preprocess.cache import open_cache, preprocess_manifest
 from unimos.strategies.base import STRATEGIES
+from unimos.training import loop as loop_module
 from unimos.training.config import TrainConfig
+from unimos.utils.runtime import resolve_runtime
 
 # classes 0 background, 1 liver, 2 spleen; a liver-only source: "1" = {liver}, "0" = {background, spleen}
 LIVER_ONLY = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 1]], dtype=bool)
@@ -141,10 +144,19 @@ def test_round_trip_writes_pseudo_labels_and_trains_a_student_from_them(tiny_man
                          threads=1, augment=False)
     run = tmp_path / "run"
     steps = []
+    resolved = []  # every resolution of device + precision, by the pipeline or by a round's training loop
+
+    def counted(device, precision):
+        resolved.append((device, precision))
+        return resolve_runtime(device, precision)
+
+    for module in (self_training_module, loop_module):
+        monkeypatch.setattr(module, "resolve_runtime", counted)
     result = run_self_training(cached, plan, config, run, validation_cases=[by_id["full_1"]],
                                progress=lambda done, total, loss: steps.append((done, total)))
 
     assert steps[-1] == (6, 6)
+    assert resolved == [("cpu", "auto")]  # once for both trainings, the pseudo-label pass and the validations
     assert result.checkpoint == run / "round_1" / "checkpoint_final"
     assert read_checkpoint_meta(run / "round_0" / "checkpoint_final")["strategy"] == "supervised"
     assert read_checkpoint_meta(result.checkpoint)["strategy"] == "self_training"

@@ -70,7 +70,6 @@ def _input_text(path: Path, folder: Path) -> str:
 
 def refuse_colliding_inputs(inputs: Sequence[Path], n_channels: int, out_dir: Path, fmt: str) -> None:
     """One error listing every group of inputs that map to one output name, before any work."""
-
     groups = colliding_inputs(inputs, n_channels)
     if not groups:
         return

@@ -189,7 +189,6 @@ def estimate_memory_gib(shape: Sequence[int], affine: np.ndarray, n_channels: in
     and activations and torch itself come on top.
     Returns the estimate and the plan-grid shape.
     """
-
     ornt = orientation_to_ras(affine)
     spacing = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
     ras_shape, ras_spacing = [0, 0, 0], [0.0, 0.0, 0.0]
@@ -270,7 +269,6 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
 
     With a `coarse` model, each case goes through the coarse-to-fine cascade (inference/cascade.py): `model` then
     runs only inside the region the coarse model found, grown by `roi_margin_mm`."""
-
     out_dir = Path(out_dir)
     resolve_precision(options.precision, model.device)  # float16 on a CPU fails here, before any case
     if coarse is not None:

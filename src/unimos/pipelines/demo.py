@@ -82,7 +82,6 @@ class _Prepared:
 def _prepare_demo(out: Path, quick: bool, seed: int, workers: int, step: Callable[[str], Progress | None],
                   sources: tuple[DemoSource, ...] | None = None) -> _Prepared:
     """make data (the demo's layout, or `sources`) -> inspect -> plan -> preprocess."""
-
     ensure_empty_output(out)
     manifest_path = make_demo_data(out / "data", seed=seed, quick=quick, sources=sources or SOURCES)
     manifest, report = checked_manifest(manifest_path, workers=workers, progress=step("inspect"))

@@ -22,7 +22,7 @@ from unimos.inference.postprocess import largest_component_per_class
 from unimos.inference.sliding import predict_probabilities
 from unimos.preprocess.cache import CachedCase, write_cached_case
 from unimos.utils.atomic import write_json_atomic
-from unimos.utils.precision import resolve_precision
+from unimos.utils.runtime import Runtime
 
 # Where a fused voxel's label came from (provenance counts).
 FROM_PSEUDO, FROM_ANNOTATION, FROM_FALLBACK = 0, 1, 2
@@ -188,21 +188,20 @@ def coarse_region(coarse: Any, image: np.ndarray, spacing_mm: Sequence[float], m
 
 
 def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: dict[str, Any], round_dir: Path,
-                       round_index: int, options: dict[str, Any], device: str = "cpu",
-                       overlap: float = 0.5, precision: str = "auto") -> list[tuple[PseudoRecord, CachedCase | None]]:
+                       round_index: int, options: dict[str, Any], runtime: Runtime | None = None,
+                       overlap: float = 0.5) -> list[tuple[PseudoRecord, CachedCase | None]]:
     """Predict, clean, fuse and write every case; returns (record, pseudo case or None when dropped) per case.
 
-    `precision` is the teacher's network arithmetic (utils/precision.py), as in `unimos predict`."""
-
-
-    model = load_model(checkpoint, device=device)
-    dtype = resolve_precision(precision, model.device)
+    `runtime`: the device and network arithmetic of the teacher (the pipeline's, resolved once; None: the CPU in
+    float32)."""
+    runtime = runtime or Runtime(torch.device("cpu"), None)
+    model = load_model(checkpoint, device=runtime.device)
+    dtype = runtime.precision
     names = model.class_names
     patch = model.meta.get("patch_size", plan["patch_size"])
     coarse = None
     if options.get("coarse"):
-
-        coarse = load_model(options["coarse"], device=device)
+        coarse = load_model(options["coarse"], device=runtime.device)
         check_coarse_model(coarse, plan, options["coarse"])
         check_cascade_pair(coarse, model)  # classes, input channels, whole-slice resizing
     out: list[tuple[PseudoRecord, CachedCase | None]] = []

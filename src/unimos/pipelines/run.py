@@ -21,8 +21,7 @@ from unimos.pipelines.registry import PIPELINES
 from unimos.preprocess.cache import open_cache
 from unimos.training.config import TrainConfig
 from unimos.training.loop import TrainResult, train
-from unimos.utils.device import resolve_device
-from unimos.utils.precision import precision_name, resolve_precision
+from unimos.utils.runtime import Runtime, resolve_runtime
 
 # What `unimos train` writes at the top of a run folder (self-training adds round_K folders).
 RUN_OUTPUTS = ("checkpoint_final.json", "checkpoint_final.safetensors", "checkpoint_latest.json",
@@ -95,8 +94,9 @@ def _settle(aside: Path, run_dir: Path, failed: bool) -> None:
 
 def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: TrainConfig, run_dir: str | Path,
                      resume: bool = False, progress: Callable[[int, int, float], None] | None = None,
-                     overwrite: bool = False) -> TrainResult:
+                     overwrite: bool = False, runtime: Runtime | None = None) -> TrainResult:
     """Train on the cached cases of the configured splits; validation cases (if any) give validation Dice.
+    `runtime`: the caller's resolved device and precision (None: resolved from `config`).
 
     An earlier run in `run_dir` is refused unless `resume` (continue it) or `overwrite`: it is then set aside and
     deleted once the new run ends, or put back if the new run fails before its first checkpoint."""
@@ -106,13 +106,15 @@ def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: TrainC
     cases = [c for c in cached if c.meta["split"] in config.train_splits]
     validation = [c for c in cached if c.meta["split"] == "validation" and c.meta["has_label"]]
     aside = _set_aside(run_dir, found) if found and overwrite else None
+    runtime = runtime or resolve_runtime(config.device, config.precision)
     try:
         if config.strategy in PIPELINES.names():  # a pipeline of several trainings
             run = PIPELINES.get(config.strategy)
-            result = run(cases, plan, config, run_dir, validation_cases=validation, resume=resume, progress=progress)
+            result = run(cases, plan, config, run_dir, validation_cases=validation, resume=resume, progress=progress,
+                         runtime=runtime)
         else:
             result = train(cases, plan, config, run_dir, validation_cases=validation, resume=resume,
-                           progress=progress)
+                           progress=progress, runtime=runtime)
     except BaseException:
         if aside is not None:
             _settle(aside, run_dir, failed=True)
@@ -134,14 +136,15 @@ def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: 
     # OUT belongs to the comparison (new or empty when it began): a row that cannot resume is retrained, and its
     # predictions and scores are derived again from the checkpoint.
     resume = resume and bool(run_outputs(out / "runs" / name))  # nothing there yet: the row starts
+    runtime = resolve_runtime(config.device, config.precision)  # trains and predicts the row
     result = train_from_cache(cache_dir, plan, config, out / "runs" / name, resume=resume, overwrite=not resume,
-                              progress=train_progress(name) if train_progress else None)
+                              progress=train_progress(name) if train_progress else None, runtime=runtime)
     seconds = time.perf_counter() - clock
-    model = load_model(result.checkpoint, device=resolve_device(config.device))
+    model = load_model(result.checkpoint, device=runtime.device)
     pred_dir = out / "predictions" / name
     test_images = sorted({c.image_paths[0] for c in manifest.split(score_split)})
     modalities = sorted({c.modality for c in manifest.split(score_split)})
-    options = PredictOptions(modality=modalities[0] if len(modalities) == 1 else None, precision=config.precision)
+    options = PredictOptions(modality=modalities[0] if len(modalities) == 1 else None, precision=runtime.precision_name)
     records = predict_files(model, test_images, pred_dir, options, progress=step(f"predict {name}"), overwrite=True)
     failed = [r.error for r in records if r.error]
     if failed:
@@ -153,5 +156,4 @@ def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: 
 
 def resolved_precision_name(precision: str, device: str) -> str:
     """What `precision` means on the device training resolves `device` to (float32 / bfloat16 / float16)."""
-
-    return precision_name(resolve_precision(precision, resolve_device(device)))
+    return resolve_runtime(device, precision).precision_name

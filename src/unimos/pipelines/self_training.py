@@ -38,8 +38,7 @@ from unimos.training.config import TrainConfig
 from unimos.training.loop import TrainResult, distributed_context, train
 from unimos.training.validate import validation_dice
 from unimos.utils.atomic import write_json_atomic
-from unimos.utils.device import resolve_device
-from unimos.utils.precision import resolve_precision
+from unimos.utils.runtime import Runtime, resolve_runtime
 
 
 @dataclass
@@ -73,25 +72,25 @@ def self_training_options(config: TrainConfig) -> dict[str, Any]:
 
 def distributed_rank() -> int:
     """This process's rank under torchrun (0 otherwise); validation and summaries are rank 0's work."""
-
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
-def _round_validation(result: TrainResult, validation_cases: Sequence[CachedCase], device: str,
-                      precision: str = "auto") -> dict[int, float]:
+def _round_validation(result: TrainResult, validation_cases: Sequence[CachedCase],
+                      runtime: Runtime) -> dict[int, float]:
     """The round's validation Dice: the loop's last one when it validated, else the final checkpoint's."""
     if result.val_dice or not validation_cases or distributed_rank() != 0:
         return dict(result.val_dice)
 
-    model = load_model(result.checkpoint, device=device)
-    return validation_dice(model.network, validation_cases, model.meta["patch_size"], model.device,
-                           resolve_precision(precision, model.device))
+    model = load_model(result.checkpoint, device=runtime.device)
+    return validation_dice(model.network, validation_cases, model.meta["patch_size"], runtime.device,
+                           runtime.precision)
 
 
 @PIPELINES.register("self_training")
 def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig, run_dir: str | Path,
                       validation_cases: Sequence[CachedCase] = (), resume: bool = False,
-                      progress: Callable[[int, int, float], None] | None = None) -> SelfTrainingResult:
+                      progress: Callable[[int, int, float], None] | None = None,
+                      runtime: Runtime | None = None) -> SelfTrainingResult:
     """Teacher (round 0), then `rounds` students trained from scratch by `train` (paper 001 2.3, paper 004 2.3-2.4).
 
     `progress(step, total, loss)` counts over all rounds; `resume` reuses finished rounds and continues a broken one.
@@ -99,7 +98,7 @@ def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config:
     options = self_training_options(config)
     rounds = int(options["rounds"])
     run_dir = Path(run_dir)
-    device = str(resolve_device(config.device))
+    runtime = runtime or resolve_runtime(config.device, config.precision)  # once: every round and pseudo-label pass
     if options["coarse"]:  # refused before the teacher trains, not after
 
         check_coarse_model(load_model(options["coarse"], device="cpu"), plan, options["coarse"], config.slice_resize)
@@ -121,7 +120,7 @@ def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config:
             return TrainResult(round_dir, final, 0, 0.0, 0.0)
         again = resume and (round_dir / "checkpoint_latest.json").exists()
         return train(round_cases, plan, round_config, round_dir, validation_cases=validation_cases, resume=again,
-                     progress=round_progress(index), within_pipeline=True)
+                     progress=round_progress(index), within_pipeline=True, runtime=runtime)
 
     begun = time.perf_counter()
     labeled = [c for c in cases if c.meta["has_label"]]
@@ -133,15 +132,14 @@ def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config:
     teacher_config = replace(config, strategy="supervised", strategy_options={})
     result = run_round(0, labeled, teacher_config)
     rounds_done = [RoundResult(0, result.run_dir, result.checkpoint, result.steps, result.seconds,
-                               val_dice=_round_validation(result, validation_cases, device, config.precision))]
+                               val_dice=_round_validation(result, validation_cases, runtime))]
     waits = [result.data_wait_share]
     for index in range(1, rounds + 1):
         round_dir = run_dir / f"round_{index}"
         finished = resume and (round_dir / "checkpoint_final.json").exists() \
             and (round_dir / "pseudo_labels" / "summary.json").exists()
         if rank == 0 and not finished:
-            pseudo_label_cases(targets, result.checkpoint, plan, round_dir, index, options, device,
-                               precision=config.precision)
+            pseudo_label_cases(targets, result.checkpoint, plan, round_dir, index, options, runtime)
         if world > 1:
             dist.barrier()
         summary = json.loads((round_dir / "pseudo_labels" / "summary.json").read_text())
@@ -155,7 +153,7 @@ def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config:
         waits.append(result.data_wait_share)
         rounds_done.append(RoundResult(index, result.run_dir, result.checkpoint, result.steps, result.seconds,
                                        sorted(kept), sorted(target_ids - kept),
-                                       _round_validation(result, validation_cases, device, config.precision)))
+                                       _round_validation(result, validation_cases, runtime)))
     final = SelfTrainingResult(run_dir, result.checkpoint, sum(r.steps for r in rounds_done),
                                time.perf_counter() - begun, float(np.mean(waits)), rounds_done[-1].val_dice,
                                list(result.losses), rounds_done)

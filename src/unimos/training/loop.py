@@ -40,7 +40,7 @@ from unimos.training.trainlog import TrainLog
 from unimos.training.validate import validation_dice
 from unimos.utils.atomic import removed_on_failure, write_json_atomic
 from unimos.utils.device import resolve_device
-from unimos.utils.precision import autocast, resolve_precision
+from unimos.utils.runtime import Runtime, resolve_runtime
 
 
 @dataclass
@@ -113,7 +113,6 @@ def check_slice_settings(config: TrainConfig, spatial_dims: int, slice_resize: i
 def network_config(config: TrainConfig, plan: dict[str, Any]) -> dict[str, Any]:
     """The network the plan describes for `config.network`, with the training's deep supervision and slice resize
     (`config.slice_resize` if set, else the plan's network entry's)."""
-
     net_config = {**network_config_for(plan, config.network), "deep_supervision": config.deep_supervision}
     slice_resize = int(config.slice_resize or net_config.get("slice_resize", 0))
     if slice_resize or config.slice_patch:
@@ -125,7 +124,6 @@ def network_config(config: TrainConfig, plan: dict[str, Any]) -> dict[str, Any]:
 
 def build_strategy(config: TrainConfig, plan: dict[str, Any], in_channels: int, num_classes: int) -> nn.Module:
     """The configured strategy with freshly initialised network(s) (seeded) and loss."""
-
     net_config = network_config(config, plan)
     torch.manual_seed(config.seed)
     nets = {"main": build_network(net_config, in_channels, num_classes)}
@@ -144,7 +142,6 @@ def build_strategy(config: TrainConfig, plan: dict[str, Any], in_channels: int, 
 def training_patch(plan_patch: Sequence[int], network: nn.Module, slice_patch: int = 0) -> list[int]:
     """The plan's patch for a 3D network, its in-plane (X, Y) part for a 2D one, a square crop of the resized slice
     for a 2D network that resizes slices (`slice_patch`, 0: preprocess.slices' default); rounded up to the divisor."""
-
     dims = int(getattr(network, "spatial_dims", 3))
     divisor = network.required_divisor() if hasattr(network, "required_divisor") else (1,) * dims
     resize = int(getattr(network, "slice_resize", 0))
@@ -191,15 +188,15 @@ def _checkpoint_meta(config: TrainConfig, plan: dict[str, Any], step: int, strea
 def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig, run_dir: str | Path,
           validation_cases: Sequence[CachedCase] = (), resume: bool = False,
           progress: Callable[[int, int, float], None] | None = None, stop_after: int | None = None,
-          within_pipeline: bool = False) -> TrainResult:
+          within_pipeline: bool = False, runtime: Runtime | None = None) -> TrainResult:
     """Train on cached cases; checkpoints and a CSV log go to `run_dir`; returns the final checkpoint path.
 
     `stop_after` ends this invocation after that many steps in total (checkpointed), for time-boxed jobs that
     continue later with `resume`. A run that fails before its first checkpoint leaves no files of its own behind.
     A multi-round strategy (self_training) is refused unless `within_pipeline` (its pipeline running one round):
-    alone, it would be supervised training under another name.
+    alone, it would be supervised training under another name. `runtime`: the device and precision a pipeline
+    resolved once for all its trainings; None resolves `config.device` and `config.precision` here.
     """
-
     if is_multi_round(config.strategy) and not within_pipeline:
         raise UnimosError("--strategy", f"'{config.strategy}' trains several times (a teacher, pseudo-labels, then "
                           "students), which one run of the training loop cannot do",
@@ -208,16 +205,19 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
     run_dir = Path(run_dir)
     rank, world = distributed_context()
     if rank != 0:  # only rank 0 writes, so only rank 0 may clean up
-        return _train(cases, plan, config, run_dir, validation_cases, resume, progress, stop_after, lambda: None)
+        return _train(cases, plan, config, run_dir, validation_cases, resume, progress, stop_after, lambda: None,
+                      runtime)
     with removed_on_failure(run_dir) as created:
-        return _train(cases, plan, config, run_dir, validation_cases, resume, progress, stop_after, created.keep)
+        return _train(cases, plan, config, run_dir, validation_cases, resume, progress, stop_after, created.keep,
+                      runtime)
 
 
 def _train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig, run_dir: Path,
            validation_cases: Sequence[CachedCase], resume: bool, progress: Callable[[int, int, float], None] | None,
-           stop_after: int | None, saved: Callable[[], None]) -> TrainResult:
+           stop_after: int | None, saved: Callable[[], None], runtime: Runtime | None) -> TrainResult:
     rank, world = distributed_context()
-    device = resolve_device(config.device)
+    runtime = runtime or resolve_runtime(config.device, config.precision)
+    device, precision = runtime.device, runtime.precision
     if config.threads:
         torch.set_num_threads(config.threads)
     if not cases:
@@ -248,7 +248,6 @@ def _train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfi
     unlabeled = PatchSource(unlabeled_cases, patch, "random", 0.0, seed=config.seed + 1, slice_resize=slice_resize) \
         if getattr(strategy, "needs_unlabeled", False) and unlabeled_cases else None
     augment = _augmenter(config)
-    precision = resolve_precision(config.precision, device)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
 
     start = 0
@@ -283,7 +282,7 @@ def _train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfi
         batch = {k: v.to(device) for k, v in batch.items()}
         t1 = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        with autocast(device, precision):
+        with runtime.autocast():
             out = strategy.step(batch, unl, step, config.iterations)
         if not torch.isfinite(out.loss):
             raise UnimosError(run_dir, f"the loss became {float(out.loss.detach())} at step {step}",
