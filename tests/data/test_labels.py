@@ -1,7 +1,7 @@
 import numpy as np
 
 from unimos.data.labels import candidate_table, slice_region, split_sided
-from unimos.data.taxonomy import abdominal_taxonomy
+from unimos.data.taxonomy import abdominal_taxonomy, build_taxonomy
 
 
 def _set(table, taxonomy, label):
@@ -55,3 +55,13 @@ def test_slice_region_marks_only_listed_slices():
     region = slice_region((4, 5, 6), {2: (1, 4), 0: (3,)})
     assert region[:, :, 1].all() and region[:, :, 4].all() and region[3].all()
     assert not region[0, 0, 0] and region.sum() == 4 * 5 * 2 + 5 * 6 - 5 * 2
+
+
+def test_organ_only_source_lets_each_organ_hold_a_lesion_of_several_organs():
+    taxonomy = build_taxonomy(["liver", "kidney_right", "kidney_left", "pancreas",
+                               {"name": "tumor", "parent": ["liver", "kidney_right", "kidney_left", "pancreas"]}])
+    table = candidate_table(taxonomy, ["liver", "pancreas"])  # an organ-only source: no lesion annotated
+    assert _set(table, taxonomy, "liver") == {"liver", "tumor"}
+    assert _set(table, taxonomy, "pancreas") == {"pancreas", "tumor"}
+    # outside the annotated organs a voxel may still be a kidney, or a kidney's tumour
+    assert _set(table, taxonomy, "background") == {"background", "kidney_right", "kidney_left", "tumor"}

@@ -7,6 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import tiny_case, write_manifest, write_nifti
+from unimos.data.io import read_volume
+from unimos.data.labels import to_project_labels
 from unimos.data.manifest import load_manifest, parse_manifest_text
 from unimos.errors import ManifestError, TaxonomyError, UnimosError
 
@@ -45,6 +47,38 @@ def test_unknown_label_name_in_a_source_names_the_manifest_and_suggests(tmp_path
     with pytest.raises(TaxonomyError) as info:
         load_manifest(path)
     assert str(path) in str(info.value) and "'liver'" in str(info.value)
+
+
+def test_lits_like_tumour_becomes_liver_when_the_project_has_no_liver_tumour_class(tmp_path):
+    # a diseased liver: liver 1 in a box, tumour 2 in a smaller box inside it
+    img, lab = tiny_case(tmp_path, "lits", labels={1: (slice(4, 12), slice(4, 12), slice(2, 8)),
+                                                   2: (slice(6, 9), slice(6, 9), slice(4, 6))})
+    img_t, lab_t = tiny_case(tmp_path, "tumour_only", labels={1: (slice(6, 9), slice(6, 9), slice(4, 6))})
+    path = write_manifest(tmp_path, {"project": {"classes": ["liver", "spleen"]}, "sources": [
+        {"name": "lits_like", "labels": {1: "liver", 2: "tumor"},
+         "cases": [{"id": "lits", "image": str(img), "label": str(lab)}]},
+        {"name": "tumour_only", "labels": {1: "liver_tumor"},
+         "cases": [{"id": "tumour_only", "image": str(img_t), "label": str(lab_t)}]}]})
+    manifest = load_manifest(path)
+    case, tumour_only = manifest.cases
+    labels, region = to_project_labels(case, manifest.taxonomy, read_volume(case.label_path, kind="label"))
+    assert labels[7, 7, 5] == 1 and labels[5, 5, 3] == 1  # the tumour and the rest of the liver: both liver
+    assert int((labels == 1).sum()) == 8 * 8 * 6 and region.all()
+    assert case.annotated_classes == {"liver"} and case.source.kind == "partial"
+    # a tumour-only label says its voxels are liver, not where the rest of the liver is
+    assert tumour_only.annotated_classes == frozenset()
+    labels, _ = to_project_labels(tumour_only, manifest.taxonomy, read_volume(tumour_only.label_path, kind="label"))
+    assert int((labels == 1).sum()) == 3 * 3 * 2
+
+
+def test_a_lesion_class_without_its_organ_names_the_manifest_and_the_fix(tmp_path):
+    img, lab = tiny_case(tmp_path, "a")
+    path = write_manifest(tmp_path, {"project": {"classes": ["spleen", "pancreas_tumor"]}, "sources": [
+        {"name": "s", "labels": {1: "spleen"}, "cases": [{"id": "a", "image": str(img), "label": str(lab)}]}]})
+    with pytest.raises(TaxonomyError) as info:
+        load_manifest(path)
+    assert f"{path} (project.classes)" in str(info.value)
+    assert "'pancreas_tumor' lies inside pancreas" in str(info.value) and "add pancreas to the classes" in str(info.value)
 
 
 def test_sparse_case_must_say_which_slices_are_annotated(tmp_path):

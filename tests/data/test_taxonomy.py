@@ -1,7 +1,7 @@
 import pytest
 
 from unimos.data.taxonomy import abdominal_taxonomy, build_taxonomy, resolve_label_name
-from unimos.errors import TaxonomyError
+from unimos.errors import TaxonomyError, UnimosError
 
 
 def test_canonical_taxonomy_has_background_first_and_lesion_parents():
@@ -82,3 +82,56 @@ def test_subset_keeps_the_order_the_project_chose():
 def test_taxonomy_json_round_trip():
     taxonomy = abdominal_taxonomy()
     assert type(taxonomy).from_json(taxonomy.to_json()) == taxonomy
+
+
+@pytest.mark.parametrize("name, context", [("liver_tumor", []), ("tumor", ["liver", "tumor"]),  # LiTS
+                                           ("cancer", ["liver", "cancer"])])                   # MSD Task03
+def test_unselected_liver_lesion_is_read_as_liver(name, context):
+    meaning = resolve_label_name(name, abdominal_taxonomy(["liver", "spleen"]), context)
+    assert (meaning.kind, meaning.classes, meaning.part) == ("class", ("liver",), True)
+
+
+def test_unselected_kidney_lesion_is_read_as_the_kidney_on_its_side():
+    meaning = resolve_label_name("tumor", abdominal_taxonomy(["kidney_right", "kidney_left"]), ["kidney", "tumor"])
+    assert (meaning.kind, meaning.classes, meaning.part) == ("sided", ("kidney_right", "kidney_left"), True)
+
+
+def test_lesion_of_an_unselected_organ_is_background_like_its_organ():
+    assert resolve_label_name("pancreas_tumor", abdominal_taxonomy(["liver"])).kind == "background"
+
+
+def test_selected_lesion_keeps_its_own_class():
+    meaning = resolve_label_name("tumor", abdominal_taxonomy(["liver", "liver_tumor"]), ["liver", "tumor"])
+    assert (meaning.classes, meaning.part) == (("liver_tumor",), False)
+
+
+PAN_TUMOR = {"name": "tumor", "parent": ["liver", "kidney_right", "kidney_left", "pancreas"]}
+
+
+def test_a_lesion_of_several_organs_takes_every_organs_lesions():
+    taxonomy = build_taxonomy(["liver", "kidney_right", "kidney_left", "pancreas", PAN_TUMOR])
+    assert taxonomy.classes[-1].parents == ("liver", "kidney_right", "kidney_left", "pancreas")
+    # FLARE23's pan-cancer "Tumor" beside several organs, and the organ-specific names of LiTS / KiTS / MSD
+    for name, context in [("Tumor", ["liver", "kidney", "pancreas", "Tumor"]), ("liver_tumor", []),
+                          ("kidney_tumor", []), ("tumor", ["pancreas", "tumor"])]:
+        assert resolve_label_name(name, taxonomy, context).classes == ("tumor",)
+
+
+def test_an_ambiguous_bare_tumor_names_the_several_organ_declaration_as_fix():
+    with pytest.raises(TaxonomyError, match=r"\{name: tumor, parent: \[liver, kidney_right"):
+        resolve_label_name("Tumor", abdominal_taxonomy(), ["liver", "kidney", "pancreas", "Tumor"])
+
+
+def test_a_lesion_whose_organ_is_not_a_class_is_refused_with_the_fix():
+    with pytest.raises(TaxonomyError) as info:
+        build_taxonomy(["spleen", "liver_tumor"])
+    assert "lesion class 'liver_tumor' lies inside liver, which is not a project class" in str(info.value)
+    assert "add liver to the classes" in str(info.value)
+
+
+def test_every_orphan_lesion_and_missing_declared_parent_is_listed_at_once():
+    with pytest.raises(UnimosError) as info:
+        build_taxonomy(["spleen", "kidney_tumor", {"name": "lesion", "parent": ["liver", "spleen"]}])
+    assert [p.problem for p in info.value.problems] == [
+        "lesion class 'kidney_tumor' lies inside kidney_right or kidney_left, none of which is a project class",
+        "class 'lesion' names parent(s) ['liver'] that are not project classes"]

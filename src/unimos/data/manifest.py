@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from unimos.data.importers import folder_manifest_spec, import_source
 from unimos.data.manifest_spec import AnnotationKind, CaseSpec, ManifestSpec, ProjectSpec, SourceSpec, Split
 from unimos.data.taxonomy import LabelMeaning, Taxonomy, abdominal_taxonomy, build_taxonomy, resolve_label_name
-from unimos.errors import ManifestError, TaxonomyError
+from unimos.errors import ManifestError, Problem, TaxonomyError, ValidationFailed
 
 __all__ = ["AnnotationKind", "Case", "CaseSpec", "Manifest", "ManifestSpec", "ProjectSpec", "Source", "SourceSpec",
            "Split", "load_manifest", "resolve_manifest"]
@@ -124,8 +124,11 @@ def project_taxonomy(spec: ProjectSpec, where: Path) -> Taxonomy:
         if spec.classes == "abdominal":
             return abdominal_taxonomy()
         return build_taxonomy(spec.classes)
-    except TaxonomyError as err:
-        raise TaxonomyError(f"{where} (project.classes)", err.problems[0].problem, err.problems[0].fix) from None
+    except (TaxonomyError, ValidationFailed) as err:
+        problems = [Problem(f"{where} (project.classes)", p.problem, p.fix) for p in err.problems]
+        if len(problems) > 1:
+            raise ValidationFailed(problems) from None
+        raise TaxonomyError(problems[0].where, problems[0].problem, problems[0].fix) from None
 
 
 def resolve_manifest(spec: ManifestSpec, path: Path, taxonomy: Taxonomy | None = None) -> Manifest:
@@ -182,7 +185,8 @@ def _default_kind(spec: SourceSpec, named: set[str], taxonomy: Taxonomy) -> Anno
 
 
 def _classes_named(label_map: dict[int, LabelMeaning]) -> set[str]:
-    return {c for m in label_map.values() if m.kind in ("class", "sided") for c in m.classes if c}
+    """The classes a source's values annotate; a lesion read as its organ (`part`) does not annotate the organ."""
+    return {c for m in label_map.values() if m.kind in ("class", "sided") and not m.part for c in m.classes if c}
 
 
 def _resolve_class_list(names: list[str], taxonomy: Taxonomy, where: str) -> frozenset[str]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from unimos.data import catalogue as cat
-from unimos.errors import TaxonomyError
+from unimos.errors import Problem, TaxonomyError, ValidationFailed
 
 
 @dataclass(frozen=True)
@@ -126,12 +126,32 @@ def build_taxonomy(spec: Iterable[str | dict[str, Any]], *, allow_custom: bool =
                                 f"{{name: {cat.normalise_name(str(item))}}}")
         entries.append((known, None))
     selected = {name for name, _ in entries}
-    classes = []
+    classes, problems = [], []
     for name, parents in entries:
-        if parents is None:
-            parents = _default_parents(name, selected)
-        classes.append(ClassDef(name, tuple(p for p in parents if p in selected)))
+        given = parents is not None
+        parents = parents if given else _default_parents(name, selected)
+        kept = tuple(p for p in parents if p in selected)
+        if parents and not kept or given and len(kept) < len(parents):
+            problems.append(_orphan_problem(name, [p for p in parents if p not in selected], given))
+        classes.append(ClassDef(name, kept))
+    if len(problems) == 1:
+        raise TaxonomyError(problems[0].where, problems[0].problem, problems[0].fix)
+    if problems:
+        raise ValidationFailed(problems)
     return Taxonomy(tuple(classes))
+
+
+def _orphan_problem(name: str, missing: list[str], given: bool) -> Problem:
+    """A lesion (or custom child) whose organ is not a project class: an organ-only source's voxels of that organ
+    could not be told apart from background, so such a class is refused rather than trained wrongly."""
+    if given:
+        return Problem("project classes", f"class '{name}' names parent(s) {missing} that are not project classes",
+                       f"add {' and '.join(missing)} to the classes, or drop them from the parent list of '{name}'")
+    organs = " and ".join(missing)
+    inside = f"{missing[0]}, which is not" if len(missing) == 1 else f"{' or '.join(missing)}, none of which is"
+    return Problem("project classes", f"lesion class '{name}' lies inside {inside} a project class",
+                   f"add {organs} to the classes, or declare the lesion's organs yourself: "
+                   f"{{name: {name}, parent: [organ, ...]}}")
 
 
 def _default_parents(name: str, selected: set[str]) -> tuple[str, ...]:
@@ -154,11 +174,13 @@ class LabelMeaning:
 
     kind: `class` (one project class), `background` (certainly none of the project's classes), `ignore`
     (no information), or `sided` (a merged left/right label: `classes` = (right, left), each a project class or
-    '' when the project does not select that side).
+    '' when the project does not select that side). `part` marks a value that labels only part of its class (an
+    unselected lesion read as its organ): its voxels are that class, but the value does not annotate the whole class.
     """
 
     kind: Literal["class", "background", "ignore", "sided"]
     classes: tuple[str, ...] = ()
+    part: bool = False
 
 
 def resolve_label_name(name: str | Sequence[str], taxonomy: Taxonomy, context: Sequence[str] = (),
@@ -166,8 +188,9 @@ def resolve_label_name(name: str | Sequence[str], taxonomy: Taxonomy, context: S
     """Resolve a source's label name (or a [right, left] pair) against the project taxonomy.
 
     `context` holds the source's other label names, used to read a bare "tumor" as the lesion of the organ that
-    source annotates (MSD, KiTS, LiTS). A known structure the project did not select resolves to background;
-    a name that matches nothing known is a TaxonomyError suggesting the closest known name.
+    source annotates (MSD, KiTS, LiTS). A lesion the project did not select is part of its organ (a project lesion
+    class declared inside that organ, else the organ itself); any other known structure the project did not select
+    resolves to background; a name that matches nothing known is a TaxonomyError suggesting the closest known name.
     """
     if not isinstance(name, str):
         if len(name) != 2:
@@ -207,7 +230,21 @@ def _resolve_single(name: str, taxonomy: Taxonomy, context: Sequence[str], where
     for pair, members in cat.SIDED_PAIRS.items():
         if known in members and pair in taxonomy.names[1:]:
             return LabelMeaning("class", (pair,))
+    organ = cat.default_parent(known)
+    if organ is not None:
+        return _unselected_lesion(organ, taxonomy, context, where)
     return LabelMeaning("background")
+
+
+def _unselected_lesion(organ: str, taxonomy: Taxonomy, context: Sequence[str], where: str) -> LabelMeaning:
+    """An unselected lesion of `organ`: a project lesion class declared inside that organ (FLARE23's pan-cancer
+    'tumor' with several parents), else the organ itself, since the inside of a diseased liver is still liver."""
+    members = {organ, *cat.SIDED_PAIRS.get(organ, ())}
+    for c in taxonomy.classes:
+        if c.name in cat.GENERIC_LESION_NAMES and members & set(c.parents):
+            return LabelMeaning("class", (c.name,))
+    meaning = resolve_label_name(organ, taxonomy, context, where)
+    return meaning if meaning.kind == "background" else LabelMeaning(meaning.kind, meaning.classes, part=True)
 
 
 def _lesion_from_context(name: str, context: Sequence[str], where: str) -> str:
@@ -215,5 +252,7 @@ def _lesion_from_context(name: str, context: Sequence[str], where: str) -> str:
     lesions = {cat.LESION_OF_ORGAN[o] for o in organs if o in cat.LESION_OF_ORGAN}
     if len(lesions) != 1:
         raise TaxonomyError(where, f"label name '{name}' does not say which organ's lesion it is",
-                            "name it liver_tumor, kidney_tumor or pancreas_tumor")
+                            "name it liver_tumor, kidney_tumor or pancreas_tumor, or, for a lesion of several organs "
+                            "(FLARE23's 'Tumor'), declare it in project.classes with its organs: "
+                            "{name: tumor, parent: [liver, kidney_right, kidney_left, pancreas]}")
     return lesions.pop()
