@@ -7,7 +7,6 @@ from tests.conftest import tiny_training_plan, write_nifti
 from unimos.data.io import read_volume
 from unimos.data.manifest import load_manifest
 from unimos.inference.model import load_model
-from unimos.inference.postprocess import largest_component_per_class
 from unimos.inference.predictor import PredictOptions, predict_files
 from unimos.preprocess.cache import open_cache, preprocess_manifest
 from unimos.preprocess.plan import with_hashes
@@ -66,15 +65,6 @@ def test_prediction_on_real_ct_keeps_its_geometry(tiny_model, shared_data, tmp_p
     reference = read_volume(source)
     assert written.shape == reference.shape
     assert np.allclose(written.affine, reference.affine, atol=1e-4)
-
-
-def test_largest_component_keeps_only_the_biggest_piece_per_class():
-    labels = np.zeros((10, 10, 10), dtype=np.uint8)
-    labels[0:4, 0:4, 0:4] = 1
-    labels[8, 8, 8] = 1
-    labels[6:8, 0:2, 0:2] = 2
-    out = largest_component_per_class(labels)
-    assert out[8, 8, 8] == 0 and (out[0:4, 0:4, 0:4] == 1).all() and (out[6:8, 0:2, 0:2] == 2).all()
 
 
 def train_tiny_2d_model(tiny_manifest, root, **settings):

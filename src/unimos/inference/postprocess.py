@@ -1,24 +1,45 @@
-"""Post-processing of label maps: keep each organ's largest connected component."""
+"""Post-processing of label maps: each organ keeps its largest connected piece, lesions keep every piece.
+
+An organ's piece is counted together with the lesions inside it (a tumour that cuts a liver in two does not make
+half of the liver a stray piece). A removed piece goes to the class that surrounds it, so that a stray blob inside
+another organ leaves no hole there; a piece surrounded by background becomes background.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import cc3d
 import numpy as np
+from scipy import ndimage
+
+from unimos.data.taxonomy import Taxonomy
 
 
-def largest_component_per_class(labels: np.ndarray, classes: Iterable[int] | None = None) -> np.ndarray:
-    """Remove every component of each class but its largest (26-connectivity); removed voxels become 0."""
+def largest_component_per_class(labels: np.ndarray, taxonomy: Taxonomy | None = None) -> np.ndarray:
+    """Keep each organ's largest component (26-connectivity, lesions inside counted with it); classes with
+    parents in `taxonomy` (lesions) keep all their components. Without a taxonomy every class is an organ."""
     out = labels.copy()
-    for cls in classes if classes is not None else [int(c) for c in np.unique(labels) if c != 0]:
-        mask = labels == cls
-        if not mask.any():
+    for cls in (int(c) for c in np.unique(labels) if c != 0):
+        if taxonomy is not None and taxonomy.parents_of(cls):
             continue
-        components, count = cc3d.connected_components(mask, connectivity=26, return_N=True)
+        inside = [cls, *(taxonomy.descendants(cls) if taxonomy is not None else [])]
+        components, count = cc3d.connected_components(np.isin(labels, inside), connectivity=26, return_N=True)
         if count <= 1:
             continue
         sizes = np.bincount(components.ravel())
         sizes[0] = 0
-        out[(components != int(np.argmax(sizes))) & mask] = 0
+        boxes = cc3d.statistics(components)["bounding_boxes"]
+        for piece in range(1, count + 1):
+            if piece != int(np.argmax(sizes)):
+                _reassign(out, components, piece, boxes[piece], cls)
     return out
+
+
+def _reassign(out: np.ndarray, components: np.ndarray, piece: int, box: tuple[slice, ...], cls: int) -> None:
+    """Give the `cls` voxels of one removed piece the most common label on the piece's one-voxel shell."""
+    grown = tuple(slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(box, out.shape))
+    mask = components[grown] == piece
+    shell = ndimage.binary_dilation(mask, structure=np.ones((3,) * mask.ndim, dtype=bool)) & ~mask
+    around = out[grown][shell]
+    fill = int(np.bincount(around).argmax()) if around.size else 0
+    view = out[grown]
+    view[mask & (view == cls)] = fill

@@ -1,0 +1,57 @@
+"""Post-processing: organs keep their largest piece, lesions every piece, and nothing removed leaves a hole."""
+
+import numpy as np
+
+from unimos.data.taxonomy import abdominal_taxonomy
+from unimos.inference.postprocess import largest_component_per_class
+
+# 1 liver, 2 spleen, 3 liver_tumor
+TAXONOMY = abdominal_taxonomy(["liver", "spleen", "liver_tumor"])
+
+
+def _liver_with_two_tumours() -> np.ndarray:
+    labels = np.zeros((20, 12, 12), dtype=np.uint8)
+    labels[2:18, 2:10, 2:10] = 1
+    labels[4:6, 4:6, 4:6] = 3
+    labels[12:15, 5:8, 5:8] = 3
+    return labels
+
+
+def test_two_lesions_of_one_class_both_survive():
+    labels = _liver_with_two_tumours()
+    out = largest_component_per_class(labels, TAXONOMY)
+    assert np.array_equal(out, labels)
+    assert int((out == 3).sum()) == 8 + 27
+
+
+def test_a_lesion_outside_its_organ_is_kept_too():
+    labels = _liver_with_two_tumours()
+    labels[0, 0, 0] = 3  # a third, separate lesion: a lesion class keeps every component
+    assert largest_component_per_class(labels, TAXONOMY)[0, 0, 0] == 3
+
+
+def test_a_tumour_cutting_the_liver_in_two_does_not_remove_half_of_it():
+    labels = np.zeros((20, 10, 10), dtype=np.uint8)
+    labels[2:18, 2:8, 2:8] = 1
+    labels[9:11, :, :] = 3  # a slab of tumour through the whole liver: liver voxels form two separate pieces
+    assert np.array_equal(largest_component_per_class(labels, TAXONOMY), labels)
+
+
+def test_a_stray_piece_inside_an_organ_becomes_that_organ_not_a_hole():
+    labels = np.zeros((20, 12, 12), dtype=np.uint8)
+    labels[2:18, 2:10, 2:10] = 1
+    labels[0:2, 0:3, 0:3] = 2       # the spleen's largest piece, outside the liver
+    labels[8:10, 5:7, 5:7] = 2      # a stray spleen blob (8 voxels) inside the liver
+    out = largest_component_per_class(labels, TAXONOMY)
+    assert (out[8:10, 5:7, 5:7] == 1).all()   # filled with the liver that encloses it
+    assert (out[0:2, 0:3, 0:3] == 2).all()
+    assert int((out == 2).sum()) == 18 and int((out == 0).sum()) == int((labels == 0).sum())
+
+
+def test_a_stray_piece_in_background_becomes_background():
+    labels = np.zeros((10, 10, 10), dtype=np.uint8)
+    labels[0:4, 0:4, 0:4] = 1
+    labels[8, 8, 8] = 1
+    labels[6:8, 0:2, 0:2] = 2
+    out = largest_component_per_class(labels)
+    assert out[8, 8, 8] == 0 and (out[0:4, 0:4, 0:4] == 1).all() and (out[6:8, 0:2, 0:2] == 2).all()
