@@ -25,9 +25,10 @@ def merge_summary(key: str, payload: Any, results: Path = RESULTS) -> Path:
 
 def machine_line() -> str:
     """Date, CPU model and what `--precision auto` runs on it, for the first line of every table."""
-    from unimos.utils.precision import cpu_has_native_bfloat16
+    from unimos.utils.precision import cpu_bfloat16_unit
 
-    auto = "bfloat16 (AMX)" if cpu_has_native_bfloat16() else "float32 (no AMX)"
+    unit = cpu_bfloat16_unit()
+    auto = f"bfloat16 ({unit})" if unit else "float32 (no AMX, no AVX-512 BF16)"
     return (f"{datetime.date.today()}, {cpu_model()} ({platform.machine()}), {_cores()} cores, precision auto = "
             f"{auto}")
 

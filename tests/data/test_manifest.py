@@ -78,7 +78,8 @@ def test_a_lesion_class_without_its_organ_names_the_manifest_and_the_fix(tmp_pat
     with pytest.raises(TaxonomyError) as info:
         load_manifest(path)
     assert f"{path} (project.classes)" in str(info.value)
-    assert "'pancreas_tumor' lies inside pancreas" in str(info.value) and "add pancreas to the classes" in str(info.value)
+    assert "'pancreas_tumor' lies inside pancreas" in str(info.value)
+    assert "add pancreas to the classes" in str(info.value)
 
 
 def test_sparse_case_must_say_which_slices_are_annotated(tmp_path):

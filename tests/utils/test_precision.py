@@ -8,7 +8,7 @@ from unimos.errors import UnimosError
 from unimos.inference.sliding import predict_probabilities
 from unimos.networks.registry import build_network
 from unimos.training.config import TrainConfig
-from unimos.utils.precision import cpu_has_native_bfloat16, precision_name, resolve_precision
+from unimos.utils.precision import cpu_bfloat16_unit, cpu_has_native_bfloat16, precision_name, resolve_precision
 
 
 def test_explicit_precisions_resolve_to_their_dtype_on_the_cpu():
@@ -16,9 +16,19 @@ def test_explicit_precisions_resolve_to_their_dtype_on_the_cpu():
     assert resolve_precision("bfloat16", "cpu") is torch.bfloat16
 
 
-def test_auto_on_the_cpu_is_bfloat16_exactly_when_the_cpu_has_amx():
+def test_auto_on_the_cpu_is_bfloat16_exactly_when_the_cpu_runs_it_natively():
     expected = torch.bfloat16 if cpu_has_native_bfloat16() else None
     assert resolve_precision("auto", "cpu") is expected
+
+
+@pytest.mark.parametrize("amx, avx512_bf16, unit, auto", [(True, True, "AMX", torch.bfloat16),
+                                                          (False, True, "AVX-512 BF16", torch.bfloat16),
+                                                          (False, False, None, None)])
+def test_auto_picks_bfloat16_on_amx_and_on_avx512_bf16_cpus(monkeypatch, amx, avx512_bf16, unit, auto):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert cpu_bfloat16_unit() == unit
+    assert resolve_precision("auto", "cpu") is auto
 
 
 def test_float16_on_the_cpu_and_unknown_names_are_refused_with_the_choices():

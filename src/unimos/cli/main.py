@@ -33,8 +33,8 @@ WorkersOpt = Annotated[int, typer.Option(min=1, help="Parallel workers (processe
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help=(
     "Replace outputs that an earlier run wrote (without it, existing results are never replaced)."))]
 PrecisionOpt = Annotated[str, typer.Option(help=(
-    "Network arithmetic: auto (bfloat16 where the hardware runs it natively, a CPU with AMX or a recent GPU: "
-    "about twice as fast; float32 elsewhere), float32, bfloat16, or float16 (CUDA only)."))]
+    "Network arithmetic: auto (bfloat16 where the hardware runs it natively, a CPU with AMX or AVX-512 BF16 or a "
+    "recent GPU: 1.5-2x as fast; float32 elsewhere), float32, bfloat16, or float16 (CUDA only)."))]
 
 
 def _data_commands() -> ModuleType:
