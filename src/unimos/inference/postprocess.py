@@ -36,10 +36,25 @@ def largest_component_per_class(labels: np.ndarray, taxonomy: Taxonomy | None = 
 
 def _reassign(out: np.ndarray, components: np.ndarray, piece: int, box: tuple[slice, ...], cls: int) -> None:
     """Give the `cls` voxels of one removed piece the most common label on the piece's one-voxel shell."""
-    grown = tuple(slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(box, out.shape))
+    fill = surrounding_label(out, components, piece, box)
+    grown = _grown(box, out.shape)
+    view = out[grown]
+    view[(components[grown] == piece) & (view == cls)] = fill
+
+
+def surrounding_label(labels: np.ndarray, components: np.ndarray, piece: int, box: tuple[slice, ...],
+                      foreground_only: bool = False) -> int:
+    """The most common value of `labels` on the one-voxel shell (26-neighbourhood) around component `piece` of
+    `components` (`box`: its bounding box); with `foreground_only` the most common non-zero value, 0 if none."""
+    grown = _grown(box, labels.shape)
     mask = components[grown] == piece
     shell = ndimage.binary_dilation(mask, structure=np.ones((3,) * mask.ndim, dtype=bool)) & ~mask
-    around = out[grown][shell]
-    fill = int(np.bincount(around).argmax()) if around.size else 0
-    view = out[grown]
-    view[mask & (view == cls)] = fill
+    around = np.asarray(labels[grown][shell], dtype=np.int64)
+    if foreground_only:
+        around = around[around > 0]
+    return int(np.bincount(around).argmax()) if around.size else 0
+
+
+def _grown(box: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """A bounding box grown by one voxel on every side, within the array."""
+    return tuple(slice(max(0, s.start - 1), min(n, s.stop + 1)) for s, n in zip(box, shape))
