@@ -8,6 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from unimos.data.plan_spec import Plan
 from unimos.utils.atomic import write_json_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -136,7 +137,7 @@ def pending_rows(order: Any, wanted: Any, results: dict[str, Any], path: Path) -
     return pending
 
 
-def run_row(name: str, manifest: Any, plan: dict[str, Any], out: Path, config: Any, organs: list[str],
+def run_row(name: str, manifest: Any, plan: Plan, out: Path, config: Any, organs: list[str],
             means: dict[str, list[str]], score_split: str = "test", resume: bool = False) -> dict[str, Any]:
     """Preprocess the row's collection (cached per collection), train, predict the scored split, evaluate.
 

@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tables = {row: v["table"] for row, v in results.items()}
     header = (f"Demo ablations (paper 002), {machine_line()} (device {args.device}); demo data seed {args.seed}, "
-              f"plan `3mm-small`, patch {plan['patch_size']}, batch {plan['batch_size']}, DynUNet with deep "
+              f"plan `3mm-small`, patch {plan.patch_size}, batch {plan.batch_size}, DynUNet with deep "
               f"supervision, `partial` loss, {iterations} iterations per row (budget {args.budget}); training minutes "
               "per row: " + ", ".join(f"{r} {v['train_s'] / 60:.1f}" for r, v in results.items())
               + f". Sampler and entropy rows train on the whole demo collection, sparse rows on {SPARSE_SOURCES[0]} "
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     merge_summary("ablations", {row: t["mean"]["dsc"] for row, t in tables.items()}, args.results)
     write_json_atomic(args.out / "ablations_meta.json", {
         "date": str(datetime.date.today()), "seed": args.seed, "iterations_per_row": iterations,
-        "budget": args.budget, "plan_hash": plan["hash"], "small_organs": small, "device": args.device,
+        "budget": args.budget, "plan_hash": plan.hash, "small_organs": small, "device": args.device,
         "total_s": time.perf_counter() - started})
     return 0
 

@@ -68,6 +68,7 @@ from _common import (
 )
 from _common import write_manifests as write_manifest_files
 
+from unimos.data.plan_spec import Plan
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 MODALITY = "MR"
@@ -270,7 +271,7 @@ def write_manifests(data: Path, out: Path, seed: int, limit: int | None = None,
             "scored_cases": validation}
 
 
-def slice_wise_plan(plan: dict[str, Any], schedule: Schedule) -> dict[str, Any]:
+def slice_wise_plan(plan: Plan, schedule: Schedule) -> Plan:
     """The plan with a 2D DynUNet (UniMatch's UNet widths) and an in-plane patch, so that training is slice-wise.
 
     Only `network`, `patch_size` and `batch_size` change: the preprocessing (and so the cache) stays the plan's."""
@@ -278,15 +279,14 @@ def slice_wise_plan(plan: dict[str, Any], schedule: Schedule) -> dict[str, Any]:
 
     levels = len(NETWORK_FILTERS)
     divisor = 2 ** (levels - 1)
-    patch_xy = schedule.patch_xy or tuple(plan["patch_size"][:2])
-    edited = dict(plan)
-    edited["network"] = {"name": "dynunet", "spatial_dims": 2, "kernel_size": [[3, 3]] * levels,
-                         "strides": [[1, 1]] + [[2, 2]] * (levels - 1), "filters": list(NETWORK_FILTERS),
-                         "deep_supervision": False}
+    patch_xy = schedule.patch_xy or tuple(plan.patch_size[:2])
+    network = {"name": "dynunet", "spatial_dims": 2, "kernel_size": [[3, 3]] * levels,
+               "strides": [[1, 1]] + [[2, 2]] * (levels - 1), "filters": list(NETWORK_FILTERS),
+               "deep_supervision": False}
     # The third entry is unused by a 2D network (it sees one slice); 1 says so to a reader of the plan.
-    edited["patch_size"] = [int(-(-int(p) // divisor) * divisor) for p in patch_xy] + [1]
-    edited["batch_size"] = schedule.batch_size
-    return with_hashes(edited)
+    patch = [int(-(-int(p) // divisor) * divisor) for p in patch_xy] + [1]
+    return with_hashes(plan.model_copy(update={"network": network, "patch_size": patch,
+                                               "batch_size": schedule.batch_size}))
 
 
 ALL_LABELED = "all_labeled"
@@ -522,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
     total_s = time.perf_counter() - started
-    patch = plan["patch_size"][:2]
+    patch = plan.patch_size[:2]
     pace = {r: median_step_seconds(args.out / "runs" / v.get("same_model_as", r)) for r, v in results.items()}
     trainings = {r: max(1, len(run_logs(args.out / "runs" / v.get("same_model_as", r)))) for r, v in results.items()}
     counts = {("ssl" if v["experiment"] == "ssl" else "partial/sparse"): v["iterations"] for v in results.values()}
@@ -561,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(args.out / "acdc_meta.json", {
         "date": str(datetime.date.today()), "seed": args.seed, "schedule": asdict(schedule),
         "iterations_per_row": {r: v["iterations"] for r, v in results.items()}, "budget": args.budget,
-        "plan_hash": plan["hash"], "patch_size": plan["patch_size"], "network": plan["network"], "device": args.device,
+        "plan_hash": plan.hash, "patch_size": plan.patch_size, "network": plan.network, "device": args.device,
         "limit_cases": args.limit_cases, "partial_sources": made["partial_sources"],
         "annotated_slices": made["annotated_slices"], "total_s": total_s,
     })

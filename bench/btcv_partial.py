@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
     header = (f"BTCV partial-label benchmark, {machine_line()} (device {args.device}); seed {args.seed}; "
-              f"plan `{args.preset}` at 3 mm, patch {plan['patch_size']}, "
-              f"batch {plan['batch_size']}, DynUNet with deep supervision, {iterations} iterations per row "
+              f"plan `{args.preset}` at 3 mm, patch {plan.patch_size}, "
+              f"batch {plan.batch_size}, DynUNet with deep supervision, {iterations} iterations per row "
               f"(budget {args.budget}); training minutes per row: "
               + ", ".join(f"{r} {v['train_s'] / 60:.1f}" for r, v in results.items())
               + f". Scored on the 4 validation cases {sorted(c.case_id for c in manifests['partial'].split('test'))}.")
@@ -201,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         for row, v in results.items()}, args.results)
     write_json_atomic(args.out / "btcv_meta.json", {
         "date": str(datetime.date.today()), "seed": args.seed, "iterations_per_row": iterations,
-        "budget": args.budget, "preset": args.preset, "plan_hash": plan["hash"], "patch_size": plan["patch_size"],
-        "batch_size": plan["batch_size"], "device": args.device, "sources": made["sources"],
+        "budget": args.budget, "preset": args.preset, "plan_hash": plan.hash, "patch_size": plan.patch_size,
+        "batch_size": plan.batch_size, "device": args.device, "sources": made["sources"],
         "unlabeled_variant": made["unlabeled_variant"], "total_s": time.perf_counter() - started,
     })
     return 0

@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     tables = {r: results[r]["table"] for r in rows}
     header = (f"Coarse-to-fine cascade (paper 001) on the demo data, {machine_line()} (device {args.device}); seed "
               f"{args.seed}; {iterations} iterations per model (budget {args.budget}), `partial` loss, deep "
-              f"supervision; coarse plan {plans['coarse']['target_spacing_mm'][0]:g} mm patch "
-              f"{plans['coarse']['patch_size']}, fine plan 3 mm patch {plans['3mm-small']['patch_size']}; region "
+              f"supervision; coarse plan {plans['coarse'].target_spacing_mm[0]:g} mm patch "
+              f"{plans['coarse'].patch_size}, fine plan 3 mm patch {plans['3mm-small'].patch_size}; region "
               f"margin {MARGIN_MM:g} mm. Scored on the {len(manifest.split('test'))} test cases.")
     lines = [organ_markdown(tables, organs, {"mean": "mean (all organs)"}, header), "",
              "| row | mean DSC | s / case (read to write) | share of voxels the fine model saw |", "|---|---|---|---|"]

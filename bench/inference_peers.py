@@ -178,14 +178,13 @@ def unimos_checkpoint(folder: Path, patch: int, spacing_mm: list[float] | None =
     fingerprint = {"median_spacing_mm": list(SPACING_MM), "spacing_percentile_10_mm": list(SPACING_MM),
                    "median_extent_mm": [366.0, 303.0, 336.0], "modalities": {"CT": dict(CT_STATS)}}
     plan = make_plan(fingerprint, abdominal_taxonomy(CLASSES), "3mm")
-    plan.update(target_spacing_mm=list(spacing_mm or SPACING_MM), patch_size=[patch] * 3, network=network_config(patch))
-    plan = with_hashes(plan)
+    plan = with_hashes(plan.model_copy(update={"target_spacing_mm": list(spacing_mm or SPACING_MM),
+                                               "patch_size": [patch] * 3, "network": network_config(patch)}))
     torch.manual_seed(seed)
-    network = build_network(plan["network"], 1, len(CLASSES) + 1)
-    meta = {"step": 0, "plan_hash": plan["hash"], "classes": plan["classes"], "in_channels": 1,
-            "network": plan["network"], "patch_size": plan["patch_size"],
-            "plan": {k: plan[k] for k in ("target_spacing_mm", "patch_size", "network", "normalisation",
-                                          "crop_to_body", "classes", "cache_key", "hash")},
+    network = build_network(plan.network, 1, len(CLASSES) + 1)
+    record = plan.model_record()
+    meta = {"step": 0, "plan_hash": plan.hash, "classes": record["classes"], "in_channels": 1,
+            "network": plan.network, "patch_size": plan.patch_size, "plan": record,
             "strategy": "supervised", "method": "partial"}
     folder.mkdir(parents=True, exist_ok=True)
     return save_checkpoint(folder / "checkpoint_untrained", torch.nn.ModuleDict({"main": network}), meta)

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, SHARED_DATA, machine_line  # noqa: E402
 
 from unimos.data.io import dicom_modality, read_volume  # noqa: E402
+from unimos.data.plan_spec import Plan  # noqa: E402
 from unimos.inference import sanity  # noqa: E402
 
 CT_MODELS = {"abd HU": "abdomen_pseudo", "H&N HU": "openkbp", "btcv": "btcv"}
@@ -30,7 +31,7 @@ OWN_MODEL = {"totalseg": "abd HU", "dicom_ct": "abd HU", "openkbp": "H&N HU", "b
 OFFSET = 1024.0
 
 
-def fingerprinted_plan(folder: Path) -> dict[str, Any]:
+def fingerprinted_plan(folder: Path) -> Plan:
     """The plan `unimos plan` would make for an nnU-Net folder (its normalisation holds the training window)."""
     from unimos.data.manifest import load_manifest
     from unimos.preprocess.fingerprint import collect_fingerprint
@@ -51,7 +52,7 @@ def scans(data: Path, every: int) -> list[tuple[str, str, Path]]:
     return found
 
 
-def check_scan(array: np.ndarray, path: Path, plans: dict[str, dict[str, Any]], mr_plan: dict[str, Any],
+def check_scan(array: np.ndarray, path: Path, plans: dict[str, Plan], mr_plan: Plan,
                tag: str | None) -> dict[str, Any]:
     """Statistics and verdicts of one array for every CT model and the MR model."""
     stats = sanity.intensity_stats(array)

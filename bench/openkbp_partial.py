@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tables = {row: v["table"] for row, v in results.items()}
     header = (f"OpenKBP partial-label benchmark, {machine_line()} (device {args.device}); seed {args.seed}; plan "
-              f"`{args.preset}` at 3 mm, patch {plan['patch_size']}, batch {plan['batch_size']}, DynUNet with deep "
+              f"`{args.preset}` at 3 mm, patch {plan.patch_size}, batch {plan.batch_size}, DynUNet with deep "
               f"supervision, {iterations} iterations per row (budget {args.budget}; self-training: the partial "
               f"row as teacher + a student of {iterations}); training minutes per row: "
               + ", ".join(f"{r} {v['train_s'] / 60:.1f}" for r, v in results.items())
@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         args.results)
     write_json_atomic(args.out / "openkbp_meta.json", {
         "date": str(datetime.date.today()), "seed": args.seed, "iterations_per_row": iterations,
-        "budget": args.budget, "preset": args.preset, "plan_hash": plan["hash"], "patch_size": plan["patch_size"],
-        "batch_size": plan["batch_size"], "device": args.device, "total_s": time.perf_counter() - started,
+        "budget": args.budget, "preset": args.preset, "plan_hash": plan.hash, "patch_size": plan.patch_size,
+        "batch_size": plan.batch_size, "device": args.device, "total_s": time.perf_counter() - started,
     })
     return 0
 

@@ -57,11 +57,10 @@ def untrained_checkpoint(path: Path, spacing: tuple[float, float, float], extent
                                          "std": 70.0}}}
     plan = make_plan(fingerprint, abdominal_taxonomy(), "3mm")
     config = network_config_for(plan, "dynunet")
-    network = build_network(config, 1, len(plan["classes"]) + 1)
-    meta = {"step": 0, "plan_hash": plan["hash"], "classes": plan["classes"], "in_channels": 1,
-            "network": {**config, "deep_supervision": False}, "patch_size": plan["patch_size"],
-            "plan": {k: plan[k] for k in ("target_spacing_mm", "patch_size", "network", "normalisation",
-                                          "crop_to_body", "classes", "cache_key", "hash")},
+    network = build_network(config, 1, len(plan.classes) + 1)
+    record = plan.model_record()
+    meta = {"step": 0, "plan_hash": plan.hash, "classes": record["classes"], "in_channels": 1,
+            "network": {**config, "deep_supervision": False}, "patch_size": plan.patch_size, "plan": record,
             "strategy": "supervised", "method": "partial"}
     torch.manual_seed(0)
     return save_checkpoint(path, torch.nn.ModuleDict({"main": network}), meta)

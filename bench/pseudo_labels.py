@@ -11,7 +11,6 @@ case and the mean per organ; nothing is written.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +31,10 @@ def main() -> None:
     parser.add_argument("pseudo_cache", type=Path)
     parser.add_argument("complete_cache", type=Path, help="the complete-label cache (its plan-key folder or above)")
     args = parser.parse_args()
-    plan = json.loads((args.pseudo_cache.parent / "plan.json").read_text())
-    organs = [c["name"] for c in plan["classes"]]
+    from unimos.preprocess.plan import load_plan
+
+    plan = load_plan(args.pseudo_cache.parent / "plan.json")
+    organs = [c.name for c in plan.classes]
     rows = {}
     for case in sorted(p for p in args.pseudo_cache.iterdir() if p.is_dir()):
         truth = next(iter(sorted(args.complete_cache.glob(f"**/{case.name}/label.npy"))), None)

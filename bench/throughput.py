@@ -38,6 +38,7 @@ import torch
 from _common import RESULTS, machine_line, merge_summary
 
 from unimos.augment.transforms import AugmentConfig
+from unimos.data.plan_spec import Plan
 from unimos.preprocess.cache import CachedCase
 from unimos.training.config import TrainConfig
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
@@ -57,7 +58,7 @@ SETTINGS = {"full": {"warmup": 5, "steps": 30, "data_batches": 30},
 class Inputs:
     """The preprocessed demo data both loaders read, and the plan that made it."""
 
-    plan: dict[str, Any]
+    plan: Plan
     cases: list[CachedCase]
     label_values: int
     """Rows of the candidate tables: label values run 0 .. label_values - 1."""
@@ -124,10 +125,10 @@ def build_trainer(inputs: Inputs, config: TrainConfig) -> Trainer:
 
     device = resolve_device(config.device)
     in_channels = int(inputs.cases[0].image().shape[0])
-    strategy = build_strategy(config, inputs.plan, in_channels, len(inputs.plan["classes"]) + 1).to(device)
+    strategy = build_strategy(config, inputs.plan, in_channels, len(inputs.plan.classes) + 1).to(device)
     strategy.train()
     optimizer = build_optimizer(strategy.parameters(), config)
-    patch = training_patch(inputs.plan["patch_size"], strategy.nets["main"])
+    patch = training_patch(inputs.plan.patch_size, strategy.nets["main"])
     return Trainer(strategy, optimizer, build_schedule(optimizer, config), config, patch, device)
 
 
@@ -355,7 +356,7 @@ class Row:
 def measure_unimos(inputs: Inputs, args: argparse.Namespace, counts: dict[str, int]) -> Row:
     """unimos's loader: training steps, then the loader alone."""
     trainer = build_trainer(inputs, train_config(counts["warmup"] + counts["steps"], args.seed, args.device))
-    batch_size = int(inputs.plan["batch_size"])
+    batch_size = inputs.plan.batch_size
     steps = summarise_steps(time_training(unimos_batches(inputs, trainer.patch, batch_size, trainer.config),
                                           trainer, counts["warmup"], counts["steps"]))
     data = time_data_only(unimos_batches(inputs, trainer.patch, batch_size, trainer.config), trainer.device,
@@ -366,7 +367,7 @@ def measure_unimos(inputs: Inputs, args: argparse.Namespace, counts: dict[str, i
 def measure_monai(inputs: Inputs, args: argparse.Namespace, counts: dict[str, int], workers: int) -> Row:
     """The MONAI pipeline with `workers` DataLoader processes: training steps, then the loader alone."""
     trainer = build_trainer(inputs, train_config(counts["warmup"] + counts["steps"], args.seed, args.device))
-    batch_size = int(inputs.plan["batch_size"])
+    batch_size = inputs.plan.batch_size
     pin = trainer.device.type == "cuda"
     train_loader = monai_loader(inputs, trainer.patch, batch_size, workers, counts["warmup"] + counts["steps"],
                                 trainer.config, pin)
@@ -481,12 +482,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     from unimos.utils.device import resolve_device
 
     trainer_device = resolve_device(args.device)
-    patch = [int(p) for p in inputs.plan["patch_size"]]
+    patch = [int(p) for p in inputs.plan.patch_size]
     header = (f"{machine_line()}; device {trainer_device}, torch threads {torch.get_num_threads()}; patch {patch} "
-              f"at 3 mm, batch {inputs.plan['batch_size']}, {counts['steps']} steps after {counts['warmup']} warm-up "
+              f"at 3 mm, batch {inputs.plan.batch_size}, {counts['steps']} steps after {counts['warmup']} warm-up "
               f"per row, data only {counts['data_batches']} batches after {counts['warmup']}; demo data "
               f"{'quick' if args.quick else 'default'}, {len(inputs.cases)} labeled training cases; DynUNet "
-              f"{inputs.plan['network']['filters']} with deep supervision, partial loss, AdamW")
+              f"{inputs.plan.network['filters']} with deep supervision, partial loss, AdamW")
     table = render_table(list(rows.values()), header)
     result = verdicts(rows)
     text = table + "\n" + "\n".join(verdict_lines(result, rows["unimos"].steps["data_wait_share"])) + "\n"
@@ -494,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.results / "throughput.md", text)
     merge_summary("throughput", {**{k: r.payload() for k, r in rows.items()}, **result,
-                                 "setup": {"patch": patch, "batch_size": inputs.plan["batch_size"], **counts,
+                                 "setup": {"patch": patch, "batch_size": inputs.plan.batch_size, **counts,
                                            "device": str(trainer_device), "quick": args.quick,
                                            "date_machine": machine_line()}}, results=args.results)
     print(f"written: {args.results / 'throughput.md'}, {args.results / 'summary.json'} "

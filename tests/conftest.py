@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
+from unimos.data.plan_spec import ModelPlan, Plan
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -77,15 +79,23 @@ def write_tiny_manifest(tmp_path: Path) -> Path:
     })
 
 
-def tiny_training_plan(manifest) -> dict:
+def model_plan(**fields) -> ModelPlan:
+    """A small valid ModelPlan (what a checkpoint keeps of its plan: 3 mm, 8^3 patch, one class, MR z-score) with
+    `fields` in place of those defaults, for tests that need only some of its fields."""
+    defaults = {"target_spacing_mm": [3.0, 3.0, 3.0], "patch_size": [8, 8, 8], "network": {"name": "dynunet"},
+                "normalisation": {"MR": {"scheme": "zscore_per_volume"}}, "classes": [{"name": "liver"}]}
+    return ModelPlan.model_validate({**defaults, **fields})
+
+
+def tiny_training_plan(manifest) -> Plan:
     """A 3 mm plan shrunk for tests: 8^3 patches and a 3-level DynUNet with 4-16 filters."""
     from unimos.preprocess.fingerprint import collect_fingerprint
     from unimos.preprocess.plan import make_plan, with_hashes
 
     plan = make_plan(collect_fingerprint(manifest), manifest.taxonomy, "3mm")
-    plan["patch_size"] = [8, 8, 8]
-    plan["network"].update(kernel_size=[[3, 3, 3]] * 3, strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]], filters=[4, 8, 16])
-    return with_hashes(plan)
+    network = {**plan.network, "kernel_size": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+               "filters": [4, 8, 16]}
+    return with_hashes(plan.model_copy(update={"patch_size": [8, 8, 8], "network": network}))
 
 
 @pytest.fixture

@@ -160,21 +160,22 @@ def test_ssl_collections_hold_the_split_labeled_patients_and_the_rest_unlabeled(
 
 
 def test_slice_wise_plan_trains_a_2d_network_on_in_plane_slices_and_keeps_the_cache(bench):
+    from unimos.data.plan_spec import ClassSpec, NormalisationSpec, Plan
     from unimos.networks.registry import build_network
     from unimos.preprocess.plan import with_hashes
     from unimos.training.loop import training_patch
 
-    fine = with_hashes({"unimos_plan_version": 1, "target_spacing_mm": [1.0, 1.0, 1.0], "patch_size": [128, 120, 16],
-                        "batch_size": 2, "normalisation": {"MR": {"scheme": "zscore_per_volume"}},
-                        "network": {"name": "dynunet", "spatial_dims": 3}, "classes": []})
+    fine = with_hashes(Plan(unimos_plan_version=1, target_spacing_mm=[1.0, 1.0, 1.0], patch_size=[128, 120, 16],
+                            batch_size=2, normalisation={"MR": NormalisationSpec(scheme="zscore_per_volume")},
+                            network={"name": "dynunet", "spatial_dims": 3}, classes=[ClassSpec(name="myocardium")]))
     plan = bench.slice_wise_plan(fine, bench.SCHEDULES["default"])
-    network = build_network(plan["network"], in_channels=1, num_classes=4)
+    network = build_network(plan.network, in_channels=1, num_classes=4)
     assert network.spatial_dims == 2 and network.required_divisor() == (16, 16)
-    assert training_patch(plan["patch_size"], network) == [128, 128]
-    assert plan["batch_size"] == bench.SCHEDULES["default"].batch_size
-    assert plan["cache_key"] == fine["cache_key"] and plan["hash"] != fine["hash"]
+    assert training_patch(plan.patch_size, network) == [128, 128]
+    assert plan.batch_size == bench.SCHEDULES["default"].batch_size
+    assert plan.cache_key == fine.cache_key and plan.hash != fine.hash
     published = bench.slice_wise_plan(fine, bench.SCHEDULES["published"])
-    assert published["patch_size"][:2] == [256, 256] and published["batch_size"] == 12
+    assert published.patch_size[:2] == [256, 256] and published.batch_size == 12
 
 
 def test_rows_share_one_upper_bound_and_the_summary_has_the_issue_keys(bench):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import tiny_training_plan, write_nifti
+from tests.conftest import model_plan, tiny_training_plan, write_nifti
 from unimos.data.io import read_volume
 from unimos.data.manifest import load_manifest
 from unimos.inference.model import load_model
@@ -25,7 +25,7 @@ def tiny_model(tmp_path_factory):
          "cases": [{"id": "a", "image": str(img), "label": str(lab)}]}]})
     manifest = load_manifest(path)
     plan = tiny_training_plan(manifest)
-    plan = with_hashes({**plan, "patch_size": [16, 16, 16]})
+    plan = with_hashes(plan.model_copy(update={"patch_size": [16, 16, 16]}))
     preprocess_manifest(manifest, plan, root / "cache", workers=1)
     result = train(open_cache(root / "cache", plan), plan, TrainConfig(iterations=2, checkpoint_every=0, device="cpu"),
                    root / "run")
@@ -71,8 +71,7 @@ def train_tiny_2d_model(tiny_manifest, root, **settings):
     """A pipofan2d model trained 2 steps on the tiny manifest, loaded back from its checkpoint."""
     manifest = load_manifest(tiny_manifest)
     plan = tiny_training_plan(manifest)
-    plan["network"]["filters"] = [4, 8, 16]
-    plan = with_hashes(plan)
+    plan = with_hashes(plan.model_copy(update={"network": {**plan.network, "filters": [4, 8, 16]}}))
     preprocess_manifest(manifest, plan, root / "cache", workers=1)
     config = TrainConfig(network="pipofan2d", iterations=2, checkpoint_every=0, device="cpu", **settings)
     return load_model(train(open_cache(root / "cache", plan), plan, config, root / "run").checkpoint)
@@ -120,7 +119,7 @@ def test_slice_resize_settings_that_cannot_work_are_refused(tiny_cache, tmp_path
     from unimos.errors import PlanError, UnimosError
 
     cases, plan = tiny_cache
-    plan = with_hashes({**plan, "network": {**plan["network"], "filters": [4, 8, 16]}})
+    plan = with_hashes(plan.model_copy(update={"network": {**plan.network, "filters": [4, 8, 16]}}))
     config = TrainConfig(iterations=1, checkpoint_every=0, device="cpu", **settings)
     with pytest.raises((UnimosError, PlanError), match=complaint):
         train(cases, plan, config, tmp_path / "run")
@@ -130,11 +129,11 @@ def test_slice_resize_settings_that_cannot_work_are_refused(tiny_cache, tmp_path
 def test_a_plan_naming_pipofan2d_without_spatial_dims_can_resize_slices():
     from unimos.training.loop import network_config
 
-    plan = {"network": {"name": "pipofan2d", "filters": [8, 16, 32]}}
+    plan = model_plan(network={"name": "pipofan2d", "filters": [8, 16, 32]})
     config = network_config(TrainConfig(network="pipofan2d", slice_resize=32), plan)
     assert config["slice_resize"] == 32
     planned = network_config(TrainConfig(network="pipofan2d", slice_patch=16),
-                             {"network": {**plan["network"], "slice_resize": 64}})
+                             model_plan(network={**plan.network, "slice_resize": 64}))
     assert planned["slice_resize"] == 64  # the plan's resize, cropped by the command line's patch
 
 
@@ -142,7 +141,7 @@ def test_resuming_with_another_slice_resize_is_refused(tiny_cache, tmp_path):
     from unimos.networks.checkpoint import CheckpointError
 
     cases, plan = tiny_cache
-    plan = with_hashes({**plan, "network": {**plan["network"], "filters": [4, 8, 16]}})
+    plan = with_hashes(plan.model_copy(update={"network": {**plan.network, "filters": [4, 8, 16]}}))
     started = TrainConfig(network="pipofan2d", slice_resize=32, iterations=2, checkpoint_every=1, device="cpu")
     train(cases, plan, started, tmp_path / "run")
     for changed in ({"slice_resize": 0}, {"slice_patch": 16}):

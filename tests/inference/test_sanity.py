@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.conftest import model_plan
 from unimos.inference import sanity
 
-HU_PLAN = {"normalisation": {"CT": {"scheme": "ct_clip_zscore", "clip": [-66.0, 145.0], "mean": 51.0, "std": 43.0}}}
-EIGHT_BIT_PLAN = {"normalisation": {"CT": {"scheme": "ct_clip_zscore", "clip": [0.0, 255.0], "mean": 134.0,
-                                           "std": 38.0}}}
+HU_PLAN = model_plan(normalisation={"CT": {"scheme": "ct_clip_zscore", "clip": [-66.0, 145.0], "mean": 51.0,
+                                          "std": 43.0}})
+EIGHT_BIT_PLAN = model_plan(normalisation={"CT": {"scheme": "ct_clip_zscore", "clip": [0.0, 255.0], "mean": 134.0,
+                                                 "std": 38.0}})
+MR_PLAN = model_plan()
 
 
 def _body(air: float, tissue: float, bright: float) -> np.ndarray:
@@ -36,7 +39,7 @@ def test_percentiles_and_extremes_are_those_of_the_voxels():
 def test_each_model_takes_only_its_own_intensities(array, ct_hu, ct_8bit, mr):
     assert (sanity.intensity_problem(array, "CT", HU_PLAN, "s") is None) == ct_hu
     assert (sanity.intensity_problem(array, "CT", EIGHT_BIT_PLAN, "s") is None) == ct_8bit
-    assert (sanity.intensity_problem(array, "MR", {}, "s") is None) == mr
+    assert (sanity.intensity_problem(array, "MR", MR_PLAN, "s") is None) == mr
 
 
 def test_a_refusal_names_the_measured_number():

@@ -165,15 +165,14 @@ def _untrained_checkpoint(folder: Path) -> Path:
                    "modalities": {"CT": {"percentile_00_5": -200.0, "percentile_99_5": 300.0, "mean": 60.0,
                                          "std": 70.0}}}
     plan = make_plan(fingerprint, abdominal_taxonomy(["liver", "spleen"]), "3mm")
-    plan["patch_size"] = [16, 16, 16]
-    plan["network"].update(kernel_size=[[3, 3, 3]] * 3, strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]], filters=[4, 8, 16])
-    plan = with_hashes(plan)
+    network_config = {**plan.network, "kernel_size": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+                      "filters": [4, 8, 16]}
+    plan = with_hashes(plan.model_copy(update={"patch_size": [16, 16, 16], "network": network_config}))
     torch.manual_seed(0)
-    network = build_network(plan["network"], 1, 3)
-    meta = {"step": 0, "plan_hash": plan["hash"], "classes": plan["classes"], "in_channels": 1,
-            "network": plan["network"], "patch_size": plan["patch_size"],
-            "plan": {k: plan[k] for k in ("target_spacing_mm", "patch_size", "network", "normalisation",
-                                          "crop_to_body", "classes", "cache_key", "hash")},
+    network = build_network(plan.network, 1, 3)
+    record = plan.model_record()
+    meta = {"step": 0, "plan_hash": plan.hash, "classes": record["classes"], "in_channels": 1,
+            "network": plan.network, "patch_size": plan.patch_size, "plan": record,
             "strategy": "supervised", "method": "partial"}
     return save_checkpoint(folder / "checkpoint_untrained", torch.nn.ModuleDict({"main": network}), meta)
 

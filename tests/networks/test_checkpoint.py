@@ -4,6 +4,8 @@ import pickle
 import pytest
 import torch
 
+from tests.conftest import model_plan
+from unimos.data.plan_spec import ModelPlan
 from unimos.networks.checkpoint import (
     CheckpointError,
     check_compatible,
@@ -51,8 +53,19 @@ def test_a_pickle_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
     assert "code ran" not in capsys.readouterr().out
 
 
+def _plan(**changes) -> ModelPlan:
+    return model_plan(**{"classes": [{"name": "spleen", "parents": []}], "hash": "b", **changes})
+
+
 def test_checkpoint_for_another_taxonomy_is_refused_naming_the_difference():
     meta = {"classes": [{"name": "liver", "parents": []}], "plan_hash": "a", "plan": {}}
-    plan = {"classes": [{"name": "spleen", "parents": []}], "hash": "b"}
     with pytest.raises(CheckpointError, match=r"\['liver'\] vs the plan's \['spleen'\]"):
-        check_compatible(meta, plan, "ck")
+        check_compatible(meta, _plan(), "ck")
+
+
+def test_checkpoint_for_another_plan_names_the_model_fields_that_differ():
+    kept = _plan(patch_size=[16, 16, 16], hash="a").model_record()
+    meta = {"classes": kept["classes"], "plan_hash": "a", "plan": kept}
+    with pytest.raises(CheckpointError, match=r"patch_size \[16, 16, 16\] vs \[8, 8, 8\]"):
+        check_compatible(meta, _plan(), "ck")
+    check_compatible({**meta, "plan_hash": "b"}, _plan(), "ck")  # the same plan: accepted

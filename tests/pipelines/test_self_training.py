@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tests.conftest import tiny_training_plan
+from tests.conftest import model_plan, tiny_training_plan
 from unimos.data.manifest import load_manifest
 from unimos.errors import UnimosError
 from unimos.networks.checkpoint import read_checkpoint_meta
@@ -240,14 +240,14 @@ def test_coarse_region_is_the_box_the_coarse_model_labels_scaled_to_the_fine_gri
 
     from unimos.pipelines.pseudo_labels import coarse_region
 
-    coarse = types.SimpleNamespace(plan={"target_spacing_mm": [2.0, 2.0, 2.0], "patch_size": [8, 8, 8]}, meta={},
+    coarse = types.SimpleNamespace(plan=model_plan(target_spacing_mm=[2.0, 2.0, 2.0], patch_size=[8, 8, 8]), meta={},
                                    network=_ThresholdNet(), device=torch.device("cpu"))
     image = np.zeros((1, 16, 16, 16), dtype=np.float32)
     image[0, 4:8, 4:8, 4:8] = 1.0  # 1 mm grid; on the 2 mm grid (zoom 8/16 by linear interpolation) voxels 2..3
     assert coarse_region(coarse, image, (1.0, 1.0, 1.0), 0.0) == ((4, 4, 4), (8, 8, 8))
     assert coarse_region(coarse, image, (1.0, 1.0, 1.0), 3.0) == ((1, 1, 1), (11, 11, 11))  # 3 voxels of 1 mm
     # a long axis keeps its scale: 1.5 mm -> 6 mm (zoom 1/4) and back, organ at fine voxels 240..259 of 300
-    long = types.SimpleNamespace(plan={"target_spacing_mm": [6.0, 6.0, 6.0], "patch_size": [80, 8, 8]}, meta={},
+    long = types.SimpleNamespace(plan=model_plan(target_spacing_mm=[6.0, 6.0, 6.0], patch_size=[80, 8, 8]), meta={},
                                  network=_ThresholdNet(), device=torch.device("cpu"))
     image = np.zeros((1, 300, 16, 16), dtype=np.float32)
     image[0, 240:260, 4:12, 4:12] = 1.0  # coarse voxels 60..64 (edges at 360 and 390 mm)
@@ -260,14 +260,15 @@ def test_a_coarse_model_of_other_classes_or_normalisation_is_refused_naming_the_
 
     from unimos.pipelines.pseudo_labels import check_coarse_model
 
-    plan = {"classes": [{"name": "liver"}, {"name": "spleen"}], "normalisation": {"CT": {"scheme": "ct_clip_zscore"}}}
-    good = types.SimpleNamespace(class_names=["background", "liver", "spleen"], plan=dict(plan))
+    plan = model_plan(classes=[{"name": "liver"}, {"name": "spleen"}],
+                      normalisation={"CT": {"scheme": "ct_clip_zscore"}})
+    good = types.SimpleNamespace(class_names=["background", "liver", "spleen"], plan=plan.model_copy())
     check_coarse_model(good, plan, "coarse_run/checkpoint_final")
-    other = types.SimpleNamespace(class_names=["background", "liver"], plan=dict(plan))
+    other = types.SimpleNamespace(class_names=["background", "liver"], plan=plan.model_copy())
     with pytest.raises(UnimosError, match="coarse_run/checkpoint_final segments"):
         check_coarse_model(other, plan, "coarse_run/checkpoint_final")
-    renormalised = types.SimpleNamespace(class_names=good.class_names,
-                                         plan={**plan, "normalisation": {"CT": {"scheme": "zscore_per_volume"}}})
+    renormalised = types.SimpleNamespace(class_names=good.class_names, plan=model_plan(
+        classes=[{"name": "liver"}, {"name": "spleen"}], normalisation={"CT": {"scheme": "zscore_per_volume"}}))
     with pytest.raises(UnimosError, match="normalises intensities otherwise"):
         check_coarse_model(renormalised, plan, "coarse_run/checkpoint_final")
 

@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import numpy as np
@@ -20,34 +21,64 @@ def planned(tiny_manifest, tmp_path):
 
 def test_plan_is_json_with_a_stable_hash(planned, tmp_path):
     manifest, plan = planned
-    assert plan["target_spacing_mm"] == [3.0, 3.0, 3.0]
-    assert all(p % 2 ** (len(plan["network"]["strides"]) - 1) == 0 for p in plan["patch_size"])
-    assert plan["normalisation"]["CT"]["scheme"] == "ct_clip_zscore"
+    assert plan.target_spacing_mm == [3.0, 3.0, 3.0]
+    assert all(p % 2 ** (len(plan.network["strides"]) - 1) == 0 for p in plan.patch_size)
+    assert plan.normalisation["CT"].scheme == "ct_clip_zscore"
     path = save_plan(plan, tmp_path / "plan.json")
-    assert load_plan(path)["hash"] == plan["hash"]
+    assert load_plan(path).hash == plan.hash
     edited = json.loads(path.read_text())
     edited["target_spacing_mm"] = [2.0, 2.0, 2.0]
     path.write_text(json.dumps(edited))
     reloaded = load_plan(path)
-    assert reloaded["hash"] != plan["hash"] and reloaded["cache_key"] != plan["cache_key"]
+    assert reloaded.hash != plan.hash and reloaded.cache_key != plan.cache_key
+
+
+def test_a_plan_file_reads_back_to_the_same_json_bytes_and_hashes(planned, tmp_path):
+    """The typed plan is its file: to_json() is the file's JSON (no defaults added, ints kept, hand-added fields
+    kept), saving writes the same bytes, and the hashes are those the file holds."""
+    _, plan = planned
+    path = save_plan(plan, tmp_path / "plan.json")
+    written = path.read_text()
+    loaded = load_plan(path)
+    assert loaded.to_json() == json.loads(written) and list(loaded.to_json()) == list(json.loads(written))
+    assert loaded.hash == json.loads(written)["hash"] and loaded.cache_key == json.loads(written)["cache_key"]
+    assert save_plan(loaded, tmp_path / "again.json").read_text() == written
+    by_hand = {k: v for k, v in json.loads(written).items() if k not in ("crop_to_body", "label_resampling")}
+    by_hand.update(target_spacing_mm=[3, 3, 3], note="tuned by hand")
+    (tmp_path / "hand.json").write_text(json.dumps(by_hand))
+    edited = load_plan(tmp_path / "hand.json").to_json()
+    assert {k: v for k, v in edited.items() if k not in ("cache_key", "hash")} == \
+        {k: v for k, v in by_hand.items() if k not in ("cache_key", "hash")}
+    assert edited["target_spacing_mm"] == [3, 3, 3] and isinstance(edited["target_spacing_mm"][0], int)
+    assert "crop_to_body" not in edited and load_plan(tmp_path / "hand.json").crop_to_body is True
+    body = {k: v for k, v in by_hand.items() if k not in ("cache_key", "hash")}  # the hash of the JSON as written
+    assert edited["hash"] == hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_a_fingerprint_without_training_cases_gives_no_plan():
+    from unimos.data.taxonomy import abdominal_taxonomy
+    fingerprint = {"median_spacing_mm": [1.0, 1.0, 1.0], "spacing_percentile_10_mm": [1.0, 1.0, 1.0],
+                   "median_extent_mm": [100.0, 100.0, 100.0], "modalities": {}}
+    with pytest.raises(PlanError, match="no modality"):
+        make_plan(fingerprint, abdominal_taxonomy(["liver"]), "3mm")
 
 
 def test_fine_preset_uses_median_spacing_and_caps_a_coarse_axis():
     fingerprint = {"median_spacing_mm": [0.8, 0.8, 5.0], "spacing_percentile_10_mm": [0.7, 0.7, 2.5],
-                   "median_extent_mm": [300.0, 300.0, 200.0], "modalities": {}}
+                   "median_extent_mm": [300.0, 300.0, 200.0], "modalities": {"MR": {}}}
     from unimos.data.taxonomy import abdominal_taxonomy
     plan = make_plan(fingerprint, abdominal_taxonomy(["liver"]), "fine")
-    assert plan["target_spacing_mm"] == [0.8, 0.8, 2.5]
-    assert int(np.prod(plan["patch_size"])) <= 128 ** 3
+    assert plan.target_spacing_mm == [0.8, 0.8, 2.5]
+    assert int(np.prod(plan.patch_size)) <= 128 ** 3
 
 
 def test_coarse_preset_is_6mm_with_a_small_network_for_the_first_cascade_stage():
     fingerprint = {"median_spacing_mm": [0.8, 0.8, 5.0], "spacing_percentile_10_mm": [0.7, 0.7, 2.5],
-                   "median_extent_mm": [300.0, 300.0, 200.0], "modalities": {}}
+                   "median_extent_mm": [300.0, 300.0, 200.0], "modalities": {"MR": {}}}
     from unimos.data.taxonomy import abdominal_taxonomy
     plan = make_plan(fingerprint, abdominal_taxonomy(["liver"]), "coarse")
-    assert plan["target_spacing_mm"] == [6.0, 6.0, 6.0]
-    assert int(np.prod(plan["patch_size"])) <= 48 ** 3 and max(plan["network"]["filters"]) <= 64
+    assert plan.target_spacing_mm == [6.0, 6.0, 6.0]
+    assert int(np.prod(plan.patch_size)) <= 48 ** 3 and max(plan.network["filters"]) <= 64
 
 
 def test_broken_plan_file_is_refused_with_a_fix(tmp_path):

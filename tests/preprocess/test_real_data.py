@@ -15,9 +15,10 @@ def test_real_nnunet_folder_inspects_plans_and_preprocesses(shared_data, tmp_pat
     report = inspect_manifest(manifest)
     assert report.ok, report.problems
     plan = make_plan(collect_fingerprint(manifest), manifest.taxonomy, "3mm")
-    ct = plan["normalisation"]["CT"]
-    assert plan["fingerprint"]["modalities"]["CT"]["intensity_source"] == "labeled foreground"
-    assert -1000 < ct["clip"][0] < 0 < ct["clip"][1] < 600  # organs (stomach gas included), not bone
+    ct = plan.normalisation["CT"]
+    assert plan.fingerprint is not None
+    assert plan.fingerprint["modalities"]["CT"]["intensity_source"] == "labeled foreground"
+    assert ct.clip is not None and -1000 < ct.clip[0] < 0 < ct.clip[1] < 600  # organs (stomach gas included), not bone
     preprocess_manifest(manifest, plan, tmp_path / "cache", workers=1)
     cases = {c.case_id: c for c in open_cache(tmp_path / "cache", plan)}
     slab = cases["tsx_0003"]  # the DICOM-derived 512x512x20 LPS slab

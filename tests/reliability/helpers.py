@@ -243,7 +243,7 @@ def train_tiny_checkpoint(root: Path) -> Path:
 
     image, label = good_case(root / "train")
     manifest = load_manifest(one_case_manifest(root / "train", image, label))
-    plan = with_hashes({**tiny_training_plan(manifest), "patch_size": [16, 16, 16]})
+    plan = with_hashes(tiny_training_plan(manifest).model_copy(update={"patch_size": [16, 16, 16]}))
     preprocess_manifest(manifest, plan, root / "cache", workers=1)
     result = train(open_cache(root / "cache", plan), plan, TrainConfig(iterations=2, checkpoint_every=0, device="cpu"),
                    root / "run")

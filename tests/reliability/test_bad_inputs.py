@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import SHARED_DATA, tiny_training_plan
+from tests.conftest import SHARED_DATA, model_plan, tiny_training_plan
 from tests.reliability.helpers import (
     assert_one_clear_error,
     copy_checkpoint,
@@ -491,7 +491,7 @@ def test_predict_on_a_full_disk_says_so_and_leaves_no_partial_file(checkpoint, t
 def test_memory_estimate_counts_inputs_plan_grid_and_class_maps():
     from unimos.inference.predictor import estimate_memory_gib
 
-    plan = {"target_spacing_mm": [3.0, 3.0, 3.0]}
+    plan = model_plan(target_spacing_mm=[3.0, 3.0, 3.0])
     gib, plan_shape = estimate_memory_gib((10, 10, 10), np.diag([3.0, 3.0, 3.0, 1.0]), 1, plan, n_classes=2)
     # 1000 voxels on both grids: input + RAS copy 8000 B, three plan-grid copies 12000 B, sliding-window sum,
     # softmax and spare (3 x 2 classes) + count map 28000 B, int64 argmax 8000 B, three uint8 maps 3000 B.

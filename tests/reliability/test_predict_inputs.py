@@ -25,7 +25,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, model_plan
 from tests.reliability.helpers import (
     assert_one_clear_error,
     files_under,
@@ -36,6 +36,7 @@ from tests.reliability.helpers import (
     resave,
     truncate,
 )
+from unimos.data.plan_spec import ModelPlan, Plan
 
 
 def _offset_scan(path: Path) -> Path:
@@ -102,7 +103,7 @@ def test_a_blank_or_absurd_volume_is_refused(checkpoint, tmp_path, kind, phrase)
 
 
 @pytest.fixture(scope="module")
-def hu_plan() -> dict:
+def hu_plan() -> Plan:
     """The plan `unimos plan` makes for abdomen_pseudo (real CTs in HU, organs from -66 HU up)."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent (it sits beside the repo in CI)")
@@ -115,8 +116,9 @@ def hu_plan() -> dict:
 
 
 # The btcv plan's window, as bench/input_sanity.py measured it: btcv/ stores 8-bit window values 0..255, not HU.
-BTCV_PLAN = {"normalisation": {"CT": {"scheme": "ct_clip_zscore", "clip": [0.0, 255.0], "mean": 133.7, "std": 37.8}}}
-MR_PLAN = {"normalisation": {"MR": {"scheme": "zscore_per_volume"}}}
+BTCV_PLAN = model_plan(normalisation={"CT": {"scheme": "ct_clip_zscore", "clip": [0.0, 255.0], "mean": 133.7,
+                                            "std": 37.8}})
+MR_PLAN = model_plan(normalisation={"MR": {"scheme": "zscore_per_volume"}})
 REAL_SCANS = [("totalseg/example_ct_sm.nii.gz", "hu"), ("dicom_ct/series", "hu"),
               ("openkbp/imagesTr/okbp_001_0000.nii.gz", "hu"), ("btcv/imagesTr/BTCV_0005_0000.nii.gz", "btcv"),
               ("chaos_mr/imagesTr/CHAOST2_001_0000.nii.gz", "mr"),
@@ -129,9 +131,9 @@ def test_real_scans_pass_their_own_modality_and_fail_the_other(hu_plan, relative
     from unimos.inference.sanity import intensity_problem
 
     array = read_volume(SHARED_DATA / relative).array
-    assert hu_plan["normalisation"]["CT"]["clip"][0] < 0  # trained in HU: the HU rules apply
+    assert hu_plan.normalisation["CT"].clip[0] < 0  # trained in HU: the HU rules apply
 
-    def passes(values: np.ndarray, modality: str, plan: dict) -> bool:
+    def passes(values: np.ndarray, modality: str, plan: ModelPlan) -> bool:
         return intensity_problem(values, modality, plan, relative) is None
 
     if kind == "mr":

@@ -20,7 +20,7 @@ PER_STEP = sorted(name for name in STRATEGIES.names() if not getattr(STRATEGIES.
 def test_a_step_reaches_every_trained_parameter(name, deep_supervision, tiny_cache):
     cases, plan = tiny_cache
     config = TrainConfig(strategy=name, deep_supervision=deep_supervision, seed=1)
-    strategy = build_strategy(config, plan, 1, len(plan["classes"]) + 1)
+    strategy = build_strategy(config, plan, 1, len(plan.classes) + 1)
     strategy.train()
     labeled, unlabeled = tiny_batches(cases, plan)
     torch.manual_seed(0)
@@ -47,7 +47,7 @@ LABELED_ONLY = {"unimatch": {"use_partial": False}, "guided_cps": {"gt_weight": 
 def test_a_step_without_an_unlabeled_batch_is_the_supervised_part(name, tiny_cache):
     cases, plan = tiny_cache
     config = TrainConfig(strategy=name, strategy_options=LABELED_ONLY.get(name, {}))
-    strategy = build_strategy(config, plan, 1, len(plan["classes"]) + 1)
+    strategy = build_strategy(config, plan, 1, len(plan.classes) + 1)
     labeled, _ = tiny_batches(cases, plan)
     out = strategy.step(labeled, None, 0, 10)
     trained = [net for net in strategy.nets.values() if any(p.requires_grad for p in net.parameters())]

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import unimos.losses  # noqa: F401  (registers losses)
+from tests.conftest import model_plan
 from unimos.errors import UnimosError
 from unimos.losses.registry import build_loss
 from unimos.networks.registry import build_network
@@ -104,7 +105,8 @@ def test_a_step_gives_a_finite_loss_whose_gradient_reaches_both_networks(dims, d
 
 def test_builds_through_the_training_loop_factory():
     config = TrainConfig(strategy="guided_cps", strategy_options={"max_voxels": 256})
-    strategy = build_strategy(config, {"network": TINY[3]}, in_channels=1, num_classes=NUM_CLASSES).train()
+    plan = model_plan(network=TINY[3], classes=[{"name": "liver"}, {"name": "spleen"}])
+    strategy = build_strategy(config, plan, in_channels=1, num_classes=NUM_CLASSES).train()
     assert set(strategy.nets) == {"main", "second"}
     out = strategy.step(*batches(3), step=0, total_steps=10)
     out.loss.backward()

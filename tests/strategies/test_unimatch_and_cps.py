@@ -15,7 +15,7 @@ def test_unimatch_without_confident_voxels_is_half_the_supervised_loss(tiny_cach
     cases, plan = tiny_cache
     labeled, unlabeled = tiny_batches(cases, plan)
     strategy = build_strategy(TrainConfig(strategy="unimatch", strategy_options={"tau": 1.0}), plan, 1,
-                              len(plan["classes"]) + 1)
+                              len(plan.classes) + 1)
     strategy.eval()  # no dropout: the labeled logits are the same in both forward passes
     out = strategy.step(labeled, unlabeled, 0, 10)
     supervised = strategy.loss(strategy.main(labeled["image"]), targets_of(labeled))
@@ -80,11 +80,11 @@ def test_unimatch_pseudo_labels_partial_samples_only_where_their_class_is_unknow
     labeled, _ = tiny_batches(liver_only + [c for c in cases if not c.meta["has_label"]], plan)
     assert labeled["incomplete"].all()
     strategy = build_strategy(TrainConfig(strategy="unimatch", strategy_options={"tau": 0.0}), plan, 1,
-                              len(plan["classes"]) + 1)
+                              len(plan.classes) + 1)
     out = strategy.step(labeled, None, 0, 10)
     assert torch.isfinite(out.loss) and out.logs["confident_share"] > 0
     off = build_strategy(TrainConfig(strategy="unimatch", strategy_options={"use_partial": False}), plan, 1,
-                         len(plan["classes"]) + 1)
+                         len(plan.classes) + 1)
     assert "confident_share" not in off.step(labeled, None, 0, 10).logs
 
 
@@ -129,7 +129,7 @@ class _Recorder(torch.nn.Module):
 def test_unimatch_predicts_the_separate_cutmix_partner_batch_in_eval_mode_without_gradients(tiny_cache):
     cases, plan = tiny_cache
     strategy = build_strategy(TrainConfig(strategy="unimatch", strategy_options={"use_partial": False}), plan, 1,
-                              len(plan["classes"]) + 1)
+                              len(plan.classes) + 1)
     recorder = _Recorder(strategy.nets["main"])
     strategy.nets["main"] = recorder
     strategy.train()

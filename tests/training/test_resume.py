@@ -27,6 +27,6 @@ def test_resume_refuses_a_checkpoint_of_another_plan(tiny_cache, tmp_path):
     cases, plan = tiny_cache
     config = TrainConfig(iterations=4, checkpoint_every=0, device="cpu")
     train(cases, plan, config, tmp_path / "run", stop_after=2)
-    other = with_hashes({**plan, "target_spacing_mm": [2.0, 2.0, 2.0]})
+    other = with_hashes(plan.model_copy(update={"target_spacing_mm": [2.0, 2.0, 2.0]}))
     with pytest.raises(CheckpointError, match="target_spacing_mm"):
         train(cases, other, config, tmp_path / "run", resume=True)

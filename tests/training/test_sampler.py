@@ -101,7 +101,7 @@ def test_training_with_a_roi_margin_draws_random_patches_near_the_labeled_organs
 
     cases, plan = tiny_cache
     labeled = [c for c in cases if c.meta["has_label"]]
-    source = PatchSource(labeled, plan["patch_size"], "cmd", 0.0, seed=0, roi_margin=(1, 1, 1))
+    source = PatchSource(labeled, plan.patch_size, "cmd", 0.0, seed=0, roi_margin=(1, 1, 1))
     for case, index in zip(labeled, source.sampler.cases):
         assert index.roi == foreground_box(np.asarray(case.label()), (1, 1, 1))
     rng = np.random.default_rng(0)
@@ -109,7 +109,7 @@ def test_training_with_a_roi_margin_draws_random_patches_near_the_labeled_organs
         draw = source.sampler.draw(rng)
         low, high = source.sampler.cases[draw.case].roi
         assert all(lo <= c < hi for c, lo, hi in zip(draw.centre, low, high))
-    assert all(i.roi is None for i in PatchSource(labeled, plan["patch_size"], seed=0).sampler.cases)
+    assert all(i.roi is None for i in PatchSource(labeled, plan.patch_size, seed=0).sampler.cases)
 
 
 def test_only_samples_of_sparse_cases_are_marked_for_slice_by_slice_dice(tiny_cache):
@@ -121,7 +121,7 @@ def test_only_samples_of_sparse_cases_are_marked_for_slice_by_slice_dice(tiny_ca
     assert not is_sparse({"annotated_slices": None, "kind": "partial"})
     cases, plan = tiny_cache
     labeled = [c for c in cases if c.meta["has_label"]]
-    source = PatchSource(labeled, plan["patch_size"], seed=0)
+    source = PatchSource(labeled, plan.patch_size, seed=0)
     draws = [source.sampler.draw(np.random.default_rng(i)) for i in range(6)]
     targets = targets_of(source.batch_from_draws(draws))
     assert targets.sliced.tolist() == [is_sparse(labeled[d.case].meta) for d in draws]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import model_plan
 from unimos.errors import UnimosError
 from unimos.inference.sliding import predict_probabilities
 from unimos.networks.registry import build_network
@@ -87,7 +88,8 @@ def test_predict_refuses_float16_on_the_cpu_before_writing_anything(tmp_path):
     from unimos.inference.model import LoadedModel
     from unimos.inference.predictor import PredictOptions, predict_files
 
-    model = LoadedModel(_small_network(), {}, ["background", "a", "b", "c"], {"in_channels": 1}, torch.device("cpu"))
+    model = LoadedModel(_small_network(), model_plan(), ["background", "a", "b", "c"], {"in_channels": 1},
+                        torch.device("cpu"))
     with pytest.raises(UnimosError, match="float16 autocast needs a CUDA device"):
         predict_files(model, [tmp_path / "scan.nii.gz"], tmp_path / "out", PredictOptions(precision="float16"))
     assert not (tmp_path / "out").exists()

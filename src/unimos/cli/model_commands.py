@@ -17,7 +17,7 @@ from unimos.inference.predictor import PredictOptions, predict_files
 from unimos.pipelines.demo import DEMO_METHODS, SSL_ALL_ROWS, SSL_DEFAULT_ROWS, run_demo, run_ssl_demo
 from unimos.pipelines.project import checked_manifest, manifest_input_folders, plan_manifest
 from unimos.pipelines.run import check_run_folder, train_from_cache
-from unimos.preprocess.cache import preprocess_manifest
+from unimos.preprocess.cache import cache_root, preprocess_manifest
 from unimos.preprocess.plan import load_plan
 from unimos.report.html import write_report
 from unimos.strategies import STRATEGIES
@@ -35,9 +35,9 @@ def plan(*, manifest: Path, out: Path, preset: str, seed: int, workers: int, ove
         loaded, _ = checked_manifest(manifest, workers=workers, progress=bars("inspect"))
         plan = plan_manifest(loaded, out, preset, seed=seed, workers=workers, progress=bars("fingerprint"),  # type: ignore[arg-type]
                              overwrite=overwrite)
-    console.print(f"wrote [bold]{out}[/] (hash {plan['hash']}): spacing {plan['target_spacing_mm']} mm, "
-                  f"patch {plan['patch_size']}, {len(plan['network']['strides'])} stages, "
-                  f"filters {plan['network']['filters']}")
+    network = plan.network  # the network's own config dict
+    console.print(f"wrote [bold]{out}[/] (hash {plan.hash}): spacing {plan.target_spacing_mm} mm, "
+                  f"patch {plan.patch_size}, {len(network['strides'])} stages, filters {network['filters']}")
 
 
 def preprocess(*, manifest: Path, plan: Path, cache: Path, workers: int, allow_output_in_input: bool) -> None:
@@ -50,7 +50,7 @@ def preprocess(*, manifest: Path, plan: Path, cache: Path, workers: int, allow_o
         done, skipped = preprocess_manifest(loaded, loaded_plan, cache, workers=workers,
                                             progress=bars("preprocess"))
     console.print(f"preprocessed {done} case(s), {skipped} already cached, in "
-                  f"[bold]{Path(cache) / loaded_plan['cache_key']}[/]")
+                  f"[bold]{cache_root(cache, loaded_plan)}[/]")
 
 
 def train(

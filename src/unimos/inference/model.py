@@ -8,16 +8,18 @@ from typing import Any
 
 import torch
 
+from unimos.data.plan_spec import ModelPlan, checked
 from unimos.networks import checkpoint as ckpt
 from unimos.networks.registry import build_network
 
 
 @dataclass
 class LoadedModel:
-    """A trained network ready to predict: weights on `device`, its plan, class names (0 = background) and metadata."""
+    """A trained network ready to predict: weights on `device`, its plan (what its checkpoint keeps of it: the
+    MODEL_KEYS and hashes), class names (0 = background) and metadata."""
 
     network: torch.nn.Module
-    plan: dict[str, Any]
+    plan: ModelPlan
     class_names: list[str]
     meta: dict[str, Any]
     device: torch.device
@@ -27,6 +29,7 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> Lo
     """Build the network a checkpoint describes and load its weights (safetensors only)."""
     device = torch.device(device)
     meta = ckpt.read_checkpoint_meta(checkpoint)
+    plan = checkpoint_plan(meta, checkpoint)
     tensors = ckpt.load_tensors(checkpoint)
     network = build_network(dict(meta["network"]), int(meta["in_channels"]), len(meta["classes"]) + 1)
     state = {k[len("model.main."):]: v for k, v in tensors.items() if k.startswith("model.main.")}
@@ -38,4 +41,13 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> Lo
                                    "use an intact checkpoint written by `unimos train`") from None
     network.to(device).eval()
     names = ["background"] + [c["name"] for c in meta["classes"]]
-    return LoadedModel(network, meta["plan"], names, meta, device)
+    return LoadedModel(network, plan, names, meta, device)
+
+
+def checkpoint_plan(meta: dict[str, Any], checkpoint: str | Path) -> ModelPlan:
+    """The plan a checkpoint's metadata keeps, checked once here; a CheckpointError naming its wrong fields."""
+    plan, problems = checked(ModelPlan, meta.get("plan"))
+    if plan is None:
+        raise ckpt.CheckpointError(checkpoint, "keeps a plan this version cannot read: " + "; ".join(problems),
+                                   "use a checkpoint written by `unimos train`")
+    return plan

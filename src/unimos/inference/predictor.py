@@ -33,6 +33,7 @@ from unimos.data.io import (
     read_volume,
     write_prediction,
 )
+from unimos.data.plan_spec import ModelPlan
 from unimos.data.validation import nonfinite_problem, spacing_problem
 from unimos.data.volume import Volume
 from unimos.errors import InputError, Problem, ResourceError, UnimosError
@@ -103,7 +104,7 @@ class CaseRecord:
 
 
 def _modality(model: LoadedModel, options: PredictOptions) -> str:
-    known = sorted(model.plan["normalisation"])
+    known = sorted(model.plan.normalisation)
     if options.modality:
         if options.modality.upper() not in known:
             raise UnimosError("--modality", f"'{options.modality}' is not one the model was trained on ({known})",
@@ -129,7 +130,7 @@ def labels_to_input_grid(labels: np.ndarray, geometry: PreparedGeometry) -> np.n
 def window_plan(model: LoadedModel, image_shape: Sequence[int], options: PredictOptions) -> WindowPlan:
     """The windows the network will see for a prepared image of `image_shape` (spatial, on the plan's grid); for a
     2D network that resizes slices, the windows (and the shape in their summary) are those of the resized slices."""
-    patch = model.meta.get("patch_size", model.plan["patch_size"])
+    patch = model.meta.get("patch_size", model.plan.patch_size)
     resize = int(getattr(model.network, "slice_resize", 0))
     if resize:  # the windows run over the resized slices
         image_shape = [resize, resize, *list(image_shape)[2:]]
@@ -174,7 +175,7 @@ def predict_volume(model: LoadedModel, channels: list[Volume], options: PredictO
     return Volume(out, channels[0].affine, channels[0].path)
 
 
-def estimate_memory_gib(shape: Sequence[int], affine: np.ndarray, n_channels: int, plan: dict[str, Any],
+def estimate_memory_gib(shape: Sequence[int], affine: np.ndarray, n_channels: int, plan: ModelPlan,
                         n_classes: int, mirror: bool = False) -> tuple[float, tuple[int, ...]]:
     """Estimated peak memory (GiB) of the arrays `predict_volume` holds for one input, from its header alone.
 
@@ -194,7 +195,7 @@ def estimate_memory_gib(shape: Sequence[int], affine: np.ndarray, n_channels: in
     ras_shape, ras_spacing = [0, 0, 0], [0.0, 0.0, 0.0]
     for axis, (target, _flip) in enumerate(ornt):
         ras_shape[int(target)], ras_spacing[int(target)] = int(shape[axis]), float(spacing[axis])
-    plan_shape = target_shape(ras_shape, ras_spacing, plan["target_spacing_mm"])
+    plan_shape = target_shape(ras_shape, ras_spacing, plan.target_spacing_mm)
     n_input, n_plan = float(np.prod(shape)), float(np.prod(plan_shape))
     per_class = 3 + (1 if mirror else 0)
     total = (4 * 2 * n_channels * n_input + 4 * 3 * n_channels * n_plan + 4 * (per_class * n_classes + 1) * n_plan
@@ -212,7 +213,7 @@ def _check_memory_budget(model: LoadedModel, files: Sequence[Path], options: Pre
                                              options.mirror)
     held = current_rss_mib() / 1024  # torch and the network, already loaded
     if held + arrays > budget:
-        grid = f"{tuple(plan_shape)} on the model's {list(model.plan['target_spacing_mm'])} mm grid"
+        grid = f"{tuple(plan_shape)} on the model's {list(model.plan.target_spacing_mm)} mm grid"
         raise ResourceError(files[0], f"predicting it needs an estimated {held + arrays:.2f} GiB of memory "
                                       f"({arrays:.2f} GiB of arrays for input {tuple(shape)} voxels, {grid}, "
                                       f"{len(model.class_names)} classes, on top of {held:.2f} GiB that torch and the "
@@ -248,10 +249,10 @@ def check_input(model: LoadedModel, files: Sequence[Path], channels: Sequence[Vo
 
 def shape_warnings(model: LoadedModel, channel: Volume, where: str | Path) -> list[str]:
     """Axes of the input far thinner than the model's patch on its grid; none for a 2D model that resizes slices."""
-    patch = list(model.meta.get("patch_size", model.plan["patch_size"]))
+    patch = list(model.meta.get("patch_size", model.plan.patch_size))
     if len(patch) == 2 and int(getattr(model.network, "slice_resize", 0)):
         return []
-    return sanity.thin_axis_warnings(channel.shape, channel.affine, model.plan["target_spacing_mm"], patch,
+    return sanity.thin_axis_warnings(channel.shape, channel.affine, model.plan.target_spacing_mm, patch,
                                      str(where))
 
 

@@ -36,10 +36,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from unimos.data.plan_spec import ModelPlan
 from unimos.errors import Problem
 from unimos.preprocess.resample import orientation_to_ras
 
@@ -77,13 +77,12 @@ def intensity_stats(array: np.ndarray, samples: int = SAMPLE_VOXELS, seed: int =
     return IntensityStats(float(p01), float(p99), float(flat.min()), float(flat.max()), int(flat.size))
 
 
-def ct_training_window(plan: dict[str, Any]) -> tuple[float, float] | None:
+def ct_training_window(plan: ModelPlan) -> tuple[float, float] | None:
     """The plan's CT clip (0.5th-99.5th percentile of the training organs), or None when it has none."""
-    scheme = plan.get("normalisation", {}).get("CT") or {}
-    clip = scheme.get("clip")
-    if not isinstance(clip, (list, tuple)) or len(clip) != 2:
+    scheme = plan.normalisation.get("CT")
+    if scheme is None or scheme.clip is None:
         return None
-    return float(clip[0]), float(clip[1])
+    return float(scheme.clip[0]), float(scheme.clip[1])
 
 
 def constant_problem(stats: IntensityStats, where: str) -> Problem | None:
@@ -124,7 +123,7 @@ def _in_window(stats: IntensityStats, window: tuple[float, float]) -> bool:
             and stats.p99 - stats.p01 >= WINDOW_MIN_SPREAD * width)
 
 
-def ct_problem(stats: IntensityStats, plan: dict[str, Any], where: str) -> Problem | None:
+def ct_problem(stats: IntensityStats, plan: ModelPlan, where: str) -> Problem | None:
     """A scan given to a CT model that is not in the units it was trained on (HU, or its own non-HU window)."""
     if stats.p01 <= CT_DARK_HU:
         return None
@@ -161,7 +160,7 @@ def mr_problem(stats: IntensityStats, where: str) -> Problem | None:
                    f"use a model trained on CT for a CT scan (or give the MR scan you meant), or {FORCE}")
 
 
-def intensity_problem(array: np.ndarray, modality: str, plan: dict[str, Any], where: str) -> Problem | None:
+def intensity_problem(array: np.ndarray, modality: str, plan: ModelPlan, where: str) -> Problem | None:
     """The first intensity problem of one channel for a model reading it as `modality`, or None."""
     stats = intensity_stats(array)
     problem = constant_problem(stats, where) or magnitude_problem(stats, where)

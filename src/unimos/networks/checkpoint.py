@@ -17,7 +17,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from unimos.data.plan_spec import MODEL_KEYS
+from unimos.data.plan_spec import MODEL_KEYS, ModelPlan
 from unimos.errors import UnimosError
 from unimos.utils.atomic import atomic_path, write_json_atomic
 
@@ -146,19 +146,21 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
                               "use an intact checkpoint; it may have been truncated") from None
 
 
-def check_compatible(meta: dict[str, Any], plan: dict[str, Any], where: str | Path) -> None:
-    """Refuse a checkpoint made for another plan or taxonomy, saying what differs."""
+def check_compatible(meta: dict[str, Any], plan: ModelPlan, where: str | Path) -> None:
+    """Refuse a checkpoint made for another plan or taxonomy, saying what differs (the plan's JSON against the
+    checkpoint's record of its own)."""
+    ours = plan.model_record()
+    kept = meta.get("plan", {})
     differences = []
-    if meta.get("classes") != plan.get("classes"):
-        ours = [c["name"] for c in plan.get("classes", [])]
+    if meta.get("classes") != ours["classes"]:
         theirs = [c["name"] for c in meta.get("classes", [])]
-        differences.append(f"classes {theirs} vs the plan's {ours}")
-    if meta.get("plan_hash") != plan.get("hash"):
+        differences.append(f"classes {theirs} vs the plan's {[c.name for c in plan.classes]}")
+    if meta.get("plan_hash") != plan.hash:
         for key in (k for k in MODEL_KEYS if k != "classes"):  # the classes were compared above
-            if meta.get("plan", {}).get(key) != plan.get(key):
-                differences.append(f"{key} {meta.get('plan', {}).get(key)} vs {plan.get(key)}")
+            if kept.get(key) != ours.get(key):
+                differences.append(f"{key} {kept.get(key)} vs {ours.get(key)}")
         if not differences:
-            differences.append(f"plan hash {meta.get('plan_hash')} vs {plan.get('hash')}")
+            differences.append(f"plan hash {meta.get('plan_hash')} vs {plan.hash}")
     if differences:
         raise CheckpointError(where, "was trained for another plan or taxonomy: " + "; ".join(differences),
                               "use the plan the checkpoint was trained with, or retrain")

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from monai.networks.nets import DynUNet
 
+from unimos.data.plan_spec import ModelPlan
 from unimos.errors import PlanError
 from unimos.networks.base import Logits, SegmentationNetwork
 from unimos.networks.layout import channels_last, layout_keeping_norms
@@ -142,9 +143,8 @@ def build_dynunet(config: Mapping[str, Any], in_channels: int, num_classes: int)
 
 
 @register_plan_config("dynunet")
-def dynunet_config_from_plan(plan: Mapping[str, Any]) -> dict[str, Any]:
+def dynunet_config_from_plan(plan: ModelPlan) -> dict[str, Any]:
     """`unimos plan` always writes a dynunet entry; a plan edited to another network has none to derive from."""
-    planned = plan.get("network")
-    name = planned.get("name") if isinstance(planned, Mapping) else None
+    name = plan.network.get("name")
     raise PlanError("plan 'network'", f"names {name!r}, not 'dynunet', and so holds no DynUNet kernel sizes and "
                     "strides", "run `unimos plan` again to get a dynunet entry")

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution, UnetBasicBlock, UnetOutBlock, UnetUpBlock
 from torch import nn
 
+from unimos.data.plan_spec import ModelPlan
 from unimos.errors import PlanError
 from unimos.networks.base import Logits, SegmentationNetwork
 from unimos.networks.dynunet import ACTIVATION, NORM
@@ -132,10 +133,9 @@ def build_pipofan2d(config: Mapping[str, Any], in_channels: int, num_classes: in
 
 
 @register_plan_config("pipofan2d")
-def pipofan2d_config_from_plan(plan: Mapping[str, Any]) -> dict[str, Any]:
+def pipofan2d_config_from_plan(plan: ModelPlan) -> dict[str, Any]:
     """The plan's filters (at most MAX_SCALES of them) and its deep-supervision choice, for 2D slices."""
-    planned = plan.get("network") if isinstance(plan, Mapping) else None
-    planned = planned if isinstance(planned, Mapping) else {}
+    planned = plan.network
     filters = planned.get("filters", list(DEFAULT_FILTERS))
     return {"name": "pipofan2d", "spatial_dims": 2, "filters": list(filters)[:MAX_SCALES],
             "deep_supervision": bool(planned.get("deep_supervision", False))}

@@ -1,4 +1,5 @@
-"""The network registry: a plan's "network" dict names an entry, `build_network` makes the module.
+"""The network registry: a plan's network entry (`plan.network`, a config dict) names an entry, `build_network`
+makes the module.
 
 A new network is one new module in this folder that decorates two functions:
 
@@ -16,6 +17,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from unimos.data.plan_spec import ModelPlan
 from unimos.errors import PlanError
 from unimos.networks.base import SegmentationNetwork
 from unimos.utils.registry import Registry
@@ -54,15 +56,14 @@ def build_network(config: Mapping[str, Any], in_channels: int, num_classes: int)
     return network
 
 
-def network_config_for(plan: Mapping[str, Any], name: str) -> dict[str, Any]:
+def network_config_for(plan: ModelPlan, name: str) -> dict[str, Any]:
     """The config dict to build network `name` for a plan.
 
-    The plan's own "network" entry when it already names `name` (so a hand-edited plan is respected); otherwise the
+    The plan's own network entry when it already names `name` (so a hand-edited plan is respected); otherwise the
     config that network derives from the plan (e.g. `pipofan2d` from the plan's filters).
     """
-    planned = plan.get("network") if isinstance(plan, Mapping) else None
-    if isinstance(planned, Mapping) and planned.get("name") == name:
-        return copy.deepcopy(dict(planned))
+    if plan.network.get("name") == name:
+        return copy.deepcopy(dict(plan.network))
     NETWORKS.get(name)  # an unknown name fails here, listing the known networks
     return PLAN_CONFIGS.get(name)(plan)
 

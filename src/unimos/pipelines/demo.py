@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from unimos.data.manifest import Manifest, load_manifest
+from unimos.data.plan_spec import Plan
 from unimos.data.validation import InspectReport
 from unimos.errors import OutputError, UnimosError
 from unimos.phantoms import SOURCES, SSL_SOURCES, DemoSource, make_demo_data
@@ -74,7 +75,7 @@ class _Prepared:
     manifest: Manifest
     report: InspectReport
     plan_path: Path
-    plan: dict[str, Any]
+    plan: Plan
     cache_dir: Path
     counts: tuple[int, int]
 
@@ -92,7 +93,7 @@ def _prepare_demo(out: Path, quick: bool, seed: int, workers: int, step: Callabl
     return _Prepared(manifest_path, manifest, report, plan_path, plan, cache_dir, counts)
 
 
-def complete_label_cache(out: Path, plan: dict[str, Any], workers: int = 2,
+def complete_label_cache(out: Path, plan: Plan, workers: int = 2,
                          progress: Progress | None = None) -> Path:
     """OUT/cache_complete: every demo case with the complete labels the generator kept (DATA/manifest_complete.yaml,
     the unlabeled cases' too), preprocessed with the comparison's plan; the upper bound's and ceiling's data."""
@@ -125,8 +126,8 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
     results = demo_results_table(summaries, manifest.taxonomy.names[1:])
     write_json_atomic(out / "demo_results.json", results)
     write_json_atomic(out / "demo_meta.json", {
-        "seed": seed, "quick": quick, "iterations_per_method": budget, "plan_hash": plan["hash"],
-        "patch_size": plan["patch_size"], "batch_size": plan["batch_size"], "deep_supervision": True,
+        "seed": seed, "quick": quick, "iterations_per_method": budget, "plan_hash": plan.hash,
+        "patch_size": plan.patch_size, "batch_size": plan.batch_size, "deep_supervision": True,
         "train_cases": len(manifest.split("train")), "test_cases": [c.case_id for c in manifest.split("test")],
         "upper_bound_labels": "labels_complete (every organ of every training case, including the unlabeled set)",
         "device": device, "precision": resolved_precision_name(precision, device),
@@ -181,8 +182,8 @@ def run_ssl_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: i
         results[name]["seconds_per_iteration"] = seconds[name] / budget
     write_json_atomic(out / "ssl_results.json", results)
     write_json_atomic(out / "ssl_meta.json", {
-        "seed": seed, "quick": quick, "iterations_per_strategy": budget, "plan_hash": prepared.plan["hash"],
-        "patch_size": prepared.plan["patch_size"], "batch_size": prepared.plan["batch_size"],
+        "seed": seed, "quick": quick, "iterations_per_strategy": budget, "plan_hash": prepared.plan.hash,
+        "patch_size": prepared.plan.patch_size, "batch_size": prepared.plan.batch_size,
         "labeled_cases": [c.case_id for c in manifest.split("train") if c.label_path is not None],
         "unlabeled_cases": [c.case_id for c in manifest.split("train") if c.label_path is None],
         "test_cases": [c.case_id for c in manifest.split("test")], "device": device,

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from unimos.data.manifest import Manifest, load_manifest
+from unimos.data.plan_spec import Plan
 from unimos.data.validation import InspectReport, inspect_manifest
 from unimos.errors import OutputError, ValidationFailed
 from unimos.preprocess.fingerprint import collect_fingerprint
-from unimos.preprocess.plan import Preset, make_plan, save_plan, with_hashes
+from unimos.preprocess.plan import Preset, json_hashes, make_plan, save_plan
 
 Progress = Callable[[int, int], None]
 """A stage's progress callback: (done, total)."""
@@ -35,7 +36,7 @@ def manifest_input_folders(manifest: Manifest) -> list[Path]:
 
 
 def plan_manifest(manifest: Manifest, out: str | Path, preset: Preset = "3mm", seed: int = 0,
-                  workers: int = 2, progress: Progress | None = None, overwrite: bool = False) -> dict[str, Any]:
+                  workers: int = 2, progress: Progress | None = None, overwrite: bool = False) -> Plan:
     """Fingerprint the training cases and write the plan JSON to `out`.
 
     An existing `out` is replaced only with `overwrite` or when the new plan is the same (a plan may be hand-edited,
@@ -44,9 +45,10 @@ def plan_manifest(manifest: Manifest, out: str | Path, preset: Preset = "3mm", s
     existing = _existing_plan(out, preset) if out.exists() and not overwrite else None
     fingerprint = collect_fingerprint(manifest, seed=seed, workers=workers, progress=progress)
     plan = make_plan(fingerprint, manifest.taxonomy, preset)
-    if existing is not None and with_hashes(existing)["hash"] != plan["hash"]:
-        raise OutputError(out, f"holds another plan (hash {with_hashes(existing)['hash']}; the new one is "
-                          f"{plan['hash']}): it differs, by hand edits or other data", _PLAN_FIX)
+    existing_hash = None if existing is None else json_hashes(existing)["hash"]
+    if existing_hash is not None and existing_hash != plan.hash:
+        raise OutputError(out, f"holds another plan (hash {existing_hash}; the new one is {plan.hash}): it differs, "
+                          "by hand edits or other data", _PLAN_FIX)
     save_plan(plan, out)
     return plan
 
@@ -55,7 +57,8 @@ _PLAN_FIX = "give --out another file, or add --overwrite to replace it"
 
 
 def _existing_plan(out: Path, preset: str) -> dict[str, Any]:
-    """The plan already at `out`, refusing (before any work) a file that is not one or one of another preset."""
+    """The JSON of the plan already at `out` (unchecked: only its hash is compared), refusing (before any work) a
+    file that is not one or one of another preset."""
     if out.is_dir():
         raise OutputError(out, "is a folder, not a plan file", "give --out a file path such as work/plan_3mm.json")
     try:

@@ -14,6 +14,7 @@ import torch
 
 from unimos.data.io import write_nifti
 from unimos.data.labels import foreground_box
+from unimos.data.plan_spec import ModelPlan, Plan
 from unimos.data.volume import Volume
 from unimos.errors import UnimosError
 from unimos.inference.cascade import check_cascade_pair
@@ -141,7 +142,7 @@ def scale_box(box: Box, from_spacing: Sequence[float], to_spacing: Sequence[floa
     return low, high
 
 
-def check_coarse_model(coarse: Any, teacher_plan: dict[str, Any], path: str, slice_resize: int = 0) -> None:
+def check_coarse_model(coarse: Any, teacher_plan: ModelPlan, path: str, slice_resize: int = 0) -> None:
     """Refuse a coarse model that cannot guide this run's pseudo-labels: other classes, another intensity
     normalisation (it reads the run's cached images, normalised by the run's plan), or a teacher that resizes whole
     slices (inside the box they would be magnified unlike in training, as `predict --coarse` refuses)."""
@@ -149,14 +150,19 @@ def check_coarse_model(coarse: Any, teacher_plan: dict[str, Any], path: str, sli
     if slice_resize:
         raise UnimosError(where, "the teacher resizes whole slices (--slice-resize); inside the coarse box its slices "
                           "would be magnified unlike in training", "train without --slice-resize, or drop coarse")
-    organs = [c["name"] for c in teacher_plan.get("classes", [])]
+    organs = [c.name for c in teacher_plan.classes]
     if list(coarse.class_names[1:]) != organs:
         raise UnimosError(where, f"{path} segments {list(coarse.class_names[1:])}, this run {organs}",
                           "train the coarse model on the same manifest (unimos plan --preset coarse, then train)")
-    if coarse.plan.get("normalisation") != teacher_plan.get("normalisation"):
+    if coarse.plan.normalisation != teacher_plan.normalisation:
         raise UnimosError(where, f"{path} normalises intensities otherwise than this run's plan "
-                          f"({coarse.plan.get('normalisation')} vs {teacher_plan.get('normalisation')})",
+                          f"({_schemes(coarse.plan)} vs {_schemes(teacher_plan)})",
                           "plan the coarse model from the same manifest, so that both share its intensity statistics")
+
+
+def _schemes(plan: ModelPlan) -> dict[str, dict[str, Any]]:
+    """A plan's normalisation per modality as its JSON, to show in a message."""
+    return {modality: scheme.to_json() for modality, scheme in plan.normalisation.items()}
 
 
 def coarse_region(coarse: Any, image: np.ndarray, spacing_mm: Sequence[float], margin_mm: float,
@@ -169,12 +175,12 @@ def coarse_region(coarse: Any, image: np.ndarray, spacing_mm: Sequence[float], m
     from scipy import ndimage
 
 
-    coarse_spacing = [float(s) for s in coarse.plan["target_spacing_mm"]]
+    coarse_spacing = [float(s) for s in coarse.plan.target_spacing_mm]
     zoom = [f / c for f, c in zip(spacing_mm, coarse_spacing)]
     # grid_mode: voxel edges (not centres) line up, so that the zoom is exactly the spacing ratio `scale_box` assumes
     small = np.stack([ndimage.zoom(channel, zoom, order=1, grid_mode=True, mode="nearest")
                       for channel in image]).astype(np.float32)
-    patch = coarse.meta.get("patch_size", coarse.plan["patch_size"])
+    patch = coarse.meta.get("patch_size", coarse.plan.patch_size)
     probabilities = predict_probabilities(coarse.network, torch.from_numpy(small)[None].to(coarse.device), patch,
                                           0.5, precision=precision)
     labels = probabilities.argmax(1)[0].cpu().numpy()
@@ -187,7 +193,7 @@ def coarse_region(coarse: Any, image: np.ndarray, spacing_mm: Sequence[float], m
             tuple(min(int(n), hi + m) for hi, m, n in zip(high, margin, image.shape[1:])))
 
 
-def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: dict[str, Any], round_dir: Path,
+def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: Plan, round_dir: Path,
                        round_index: int, options: dict[str, Any], runtime: Runtime | None = None,
                        overlap: float = 0.5) -> list[tuple[PseudoRecord, CachedCase | None]]:
     """Predict, clean, fuse and write every case; returns (record, pseudo case or None when dropped) per case.
@@ -198,7 +204,7 @@ def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: dict
     model = load_model(checkpoint, device=runtime.device)
     dtype = runtime.precision
     names = model.class_names
-    patch = model.meta.get("patch_size", plan["patch_size"])
+    patch = model.meta.get("patch_size", plan.patch_size)
     coarse = None
     if options.get("coarse"):
         coarse = load_model(options["coarse"], device=runtime.device)
@@ -207,7 +213,7 @@ def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: dict
     out: list[tuple[PseudoRecord, CachedCase | None]] = []
     for case in cases:
         array = np.array(case.image(), dtype=np.float32)
-        box = None if coarse is None else coarse_region(coarse, array, plan["target_spacing_mm"],
+        box = None if coarse is None else coarse_region(coarse, array, plan.target_spacing_mm,
                                                         float(options["coarse_margin_mm"]), dtype)
         inside = (slice(None),) + (() if box is None else tuple(slice(lo, hi) for lo, hi in zip(*box)))
         image = torch.from_numpy(np.ascontiguousarray(array[inside]))[None].to(model.device)
@@ -232,7 +238,7 @@ def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: dict
             case.case_id, round_index, str(checkpoint), str(case.folder), str(case.meta.get("kind")),
             str(case.meta.get("source")), confidence, kept, reason, str(folder) if kept else None, str(nifti),
             by_origin["annotation"], by_origin["pseudo_label"], by_origin["fallback"],
-            _provenance_counts(fused, origin, names), bool(options["largest_component"]), str(plan.get("hash")),
+            _provenance_counts(fused, origin, names), bool(options["largest_component"]), str(plan.hash),
             cascade_box=(None if coarse is None
                          else [list(b) for b in (box or ((0,) * (array.ndim - 1), array.shape[1:]))]),
             coarse_found=None if coarse is None else box is not None)

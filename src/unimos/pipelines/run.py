@@ -8,9 +8,9 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from unimos.data.manifest import Manifest
+from unimos.data.plan_spec import Plan
 from unimos.errors import OutputError, UnimosError
 from unimos.evaluation.evaluate import evaluate_predictions
 from unimos.inference.model import load_model
@@ -92,7 +92,7 @@ def _settle(aside: Path, run_dir: Path, failed: bool) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: TrainConfig, run_dir: str | Path,
+def train_from_cache(cache_dir: str | Path, plan: Plan, config: TrainConfig, run_dir: str | Path,
                      resume: bool = False, progress: Callable[[int, int, float], None] | None = None,
                      overwrite: bool = False, runtime: Runtime | None = None) -> TrainResult:
     """Train on the cached cases of the configured splits; validation cases (if any) give validation Dice.
@@ -124,7 +124,7 @@ def train_from_cache(cache_dir: str | Path, plan: dict[str, Any], config: TrainC
     return result
 
 
-def train_and_score(name: str, cache_dir: Path, plan: dict[str, Any], manifest: Manifest, config: TrainConfig,
+def train_and_score(name: str, cache_dir: Path, plan: Plan, manifest: Manifest, config: TrainConfig,
                     out: Path, step: Callable[[str], Progress | None] = lambda _label: None,
                     train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None,
                     score_split: str = "test", resume: bool = False) -> tuple[dict, float]:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch.distributed as dist
 
+from unimos.data.plan_spec import Plan
 from unimos.errors import UnimosError
 from unimos.inference.model import load_model
 from unimos.networks.checkpoint import read_checkpoint_meta
@@ -87,7 +88,7 @@ def _round_validation(result: TrainResult, validation_cases: Sequence[CachedCase
 
 
 @PIPELINES.register("self_training")
-def run_self_training(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig, run_dir: str | Path,
+def run_self_training(cases: Sequence[CachedCase], plan: Plan, config: TrainConfig, run_dir: str | Path,
                       validation_cases: Sequence[CachedCase] = (), resume: bool = False,
                       progress: Callable[[int, int, float], None] | None = None,
                       runtime: Runtime | None = None) -> SelfTrainingResult:

@@ -23,7 +23,9 @@ import numpy as np
 from unimos.data.io import read_volume
 from unimos.data.labels import candidate_table, to_project_labels
 from unimos.data.manifest import Case, Manifest
+from unimos.data.plan_spec import Plan
 from unimos.data.taxonomy import Taxonomy
+from unimos.errors import PlanError
 from unimos.preprocess.plan import plan_taxonomy
 from unimos.preprocess.prepare import prepare_image
 from unimos.preprocess.resample import (
@@ -78,7 +80,7 @@ def input_signature(case: Case) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def preprocess_arrays(case: Case, plan: dict[str, Any], taxonomy: Taxonomy) -> dict[str, Any]:
+def preprocess_arrays(case: Case, plan: Plan, taxonomy: Taxonomy) -> dict[str, Any]:
     """Read, reorient to RAS, resample, crop to the body and normalise one case; return arrays and metadata."""
     channels = [read_volume(p, kind="image") for p in case.image_paths]
     image, geometry = prepare_image(channels, case.modality, plan)
@@ -98,7 +100,7 @@ def preprocess_arrays(case: Case, plan: dict[str, Any], taxonomy: Taxonomy) -> d
             slices = reorient_slices(case.annotated_slices, ornt, label_volume.shape)
             pins = map_annotated_slices(slices, labels_ras.shape, new_shape)
             annotated_target = {axis: sorted(p) for axis, p in pins.items()}
-        if pins is None and plan.get("label_resampling", "nearest") == "linear_argmax":
+        if pins is None and plan.label_resampling == "linear_argmax":
             label_arr = resample_label_linear(labels_ras, new_shape).array
         else:
             label_arr = resample_nearest(labels_ras, new_shape, pins).array
@@ -137,11 +139,18 @@ def preprocess_arrays(case: Case, plan: dict[str, Any], taxonomy: Taxonomy) -> d
     return out
 
 
-def case_folder(cache_dir: Path, plan: dict[str, Any], case_id: str) -> Path:
-    return Path(cache_dir) / plan["cache_key"] / case_id
+def cache_root(cache_dir: str | Path, plan: Plan) -> Path:
+    """The folder of a plan's cached cases: named by its cache key (set by `with_hashes`, so by `load_plan`)."""
+    if plan.cache_key is None:
+        raise PlanError("plan", "has no cache key", "read it with load_plan (or pass it through with_hashes)")
+    return Path(cache_dir) / plan.cache_key
 
 
-def is_cached(case: Case, plan: dict[str, Any], cache_dir: Path) -> bool:
+def case_folder(cache_dir: Path, plan: Plan, case_id: str) -> Path:
+    return cache_root(cache_dir, plan) / case_id
+
+
+def is_cached(case: Case, plan: Plan, cache_dir: Path) -> bool:
     meta_path = case_folder(cache_dir, plan, case.case_id) / "meta.json"
     if not meta_path.exists():
         return False
@@ -152,13 +161,13 @@ def is_cached(case: Case, plan: dict[str, Any], cache_dir: Path) -> bool:
     return meta.get("input_signature") == input_signature(case) and meta.get("cache_format") == CACHE_FORMAT
 
 
-def preprocess_case(case: Case, plan: dict[str, Any], cache_dir: Path) -> Path:
+def preprocess_case(case: Case, plan: Plan, cache_dir: Path) -> Path:
     """Preprocess one case into its cache folder (atomically: temporary folder, then rename)."""
     torch_threads_for_worker()
     final = case_folder(cache_dir, plan, case.case_id)
     result = preprocess_arrays(case, plan, plan_taxonomy(plan))
     result["meta"]["input_signature"] = input_signature(case)
-    result["meta"]["plan_cache_key"] = plan["cache_key"]
+    result["meta"]["plan_cache_key"] = plan.cache_key
     write_cached_case(final, result["meta"], {n: result[n] for n in ("image", "label", "region") if n in result})
     return final
 
@@ -202,18 +211,18 @@ def _worker_init() -> None:
     os.environ["UNIMOS_WORKER"] = "1"
 
 
-def preprocess_manifest(manifest: Manifest, plan: dict[str, Any], cache_dir: str | Path, workers: int = 2,
+def preprocess_manifest(manifest: Manifest, plan: Plan, cache_dir: str | Path, workers: int = 2,
                         progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
     """Preprocess every case not yet cached; returns (cases done now, cases already cached)."""
     cache_dir = Path(cache_dir)
-    root = cache_dir / plan["cache_key"]
+    root = cache_root(cache_dir, plan)
     root.mkdir(parents=True, exist_ok=True)
     for leftover in root.iterdir():
         if is_partial(leftover):
             shutil.rmtree(leftover, ignore_errors=True)
     todo = [c for c in manifest.cases if not is_cached(c, plan, cache_dir)]
     skipped = len(manifest.cases) - len(todo)
-    write_json_atomic(root / "plan.json", plan)
+    write_json_atomic(root / "plan.json", plan.to_json())
     if not todo:
         return 0, skipped
     if workers <= 1 or len(todo) == 1:
@@ -233,9 +242,9 @@ def preprocess_manifest(manifest: Manifest, plan: dict[str, Any], cache_dir: str
     return len(todo), skipped
 
 
-def open_cache(cache_dir: str | Path, plan: dict[str, Any]) -> list[CachedCase]:
+def open_cache(cache_dir: str | Path, plan: Plan) -> list[CachedCase]:
     """All cached cases of a plan, sorted by case id."""
-    root = Path(cache_dir) / plan["cache_key"]
+    root = cache_root(cache_dir, plan)
     cases = []
     for folder in sorted(root.iterdir()) if root.exists() else []:
         meta_path = folder / "meta.json"

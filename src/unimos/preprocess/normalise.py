@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+
+from unimos.data.plan_spec import NormalisationSpec
 
 CT_BODY_THRESHOLD_HU = -500.0
 
@@ -28,17 +28,19 @@ def body_bbox(mask: np.ndarray, margin: int = 2) -> tuple[tuple[int, int], ...]:
     return tuple(box)
 
 
-def normalise(image: np.ndarray, modality: str, scheme: dict[str, Any]) -> np.ndarray:
+def normalise(image: np.ndarray, modality: str, scheme: NormalisationSpec) -> np.ndarray:
     """Apply the plan's scheme: `ct_clip_zscore` (dataset-wide clip + z-score) or `zscore_per_volume` (MR)."""
-    if scheme["scheme"] == "ct_clip_zscore":
-        low, high = scheme["clip"]
+    if scheme.scheme == "ct_clip_zscore":
+        if scheme.clip is None or scheme.mean is None or scheme.std is None:
+            raise ValueError("a ct_clip_zscore normalisation needs its clip, mean and std")
+        low, high = scheme.clip
         out = np.clip(image, low, high, dtype=np.float32)
-        out -= np.float32(scheme["mean"])
-        out /= np.float32(max(scheme["std"], 1e-6))
+        out -= np.float32(scheme.mean)
+        out /= np.float32(max(scheme.std, 1e-6))
         return out
-    if scheme["scheme"] == "zscore_per_volume":
+    if scheme.scheme == "zscore_per_volume":
         inside = body_mask(image, modality)
         values = image[inside] if inside.any() else image.ravel()
         mean, std = float(values.mean()), float(values.std())
         return ((image - mean) / max(std, 1e-6)).astype(np.float32)
-    raise ValueError(f"unknown normalisation scheme {scheme['scheme']!r}")
+    raise ValueError(f"unknown normalisation scheme {scheme.scheme!r}")

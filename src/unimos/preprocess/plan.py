@@ -1,6 +1,7 @@
 """The plan: a readable JSON file derived from the fingerprint (spacing, patch, normalisation, network size).
 
-Like nnU-Net's plans, a user may read and edit it; its hash names the cache and is checked by checkpoints.
+Like nnU-Net's plans, a user may read and edit it; its hash names the cache and is checked by checkpoints. In code
+it is a typed `Plan` (data/plan_spec.py), made by `make_plan` or read by `load_plan` and checked there, once.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from unimos.data.plan_spec import PLAN_VERSION, PREPROCESSING_KEYS, plan_problems
-from unimos.data.taxonomy import Taxonomy
+from unimos.data.plan_spec import HASH_KEYS, PLAN_VERSION, PREPROCESSING_KEYS, Plan, checked
+from unimos.data.taxonomy import ClassDef, Taxonomy
 from unimos.errors import PlanError
 from unimos.utils.atomic import write_json_atomic
 
@@ -79,69 +80,87 @@ def patch_and_network(extent_mm: list[float], spacing: list[float], preset: Pres
     return patch, network
 
 
-def make_plan(fingerprint: dict[str, Any], taxonomy: Taxonomy, preset: Preset = "3mm") -> dict[str, Any]:
+def make_plan(fingerprint: dict[str, Any], taxonomy: Taxonomy, preset: Preset = "3mm") -> Plan:
     """Derive a plan from a fingerprint; the result includes its own hash."""
     if preset not in PRESETS:
         raise PlanError("plan", f"unknown preset '{preset}'", f"use one of {sorted(PRESETS)}")
+    if not fingerprint["modalities"]:
+        raise PlanError("plan", "has no modality to normalise: the fingerprint holds no training case",
+                        "give the manifest cases outside the test split")
     spacing = target_spacing(fingerprint, preset)
     patch, network = patch_and_network(fingerprint["median_extent_mm"], spacing, preset)
-    normalisation: dict[str, Any] = {}
-    for modality, stats in fingerprint["modalities"].items():
-        if modality == "CT":
-            normalisation[modality] = {"scheme": "ct_clip_zscore",
-                                       "clip": [round(stats["percentile_00_5"], 2), round(stats["percentile_99_5"], 2)],
-                                       "mean": round(stats["mean"], 4), "std": round(stats["std"], 4)}
-        else:
-            normalisation[modality] = {"scheme": "zscore_per_volume"}
-    plan = {
+    payload = {
         "unimos_plan_version": PLAN_VERSION,
         "preset": preset,
         "target_spacing_mm": spacing,
         "patch_size": patch,
         "batch_size": 2,
-        "normalisation": normalisation,
+        "normalisation": normalisation_schemes(fingerprint),
         "crop_to_body": True,
-        # "nearest" or "linear_argmax" (per-class linear, then argmax); sparse slices always use nearest.
         "label_resampling": "nearest",
         "network": network,
         "classes": taxonomy.to_json(),
         "fingerprint": {k: v for k, v in fingerprint.items() if k != "cases"},
     }
-    return with_hashes(plan)
+    return with_hashes(plan_from_json(payload, "the derived plan"))
+
+
+def normalisation_schemes(fingerprint: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per modality: CT clipped to its 0.5-99.5th percentiles and z-scored with the dataset's statistics; others
+    z-scored per volume."""
+    schemes: dict[str, dict[str, Any]] = {}
+    for modality, stats in fingerprint["modalities"].items():
+        if modality == "CT":
+            schemes[modality] = {"scheme": "ct_clip_zscore",
+                                 "clip": [round(stats["percentile_00_5"], 2), round(stats["percentile_99_5"], 2)],
+                                 "mean": round(stats["mean"], 4), "std": round(stats["std"], 4)}
+        else:
+            schemes[modality] = {"scheme": "zscore_per_volume"}
+    return schemes
 
 
 def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def with_hashes(plan: dict[str, Any]) -> dict[str, Any]:
-    """Return the plan with `cache_key` (preprocessing fields) and `hash` (everything) recomputed."""
-    body = {k: v for k, v in plan.items() if k not in ("hash", "cache_key")}
-    body["cache_key"] = _digest({k: body.get(k) for k in PREPROCESSING_KEYS})
-    body["hash"] = _digest({k: v for k, v in body.items() if k != "cache_key"})
-    return body
+def json_hashes(payload: dict[str, Any]) -> dict[str, str]:
+    """`cache_key` (of the preprocessing fields) and `hash` (of every field) of a plan's JSON, its own hashes
+    left out: what names a plan's cache and what a checkpoint checks."""
+    body = {k: v for k, v in payload.items() if k not in HASH_KEYS}
+    return {"cache_key": _digest({k: body.get(k) for k in PREPROCESSING_KEYS}), "hash": _digest(body)}
 
 
-def save_plan(plan: dict[str, Any], path: str | Path) -> Path:
+def with_hashes(plan: Plan) -> Plan:
+    """The plan with `cache_key` and `hash` recomputed from its JSON (after an edit, they follow it)."""
+    return plan.model_copy(update=json_hashes(plan.to_json()))
+
+
+def save_plan(plan: Plan, path: str | Path) -> Path:
     """Write the plan JSON atomically."""
-    return write_json_atomic(path, plan)
+    return write_json_atomic(path, plan.to_json())
 
 
-def load_plan(path: str | Path) -> dict[str, Any]:
+def plan_from_json(payload: Any, where: str | Path) -> Plan:
+    """The plan a JSON payload holds, checked; a PlanError naming every wrong field otherwise."""
+    plan, problems = checked(Plan, payload)
+    if plan is None:
+        raise PlanError(where, "is not a unimos plan this version reads: " + "; ".join(problems),
+                        "fix these fields, or run `unimos plan` again to make a new plan")
+    return plan
+
+
+def load_plan(path: str | Path) -> Plan:
     """Read a plan, check its fields, and recompute its hashes (so a hand-edited plan gets a new hash)."""
     path = Path(path)
     try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
+        payload = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PlanError(path, "does not exist", "run `unimos plan MANIFEST --out PLAN.json` first") from None
     except (OSError, json.JSONDecodeError) as err:
         raise PlanError(path, f"cannot be read as JSON ({err})", "fix it or run `unimos plan` again") from None
-    problems = plan_problems(plan)
-    if problems:
-        raise PlanError(path, "is not a unimos plan this version reads: " + "; ".join(problems),
-                        "fix these fields, or run `unimos plan` again to make a new plan")
-    return with_hashes(plan)
+    return with_hashes(plan_from_json(payload, path))
 
 
-def plan_taxonomy(plan: dict[str, Any]) -> Taxonomy:
-    return Taxonomy.from_json(plan["classes"])
+def plan_taxonomy(plan: Plan) -> Taxonomy:
+    """The plan's classes as a Taxonomy (background first)."""
+    return Taxonomy(tuple(ClassDef(c.name, tuple(c.parents)) for c in plan.classes))

@@ -7,10 +7,10 @@ what it takes to put a prediction back onto the input's exact grid.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from unimos.data.plan_spec import ModelPlan
 from unimos.data.volume import Volume
 from unimos.errors import PlanError
 from unimos.preprocess.normalise import body_bbox, body_mask, normalise
@@ -40,19 +40,19 @@ class PreparedGeometry:
         return affine
 
 
-def prepare_image(channels: list[Volume], modality: str, plan: dict[str, Any]) -> tuple[np.ndarray, PreparedGeometry]:
+def prepare_image(channels: list[Volume], modality: str, plan: ModelPlan) -> tuple[np.ndarray, PreparedGeometry]:
     """Normalised (C, X, Y, Z) float32 array on the plan's grid, cropped to the body, and its geometry."""
-    scheme = plan["normalisation"].get(modality)
+    scheme = plan.normalisation.get(modality)
     if scheme is None:
         raise PlanError("plan", f"has no normalisation for modality {modality} (it knows "
-                        f"{sorted(plan['normalisation'])})", "use a model trained on this modality, or say --modality")
+                        f"{sorted(plan.normalisation)})", "use a model trained on this modality, or say --modality")
     original = channels[0]
     ornt = orientation_to_ras(original.affine)
     ras = [reorient(c, ornt) for c in channels]
-    new_shape = target_shape(ras[0].shape, ras[0].spacing_mm, plan["target_spacing_mm"])
+    new_shape = target_shape(ras[0].shape, ras[0].spacing_mm, plan.target_spacing_mm)
     resampled = [resample_image(c, new_shape) for c in ras]
     box = tuple((0, n) for n in new_shape)
-    if plan.get("crop_to_body", True):
+    if plan.crop_to_body:
         box = body_bbox(body_mask(resampled[0].array, modality))
     crop = tuple(slice(a, b) for a, b in box)
     image = np.stack([normalise(c.array[crop], modality, scheme) for c in resampled]).astype(np.float32)

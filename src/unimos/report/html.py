@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from unimos.data.plan_spec import Plan
 from unimos.errors import OutputError
 from unimos.report.data_html import data_section
 from unimos.report.figures import (
@@ -195,8 +196,6 @@ _CONFIG_ROWS = (("method", "method"), ("strategy", "strategy"), ("strategy_optio
                 ("sampler", "patch sampler"), ("foreground_fraction", "foreground fraction"),
                 ("augment", "augmentation"), ("precision", "precision"), ("validate_every", "validation every"),
                 ("train_splits", "training splits"), ("seed", "seed"), ("device", "device"))
-_PLAN_ROWS = (("preset", "preset"), ("target_spacing_mm", "target spacing (mm)"), ("patch_size", "patch (voxels)"),
-              ("batch_size", "batch size"), ("crop_to_body", "crop to body"))
 
 
 def _run_section(train: TrainRun) -> str:
@@ -209,26 +208,28 @@ def _run_section(train: TrainRun) -> str:
         parts.append("<h3>Training (config.json)</h3>\n" + key_table("run-config", rows))
     else:
         parts.append(note(f"{escape(str(train.folder / 'config.json'))} cannot be read: the settings are unknown."))
-    if plan:
-        rows = [(label, plain_text(plan[key])) for key, label in _PLAN_ROWS if key in plan]
-        classes = [c.get("name", "?") for c in plan.get("classes", []) if isinstance(c, dict)]
-        if classes:
-            rows.append(("classes", ", ".join(classes)))
-        schemes = plan.get("normalisation")
-        if isinstance(schemes, dict):
-            rows.append(("normalisation", ", ".join(f"{m}: {v.get('scheme', '?')}" for m, v in schemes.items()
-                                                    if isinstance(v, dict))))
-        parts.append("<h3>Plan (plan.json)</h3>\n" + key_table("run-plan", rows))
+    if plan is not None:
+        parts.append("<h3>Plan (plan.json)</h3>\n" + key_table("run-plan", _plan_rows(plan)))
     else:
-        parts.append(note(f"{escape(str(train.folder / 'plan.json'))} is missing or cannot be read: the spacing "
-                           "and patch are unknown."))
+        parts.append(note(f"{escape(str(train.folder / 'plan.json'))} is missing or cannot be read as a plan: the "
+                           "spacing and patch are unknown."))
     return "\n".join(parts)
 
 
-def _config_value(key: str, value: Any, plan: dict[str, Any]) -> str:
+def _plan_rows(plan: Plan) -> list[tuple[str, str]]:
+    """The plan's settings a reader of the run wants: grid, patch, batch, crop, classes and normalisation."""
+    rows = [("preset", plan.preset), ("target spacing (mm)", plan.target_spacing_mm),
+            ("patch (voxels)", plan.patch_size), ("batch size", plan.batch_size), ("crop to body", plan.crop_to_body)]
+    shown = [(label, plain_text(value)) for label, value in rows if value is not None]
+    shown.append(("classes", ", ".join(c.name for c in plan.classes)))
+    shown.append(("normalisation", ", ".join(f"{m}: {v.scheme}" for m, v in plan.normalisation.items())))
+    return shown
+
+
+def _config_value(key: str, value: Any, plan: Plan | None) -> str:
     """A config.json value as a reader understands it (0 means 'the plan's' for the batch, 'never' for validation)."""
     if key == "batch_size" and value == 0:
-        return f"{plain_text(plan.get('batch_size', '?'))} (the plan's)"
+        return f"{plain_text('?' if plan is None else plan.batch_size)} (the plan's)"
     if key == "validate_every":
         return "never" if not value else f"{value} iterations"
     if key == "strategy_options" and not value:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from unimos.data.manifest import Manifest, load_manifest
+from unimos.data.plan_spec import Plan, checked
 from unimos.errors import InputError, UnimosError
 from unimos.evaluation.evaluate import PREDICTION_EXTENSIONS
 from unimos.evaluation.records import StructureRecord
@@ -71,7 +72,7 @@ class TrainRun:
 
     folder: Path  # the folder holding config.json: the run folder, or its last round_<k>/ (self-training)
     config: dict[str, Any]  # {} when config.json cannot be read
-    plan: dict[str, Any]  # {} when plan.json is missing or cannot be read
+    plan: Plan | None  # None when plan.json is missing or is not a plan this version reads
     checkpoint: str | None  # "checkpoint_final" (finished), "checkpoint_latest" (interrupted) or None
     checkpoint_step: int | None
     rounds: int = 0  # self-training rounds found (round_<k>/), 0 for a plain run
@@ -237,14 +238,14 @@ def _train_run(root: Path) -> TrainRun | None:
     folder = next((c for c in candidates if (c / CONFIG_FILE).is_file()), None)
     if folder is None:
         return None
-    config, plan = _json(folder / CONFIG_FILE), _json(folder / PLAN_FILE)
+    config, plan_json = _json(folder / CONFIG_FILE), _json(folder / PLAN_FILE)
     checkpoint, step = None, None
     for name in CHECKPOINTS:
         meta = _json(folder / f"{name}.json")
         if isinstance(meta, dict):
             checkpoint, step = name, meta.get("step")
             break
-    return TrainRun(folder, config if isinstance(config, dict) else {}, plan if isinstance(plan, dict) else {},
+    return TrainRun(folder, config if isinstance(config, dict) else {}, checked(Plan, plan_json)[0],
                     checkpoint, step if isinstance(step, int) else None, len(rounds))
 
 

@@ -22,7 +22,7 @@ from torch import nn
 import unimos.losses  # noqa: F401  (registers the losses)
 import unimos.strategies  # noqa: F401  (registers the strategies)
 from unimos.augment.transforms import AugmentConfig, augment_batch
-from unimos.data.plan_spec import MODEL_KEYS
+from unimos.data.plan_spec import ModelPlan, Plan
 from unimos.errors import Problem, UnimosError, ValidationFailed
 from unimos.losses.registry import LOSSES, build_loss
 from unimos.networks import checkpoint as ckpt
@@ -110,7 +110,7 @@ def check_slice_settings(config: TrainConfig, spatial_dims: int, slice_resize: i
                           "drop --slice-resize or --roi-margin-mm")
 
 
-def network_config(config: TrainConfig, plan: dict[str, Any]) -> dict[str, Any]:
+def network_config(config: TrainConfig, plan: ModelPlan) -> dict[str, Any]:
     """The network the plan describes for `config.network`, with the training's deep supervision and slice resize
     (`config.slice_resize` if set, else the plan's network entry's)."""
     net_config = {**network_config_for(plan, config.network), "deep_supervision": config.deep_supervision}
@@ -122,7 +122,7 @@ def network_config(config: TrainConfig, plan: dict[str, Any]) -> dict[str, Any]:
     return net_config
 
 
-def build_strategy(config: TrainConfig, plan: dict[str, Any], in_channels: int, num_classes: int) -> nn.Module:
+def build_strategy(config: TrainConfig, plan: ModelPlan, in_channels: int, num_classes: int) -> nn.Module:
     """The configured strategy with freshly initialised network(s) (seeded) and loss."""
     net_config = network_config(config, plan)
     torch.manual_seed(config.seed)
@@ -135,7 +135,7 @@ def build_strategy(config: TrainConfig, plan: dict[str, Any], in_channels: int, 
                                      ("exclusion_weight", config.exclusion_weight)) if v}
     loss = build_loss(config.method, **extra_terms)
     strategy = strategy_cls(nets, loss, config.strategy_options)
-    strategy.setup([c["name"] for c in plan.get("classes", [])])
+    strategy.setup([c.name for c in plan.classes])
     return strategy
 
 
@@ -166,14 +166,15 @@ def _augmenter(config: TrainConfig) -> Callable[[dict[str, torch.Tensor], torch.
     return run
 
 
-def _checkpoint_meta(config: TrainConfig, plan: dict[str, Any], step: int, streams: RandomStreams,
+def _checkpoint_meta(config: TrainConfig, plan: Plan, step: int, streams: RandomStreams,
                      schedule: torch.optim.lr_scheduler.LRScheduler, in_channels: int,
                      patch: list[int], network: dict[str, Any]) -> dict[str, Any]:
+    record = plan.model_record()
     return {
         "step": step,
-        "plan_hash": plan["hash"],
-        "plan": {k: plan[k] for k in (*MODEL_KEYS, "cache_key", "hash") if k in plan},
-        "classes": plan["classes"],
+        "plan_hash": plan.hash,
+        "plan": record,
+        "classes": record["classes"],
         "network": network,
         "in_channels": in_channels,
         "patch_size": patch,
@@ -185,7 +186,7 @@ def _checkpoint_meta(config: TrainConfig, plan: dict[str, Any], step: int, strea
     }
 
 
-def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig, run_dir: str | Path,
+def train(cases: Sequence[CachedCase], plan: Plan, config: TrainConfig, run_dir: str | Path,
           validation_cases: Sequence[CachedCase] = (), resume: bool = False,
           progress: Callable[[int, int, float], None] | None = None, stop_after: int | None = None,
           within_pipeline: bool = False, runtime: Runtime | None = None) -> TrainResult:
@@ -212,7 +213,7 @@ def train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig
                       runtime)
 
 
-def _train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfig, run_dir: Path,
+def _train(cases: Sequence[CachedCase], plan: Plan, config: TrainConfig, run_dir: Path,
            validation_cases: Sequence[CachedCase], resume: bool, progress: Callable[[int, int, float], None] | None,
            stop_after: int | None, saved: Callable[[], None], runtime: Runtime | None) -> TrainResult:
     rank, world = distributed_context()
@@ -223,8 +224,8 @@ def _train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfi
     if not cases:
         raise UnimosError(run_dir, "no training cases", "check the manifest's splits and the preprocessing cache")
     in_channels = int(cases[0].image().shape[0])
-    num_classes = len(plan["classes"]) + 1
-    batch_size = config.batch_size or int(plan.get("batch_size", 2))
+    num_classes = len(plan.classes) + 1
+    batch_size = config.batch_size or plan.batch_size
     strategy = build_strategy(config, plan, in_channels, num_classes).to(device)
     if world > 1:
         for key in list(strategy.nets.keys()):
@@ -232,7 +233,7 @@ def _train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfi
                 strategy.nets[key] = nn.parallel.DistributedDataParallel(strategy.nets[key])
     main_net = _unwrapped_nets(strategy)["main"]
     net_config = network_config(config, plan)  # once: what checkpoints record and a resume must match
-    patch = training_patch(plan["patch_size"], main_net, config.slice_patch)
+    patch = training_patch(plan.patch_size, main_net, config.slice_patch)
     slice_resize = int(getattr(main_net, "slice_resize", 0))
     optimizer = build_optimizer(strategy.parameters(), config)
     schedule = build_schedule(optimizer, config)
@@ -241,7 +242,7 @@ def _train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfi
     if not labeled_cases:
         raise UnimosError(run_dir, "none of the training cases has a label", "add labeled cases to the manifest")
     roi_margin = None if config.roi_margin_mm is None else \
-        [int(np.ceil(config.roi_margin_mm / s)) for s in plan["target_spacing_mm"]]
+        [int(np.ceil(config.roi_margin_mm / s)) for s in plan.target_spacing_mm]
     labeled = PatchSource(labeled_cases, patch, config.sampler, config.foreground_fraction, seed=config.seed,
                           roi_margin=roi_margin, slice_resize=slice_resize)
     unlabeled_cases = [c for c in cases if not c.meta["has_label"]]
@@ -258,7 +259,7 @@ def _train(cases: Sequence[CachedCase], plan: dict[str, Any], config: TrainConfi
     elif rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run_dir / "config.json", config.to_json())
-        write_json_atomic(run_dir / "plan.json", plan)
+        write_json_atomic(run_dir / "plan.json", plan.to_json())
     if rank == 0:
         write_json_atomic(run_dir / "strategy.json", {"strategy": config.strategy, **strategy.describe()})
     log = TrainLog(run_dir, fresh=not resume, tensorboard=config.tensorboard) if rank == 0 else None
@@ -347,7 +348,7 @@ def _unlabeled_batch(source: PatchSource, batch_size: int, rank: int, world: int
 
 def _save(path: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
           schedule: torch.optim.lr_scheduler.LRScheduler, streams: RandomStreams, config: TrainConfig,
-          plan: dict[str, Any], step: int, in_channels: int, patch: list[int], network: dict[str, Any]) -> None:
+          plan: Plan, step: int, in_channels: int, patch: list[int], network: dict[str, Any]) -> None:
     meta = _checkpoint_meta(config, plan, step, streams, schedule, in_channels, patch, network)
     extra = {"torch_rng": torch.get_rng_state(), **streams.augment_state(),
              **{f"strategy.{k}": v for k, v in strategy.extra_state().items()}}
@@ -365,7 +366,7 @@ def check_same_network(meta: dict[str, Any], network: dict[str, Any], patch: lis
 
 
 def _resume(latest: Path, strategy: nn.Module, optimizer: torch.optim.Optimizer,
-            schedule: torch.optim.lr_scheduler.LRScheduler, streams: RandomStreams, plan: dict[str, Any],
+            schedule: torch.optim.lr_scheduler.LRScheduler, streams: RandomStreams, plan: Plan,
             network: dict[str, Any], patch: list[int], iterations: int) -> int:
     meta = ckpt.read_checkpoint_meta(latest)
     ckpt.check_compatible(meta, plan, latest)
