@@ -2,10 +2,11 @@
 
 import numpy as np
 
+from unimos.data.labels import candidate_table
 from unimos.data.taxonomy import abdominal_taxonomy
 from unimos.pipelines.lesion_stages import (
     abandoned,
-    lesion_stage_table,
+    lesion_stage_classes,
     lesions_as_organs,
     organ_stage_table,
     organ_taxonomy,
@@ -45,12 +46,14 @@ def test_a_tumour_only_case_knows_its_tumour_is_liver_but_not_where_the_rest_of_
 
 
 def test_a_fused_organ_only_case_keeps_each_organs_lesion_open():
-    table = lesion_stage_table(TAXONOMY, [1])  # a liver-only source; the kidneys come from pseudo-labels
+    known = lesion_stage_classes(TAXONOMY, [1])  # a liver-only source; the kidneys come from pseudo-labels
+    assert known == ["liver", "kidney_right", "kidney_left"]
+    table = candidate_table(TAXONOMY, known)
     rows = _rows(table, TAXONOMY.names)
     assert rows["liver"] == {"liver", "liver_tumor"}
     assert rows["kidney_right"] == {"kidney_right", "kidney_tumor"}
     assert rows["background"] == {"background"}
-    full = lesion_stage_table(TAXONOMY, [1, 2, 3, 4, 5])
+    full = candidate_table(TAXONOMY, lesion_stage_classes(TAXONOMY, [1, 2, 3, 4, 5]))
     assert np.array_equal(full, np.eye(TAXONOMY.num_classes, dtype=bool))
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from unimos.data.plan_spec import ModelPlan, checked
+from unimos.data.taxonomy import Taxonomy
 from unimos.networks import checkpoint as ckpt
 from unimos.networks.registry import build_network
 
@@ -23,6 +24,11 @@ class LoadedModel:
     class_names: list[str]
     meta: dict[str, Any]
     device: torch.device
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        """The model's classes with their parents (which are lesions inside which organ)."""
+        return Taxonomy.from_json(self.meta["classes"])
 
 
 def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> LoadedModel:

@@ -167,7 +167,7 @@ def predict_volume(model: LoadedModel, channels: list[Volume], options: PredictO
     timings["network"] = time.perf_counter() - clock
     clock = time.perf_counter()
     if options.largest_component:
-        labels = largest_component_per_class(labels)
+        labels = largest_component_per_class(labels, model.taxonomy)
     timings["postprocess"] = time.perf_counter() - clock
     clock = time.perf_counter()
     out = labels_to_input_grid(labels, geometry)

@@ -72,13 +72,12 @@ def organ_stage_table(taxonomy: Taxonomy, annotated: Iterable[int]) -> np.ndarra
     return candidate_table(organs, [o for o in organs.names[1:] if o in names])
 
 
-def lesion_stage_table(taxonomy: Taxonomy, annotated: Iterable[int]) -> np.ndarray:
-    """The organ + lesion stage's candidate table of a fused case: every organ is known (annotated or
-    pseudo-labeled), a lesion only where the case annotated it, so an organ voxel of an organ-only source may still
-    be that organ's lesion (docs/architecture.md, candidate sets)."""
-    names = {taxonomy.names[i] for i in annotated}
-    known = [c.name for c in taxonomy.classes if not c.parents or c.name in names]
-    return candidate_table(taxonomy, known)
+def lesion_stage_classes(taxonomy: Taxonomy, annotated: Iterable[int]) -> list[str]:
+    """The classes a fused case annotates in the organ + lesion stage: every organ (annotated or pseudo-labeled), a
+    lesion only where the case annotated it, so that an organ voxel of an organ-only source may still be that
+    organ's lesion (its candidate set, docs/architecture.md)."""
+    names = {taxonomy.names[int(i)] for i in annotated}
+    return [c.name for c in taxonomy.classes if not c.parents or c.name in names]
 
 
 def annotated_lesions(taxonomy: Taxonomy, annotated: Iterable[int]) -> list[int]:

@@ -4,7 +4,7 @@ annotation class by class, and each result is written as a cache-format case wit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from unimos.data.io import write_nifti
-from unimos.data.labels import foreground_box
+from unimos.data.labels import candidate_table, foreground_box
 from unimos.data.plan_spec import ModelPlan, Plan
+from unimos.data.taxonomy import Taxonomy
 from unimos.data.volume import Volume
 from unimos.errors import UnimosError
 from unimos.inference.cascade import check_cascade_pair
@@ -22,6 +23,7 @@ from unimos.inference.model import load_model
 from unimos.inference.postprocess import largest_component_per_class
 from unimos.inference.sliding import predict_probabilities
 from unimos.preprocess.cache import CachedCase, write_cached_case
+from unimos.preprocess.plan import plan_taxonomy
 from unimos.utils.atomic import write_json_atomic
 from unimos.utils.runtime import Runtime
 
@@ -118,14 +120,18 @@ def _provenance_counts(fused: np.ndarray, origin: np.ndarray, names: list[str]) 
     return counts
 
 
-def write_pseudo_case(case: CachedCase, fused: np.ndarray, folder: Path, provenance: dict[str, Any]) -> CachedCase:
-    """A new cache-format case (kind "pseudo"): the original image, the fused label as a full label (identity
-    candidate table, region everywhere). The original case is only read, never written."""
+def write_pseudo_case(case: CachedCase, fused: np.ndarray, folder: Path, provenance: dict[str, Any],
+                      taxonomy: Taxonomy | None = None, known: Sequence[str] | None = None) -> CachedCase:
+    """A new cache-format case (kind "pseudo"): the original image, the fused label, region everywhere, annotating
+    the classes `known` (None: all of them, a full label; with `taxonomy`). The original case is only read."""
     num_classes = len(case.candidate_table)
+    if known is None or taxonomy is None:
+        annotated, table = list(range(1, num_classes)), np.eye(num_classes, dtype=bool)
+    else:
+        annotated, table = sorted(taxonomy.index(n) for n in known), candidate_table(taxonomy, known)
     meta = {k: v for k, v in case.meta.items() if k != "input_signature"}
-    meta.update({"kind": "pseudo", "has_label": True, "annotated_classes": list(range(1, num_classes)),
-                 "candidate_table": np.eye(num_classes, dtype=int).tolist(), "annotated_slices": None,
-                 "pseudo": provenance})
+    meta.update({"kind": "pseudo", "has_label": True, "annotated_classes": annotated,
+                 "candidate_table": table.astype(int).tolist(), "annotated_slices": None, "pseudo": provenance})
     arrays = {"label": np.ascontiguousarray(fused, dtype=np.uint8), "region": np.ones(fused.shape, dtype=bool)}
     return write_cached_case(folder, meta, arrays, image_from=case.folder)
 
@@ -195,15 +201,21 @@ def coarse_region(coarse: Any, image: np.ndarray, spacing_mm: Sequence[float], m
 
 def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: Plan, round_dir: Path,
                        round_index: int, options: dict[str, Any], runtime: Runtime | None = None,
-                       overlap: float = 0.5) -> list[tuple[PseudoRecord, CachedCase | None]]:
+                       overlap: float = 0.5, project_index: Sequence[int] | None = None,
+                       known_of: Callable[[CachedCase], list[str]] | None = None,
+                       ) -> list[tuple[PseudoRecord, CachedCase | None]]:
     """Predict, clean, fuse and write every case; returns (record, pseudo case or None when dropped) per case.
 
     `runtime`: the device and network arithmetic of the teacher (the pipeline's, resolved once; None: the CPU in
-    float32)."""
+    float32). A teacher of other classes than `plan`'s (the progressive pipeline's organ stage) gives
+    `project_index` (teacher class k -> plan class index; the other classes get probability 0), and `known_of(case)`
+    the classes each pseudo-labeled case counts as annotated (None: all of them, a complete label)."""
     runtime = runtime or Runtime(torch.device("cpu"), None)
     model = load_model(checkpoint, device=runtime.device)
     dtype = runtime.precision
-    names = model.class_names
+    taxonomy = plan_taxonomy(plan)
+    names = taxonomy.names
+    to_project = np.arange(len(names)) if project_index is None else np.asarray(project_index, dtype=np.intp)
     patch = model.meta.get("patch_size", plan.patch_size)
     coarse = None
     if options.get("coarse"):
@@ -219,11 +231,11 @@ def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: Plan
         image = torch.from_numpy(np.ascontiguousarray(array[inside]))[None].to(model.device)
         probabilities = np.zeros((len(names), *array.shape[1:]), dtype=np.float32)
         probabilities[0] = 1.0  # outside the cascade's box: background, as `predict --coarse`
-        probabilities[inside] = predict_probabilities(model.network, image, patch, overlap,
-                                                      precision=dtype)[0].float().cpu().numpy()
+        probabilities[(to_project, *inside[1:])] = predict_probabilities(
+            model.network, image, patch, overlap, precision=dtype)[0].float().cpu().numpy()
         pseudo = probabilities.argmax(axis=0).astype(np.uint8)
         if options["largest_component"]:
-            pseudo = largest_component_per_class(pseudo)
+            pseudo = largest_component_per_class(pseudo, taxonomy)
         label = case.label() if case.meta["has_label"] else None
         fused, origin = fuse_labels(pseudo, probabilities, None if label is None else np.asarray(label),
                                     None if label is None else np.asarray(case.region()), case.candidate_table)
@@ -248,7 +260,8 @@ def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: Plan
         if kept:
             provenance = {k: getattr(record, k) for k in ("round", "teacher_checkpoint", "original_folder",
                                                           "original_kind", "mean_confidence")}
-            pseudo_case = write_pseudo_case(case, fused, folder, provenance)
+            pseudo_case = write_pseudo_case(case, fused, folder, provenance, taxonomy,
+                                            None if known_of is None else known_of(case))
         out.append((record, pseudo_case))
     write_json_atomic(round_dir / "pseudo_labels" / "summary.json",
                       {"round": round_index, "teacher_checkpoint": str(checkpoint),

@@ -1,6 +1,14 @@
 """Strategies: how one training step computes its loss (supervised, semi-supervised methods)."""
 
-from unimos.strategies import cps, guided_cps, mean_teacher, self_training, supervised, unimatch  # noqa: F401  (registers)
+from unimos.strategies import (  # noqa: F401  (registers)
+    cps,
+    guided_cps,
+    mean_teacher,
+    progressive,
+    self_training,
+    supervised,
+    unimatch,
+)
 from unimos.strategies.base import STRATEGIES, StepOutput, Strategy
 
 __all__ = ["STRATEGIES", "StepOutput", "Strategy"]

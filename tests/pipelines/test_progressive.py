@@ -1,0 +1,97 @@
+"""The progressive organ -> lesion pipeline (paper 004) on a tiny collection: its stages, their taxonomies, the
+lesions read as organs in stage 1, the abandoned lesion-source case, and fused labels that keep every known label."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import tiny_case, tiny_training_plan, write_manifest
+from unimos.data.manifest import load_manifest
+from unimos.errors import UnimosError
+from unimos.networks.checkpoint import read_checkpoint_meta
+from unimos.pipelines.progressive import run_progressive
+from unimos.preprocess.cache import CachedCase, open_cache, preprocess_manifest
+from unimos.training.config import TrainConfig
+
+LIVER = (slice(4, 12), slice(4, 12), slice(2, 8))
+TUMOUR = (slice(6, 9), slice(6, 9), slice(4, 6))
+SPLEEN = (slice(14, 20), slice(4, 10), slice(2, 8))
+
+
+def _tiny_lesion_collection(root):
+    """Project [liver, spleen, liver_tumor]: a full source (tumour inside the liver), a LiTS-like source (liver +
+    tumour; its second case has no tumour), a liver-only source (organs only) and an unlabeled case."""
+    def case(name, labels, seed):
+        img, lab = tiny_case(root, name, labels=labels, seed=seed)
+        return {"id": name, "image": str(img.relative_to(root)), "label": str(lab.relative_to(root))}
+
+    full = [case(f"full_{i}", {1: LIVER, 2: SPLEEN, 3: TUMOUR}, i) for i in range(2)]
+    lits = [case("lits_0", {1: LIVER, 2: TUMOUR}, 10), case("lits_empty", {1: LIVER}, 11)]
+    organs = [case("organs_0", {1: LIVER}, 20)]
+    img, _ = tiny_case(root, "unl_0", seed=30)
+    return write_manifest(root, {
+        "project": {"name": "lesions", "classes": ["liver", "spleen", "liver_tumor"]},
+        "sources": [
+            {"name": "full", "modality": "CT", "kind": "full", "labels": {1: "liver", 2: "spleen", 3: "liver_tumor"},
+             "cases": full},
+            {"name": "lits_like", "modality": "CT", "labels": {1: "liver", 2: "tumor"}, "cases": lits},
+            {"name": "liver_only", "modality": "CT", "labels": {1: "liver"}, "cases": organs},
+            {"name": "unlabeled", "modality": "CT", "kind": "unlabeled",
+             "cases": [{"id": "unl_0", "image": str(img.relative_to(root))}]}]})
+
+
+@pytest.fixture
+def lesion_cache(tmp_path):
+    manifest = load_manifest(_tiny_lesion_collection(tmp_path))
+    plan = tiny_training_plan(manifest)
+    preprocess_manifest(manifest, plan, tmp_path / "cache", workers=1)
+    return {c.case_id: c for c in open_cache(tmp_path / "cache", plan)}, plan
+
+
+def test_stages_taxonomies_lesions_as_organs_and_fused_labels(lesion_cache, tmp_path):
+    by_id, plan = lesion_cache
+    config = TrainConfig(strategy="progressive", iterations=3, checkpoint_every=0, device="cpu", seed=1,
+                         threads=1, augment=False)
+    steps = []
+    result = run_progressive(list(by_id.values()), plan, config, tmp_path / "run",
+                             progress=lambda done, total, loss: steps.append((done, total)))
+    run = tmp_path / "run"
+    assert steps[-1] == (6, 6)
+
+    # stage 1: no lesion class, and the full cases' tumour voxels are liver (organ-stage index 1)
+    assert [c["name"] for c in read_checkpoint_meta(run / "stage_1" / "checkpoint_final")["classes"]] == \
+        ["liver", "spleen"]
+    stage1 = CachedCase(run / "stage_1" / "organ_cache" / "full_0",
+                        json.loads((run / "stage_1" / "organ_cache" / "full_0" / "meta.json").read_text()))
+    original = np.asarray(by_id["full_0"].label())
+    assert (np.asarray(stage1.label())[original == 3] == 1).all() and (original == 3).any()
+    assert np.array_equal(np.asarray(stage1.label())[original != 3], original[original != 3])
+
+    # stage 2: the project's classes; the LiTS-like case without a tumour is abandoned
+    assert [c["name"] for c in read_checkpoint_meta(result.checkpoint)["classes"]] == \
+        ["liver", "spleen", "liver_tumor"]
+    record = json.loads((run / "progressive.json").read_text())
+    assert [s["stage"] for s in record["stages"]] == [1, 2]
+    second = record["stages"][1]
+    assert second["abandoned_without_lesion"] == ["lits_empty"] and "lits_empty" not in second["cases"]
+    assert sorted(second["pseudo_labeled"]) == ["lits_0", "organs_0", "unl_0"]
+
+    # fused labels never override a known label: the LiTS-like case keeps its liver and its tumour voxel for voxel
+    for case_id in ("lits_0", "organs_0"):
+        fused = np.load(run / "stage_2" / "pseudo_cache" / case_id / "label.npy")
+        original, table = np.asarray(by_id[case_id].label()), by_id[case_id].candidate_table
+        known = table.sum(axis=1)[original] == 1
+        assert np.array_equal(fused[known], original[known])
+    lits = np.asarray(by_id["lits_0"].label())
+    assert (np.load(run / "stage_2" / "pseudo_cache" / "lits_0" / "label.npy")[lits == 3] == 3).all()
+    # the liver-only case: its liver voxels may still be its tumour in stage 2, its spleen comes from stage 1
+    organs_meta = json.loads((run / "stage_2" / "pseudo_cache" / "organs_0" / "meta.json").read_text())
+    assert organs_meta["candidate_table"][1] == [0, 1, 0, 1]
+    assert organs_meta["candidate_table"][2] == [0, 0, 1, 0]
+
+
+def test_a_project_without_lesion_classes_is_refused(tiny_cache, tmp_path):
+    cases, plan = tiny_cache
+    with pytest.raises(UnimosError, match="no lesion class"):
+        run_progressive(cases, plan, TrainConfig(strategy="progressive", iterations=1), tmp_path / "run")
