@@ -184,7 +184,9 @@ def predict_command(
     out: Annotated[Path, PathOption(help="Folder for <case>.nii.gz label maps.")] = Path("unimos_predictions"),
     overlap: Annotated[float, typer.Option(min=0.0, max=0.95, help="Sliding-window overlap.")] = 0.5,
     mirror: Annotated[bool, typer.Option("--mirror", help="Mirror test-time augmentation (2^3 passes).")] = False,
-    largest_component: Annotated[bool, typer.Option(help="Keep each organ's largest component.")] = True,
+    largest_component: Annotated[bool, typer.Option(help=(
+        "Keep each organ's largest component (lesions keep all of theirs; a removed piece takes the class "
+        "around it)."))] = True,
     modality: Annotated[Optional[str], typer.Option(help="CT or MR, when the model knows several.")] = None,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip cases whose output exists.")] = False,
     output_format: Annotated[str, typer.Option(

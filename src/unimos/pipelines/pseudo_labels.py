@@ -4,6 +4,7 @@ annotation class by class, and each result is written as a cache-format case wit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from unimos.data.io import write_nifti
 from unimos.data.labels import candidate_table, foreground_box
@@ -176,11 +178,6 @@ def coarse_region(coarse: Any, image: np.ndarray, spacing_mm: Sequence[float], m
     """Paper 001 (2.2-2.3): the organ box the coarse model finds in `image` (C, *S; the run's normalised cache image on
     a grid of `spacing_mm`), grown by `margin_mm` on that grid (as `predict --coarse`), as a voxel box of `image`;
     None when it finds nothing."""
-    import math
-
-    from scipy import ndimage
-
-
     coarse_spacing = [float(s) for s in coarse.plan.target_spacing_mm]
     zoom = [f / c for f, c in zip(spacing_mm, coarse_spacing)]
     # grid_mode: voxel edges (not centres) line up, so that the zoom is exactly the spacing ratio `scale_box` assumes
