@@ -12,6 +12,7 @@ from unimos.errors import UnimosError
 from unimos.networks.checkpoint import read_checkpoint_meta
 from unimos.pipelines.progressive import run_progressive
 from unimos.preprocess.cache import CachedCase, open_cache, preprocess_manifest
+from unimos.report.training_logs import train_run_logs
 from unimos.training.config import TrainConfig
 
 LIVER = (slice(4, 12), slice(4, 12), slice(2, 8))
@@ -89,6 +90,8 @@ def test_stages_taxonomies_lesions_as_organs_and_fused_labels(lesion_cache, tmp_
     organs_meta = json.loads((run / "stage_2" / "pseudo_cache" / "organs_0" / "meta.json").read_text())
     assert organs_meta["candidate_table"][1] == [0, 1, 0, 1]
     assert organs_meta["candidate_table"][2] == [0, 0, 1, 0]
+    # the run report finds both stages' training curves
+    assert [log.label for log in train_run_logs(run)] == ["run stage 1", "run stage 2"]
 
 
 def test_a_project_without_lesion_classes_is_refused(tiny_cache, tmp_path):

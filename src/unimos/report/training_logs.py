@@ -13,7 +13,7 @@ from typing import Any
 LOG_FILE = "log.csv"
 
 
-_ROUND = re.compile(r"^round_(\d+)$")
+_ROUND = re.compile(r"^(?:round|stage)_(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class TrainingLog:
 
 
 def round_folders(folder: Path) -> list[tuple[int, Path]]:
-    """The self-training rounds below a run folder (round_<k>/), in order."""
+    """The trainings below a multi-round run folder, in order: self-training rounds (round_<k>/) or progressive
+    stages (stage_<k>/)."""
     return sorted((int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _ROUND.match(p.name)))
 
 
@@ -71,10 +72,11 @@ def train_run_logs(root: Path) -> tuple[TrainingLog, ...]:
 
 
 def _run_logs(label: str, folder: Path) -> list[TrainingLog]:
-    """The log.csv of one training run folder, or of each of its self-training rounds (round_<k>/log.csv)."""
+    """The log.csv of one training run folder, or of each of its rounds or stages (round_<k>/, stage_<k>/)."""
     if (folder / LOG_FILE).is_file():
         return [_read_log(label, folder / LOG_FILE)]
-    return [_read_log(f"{label} round {k}", p / LOG_FILE) for k, p in round_folders(folder) if (p / LOG_FILE).is_file()]
+    return [_read_log(f"{label} {p.name.replace('_', ' ')}", p / LOG_FILE) for _k, p in round_folders(folder)
+            if (p / LOG_FILE).is_file()]
 
 
 def _read_log(label: str, path: Path) -> TrainingLog:
