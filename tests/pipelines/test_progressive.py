@@ -12,6 +12,7 @@ from unimos.errors import UnimosError
 from unimos.networks.checkpoint import read_checkpoint_meta
 from unimos.pipelines.progressive import run_progressive
 from unimos.preprocess.cache import CachedCase, open_cache, preprocess_manifest
+from unimos.report.html import write_report
 from unimos.report.training_logs import train_run_logs
 from unimos.training.config import TrainConfig
 
@@ -92,6 +93,8 @@ def test_stages_taxonomies_lesions_as_organs_and_fused_labels(lesion_cache, tmp_
     assert organs_meta["candidate_table"][2] == [0, 0, 1, 0]
     # the run report finds both stages' training curves
     assert [log.label for log in train_run_logs(run)] == ["run stage 1", "run stage 2"]
+    page = write_report(run, tmp_path / "report").read_text()
+    assert "Stages (progressive.json)" in page and "left out (lesion source without a lesion): lits_empty" in page
 
 
 def test_a_project_without_lesion_classes_is_refused(tiny_cache, tmp_path):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +101,10 @@ def run_progressive(cases: Sequence[CachedCase], plan: Plan, config: TrainConfig
         raise UnimosError("--strategy progressive", "runs on one process only for now",
                           "run it without torchrun")
     begun = time.perf_counter()
-    stage_config = replace(config, strategy="supervised", strategy_options={})
     first_plan = organ_plan(plan, taxonomy)
     stage_dir = run_dir / "stage_1"
     first_cases = [organ_case(c, taxonomy, stage_dir / "organ_cache" / c.case_id) for c in cases]
-    first = _stage(1, [c for c in first_cases if c.meta["has_label"]], first_plan, stage_config, stage_dir, (),
+    first = _stage(1, [c for c in first_cases if c.meta["has_label"]], first_plan, config, stage_dir, (),
                    resume, progress, runtime)
 
     targets = {c.case_id for c in first_cases if needs_pseudo_label(c, True)}
@@ -121,7 +120,7 @@ def run_progressive(cases: Sequence[CachedCase], plan: Plan, config: TrainConfig
         known_of=lambda case: lesion_stage_classes(taxonomy, case.meta.get("annotated_classes", [])))
     fused = {record.case_id: case for record, case in pseudo if case is not None}
     second_cases = [fused.get(c.case_id, c) for c in kept]
-    second = _stage(2, second_cases, plan, stage_config, second_dir, validation_cases, resume, progress, runtime)
+    second = _stage(2, second_cases, plan, config, second_dir, validation_cases, resume, progress, runtime)
 
     stages = [{"stage": 1, "name": "organs (lesions read as their organ)", "classes": first_plan.to_json()["classes"],
                "run_dir": str(first.run_dir), "checkpoint": str(first.checkpoint),

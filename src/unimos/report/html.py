@@ -20,6 +20,7 @@ Sections, each made from what the folder holds (a section that cannot be made sa
 from __future__ import annotations
 
 import datetime
+import json
 import math
 from html import escape
 from pathlib import Path
@@ -89,7 +90,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, *, mani
     check_report_folder(out)
     figures = out / FIGURE_FOLDER
     if run.train is not None:
-        sections = [("run", "Run", _run_section(run.train))]
+        sections = [("run", "Run", _run_section(run.train) + _stages_section(run.root))]
         if run.manifest is not None:
             sections.append(("data", "Data", data_section(run, figures)))
         sections.append(("training", "Training", _training_section(run, figures)))
@@ -214,6 +215,28 @@ def _run_section(train: TrainRun) -> str:
         parts.append(note(f"{escape(str(train.folder / 'plan.json'))} is missing or cannot be read as a plan: the "
                            "spacing and patch are unknown."))
     return "\n".join(parts)
+
+
+def _stages_section(root: Path) -> str:
+    """The stages of a progressive run (RUN/progressive.json): each stage's classes and cases, which cases its
+    organ pseudo-labels completed and which lesion-source cases it left out; empty for other runs."""
+    path = root / "progressive.json"
+    try:
+        stages = json.loads(path.read_text(encoding="utf-8"))["stages"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    rows = []
+    for stage in stages:
+        classes = ", ".join(str(c.get("name", "?")) for c in stage.get("classes", []) if isinstance(c, dict))
+        done = [f"{len(stage.get('cases', []))} cases; classes: {classes}"]
+        if "pseudo_labeled" in stage:
+            done.append(f"organs completed by stage 1's pseudo-labels: {', '.join(stage['pseudo_labeled']) or 'none'}"
+                        f" (provenance: {stage.get('pseudo_labels', '?')})")
+        if "abandoned_without_lesion" in stage:
+            done.append(f"left out (lesion source without a lesion): "
+                        f"{', '.join(stage['abandoned_without_lesion']) or 'none'}")
+        rows.append((f"stage {stage.get('stage', '?')}: {stage.get('name', '?')}", "; ".join(done)))
+    return "\n<h3>Stages (progressive.json)</h3>\n" + key_table("run-stages", rows)
 
 
 def _plan_rows(plan: Plan) -> list[tuple[str, str]]:
