@@ -11,19 +11,24 @@ import yaml
 from scipy import ndimage
 
 from unimos.errors import OutputError
-from unimos.phantoms import CLASSES, collection, make_demo_data
+from unimos.phantoms import ALL_CLASSES, CLASSES, LESIONS, collection, make_demo_data
+from unimos.phantoms.anatomy import LESION_ORGANS
 from unimos.utils.atomic import is_partial
 
 EXPECTED = {  # name: (modality, kind)
-    "ct_full": ("CT", "full"),
-    "ct_abdomen_a": ("CT", "partial"),
-    "ct_abdomen_b": ("CT", "partial"),
+    "lits_like": ("CT", "partial"),
+    "kits_like": ("CT", "partial"),
+    "msd_pancreas_like": ("CT", "partial"),
+    "msd_spleen_like": ("CT", "partial"),
+    "vessels_like": ("CT", "partial"),
+    "btcv_like": ("CT", "partial"),
+    "chaos_like_mr": ("MR", "partial"),
     "ct_sparse": ("CT", "sparse"),
-    "mr_partial": ("MR", "partial"),
     "ct_unlabeled": ("CT", "unlabeled"),
     "ct_test": ("CT", "full"),
 }
-COMPLETE = {i + 1: name for i, name in enumerate(CLASSES)}
+COMPLETE = {i + 1: name for i, name in enumerate(ALL_CLASSES)}
+ORGANS = {i + 1: name for i, name in enumerate(CLASSES)}
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +78,8 @@ def test_same_seed_is_identical_and_other_seed_differs(demo_dir: Path, tmp_path:
 
     make_demo_data(tmp_path / "other", seed=1, quick=True)
     other = _arrays(tmp_path / "other")
-    for name in ("images/ct_full_000_0000.nii.gz", "labels_complete/ct_full_000.nii.gz",
-                 "labels/ct_abdomen_a_000.nii.gz"):
+    for name in ("images/btcv_like_000_0000.nii.gz", "labels_complete/btcv_like_000.nii.gz",
+                 "labels/lits_like_000.nii.gz"):
         a, b = first[name], other[name]
         assert a.shape != b.shape or not np.array_equal(a, b), name
 
@@ -104,21 +109,30 @@ def test_every_file_exists_and_loads(demo_dir: Path, manifest: dict) -> None:
     assert len(list((demo_dir / "labels_complete").glob("*.nii.gz"))) == n_cases
 
 
-def test_manifest_lists_the_sources(manifest: dict) -> None:
-    assert manifest["project"]["classes"] == list(CLASSES)
+def test_manifest_lists_the_sources_shaped_like_the_public_datasets(manifest: dict) -> None:
+    assert manifest["project"]["classes"] == list(ALL_CLASSES)
     assert {s["name"]: (s["modality"], s["kind"]) for s in manifest["sources"]} == EXPECTED
     by_name = {s["name"]: s for s in manifest["sources"]}
     for name, source in by_name.items():
-        assert len(source["cases"]) >= 2, name
+        assert len(source["cases"]) >= 1, name
         expected_split = "test" if name == "ct_test" else "train"
         assert all(c.get("split", "train") == expected_split for c in source["cases"]), name
     assert "labels" not in by_name["ct_unlabeled"]
-    assert by_name["ct_full"]["labels"] == COMPLETE
-    assert by_name["ct_abdomen_a"]["labels"] == {1: "liver", 2: "spleen", 3: "stomach", 4: "gallbladder"}
-    assert by_name["ct_abdomen_b"]["labels"] == {1: ["kidney_right", "kidney_left"], 2: "pancreas", 3: "aorta",
-                                                 4: "inferior_vena_cava"}
-    assert set(by_name["mr_partial"]["labels"].values()) == {"liver", "spleen", "kidney_right", "kidney_left"}
+    assert by_name["lits_like"]["labels"] == {1: "liver", 2: "liver_tumor"}
+    assert by_name["kits_like"]["labels"] == {1: ["kidney_right", "kidney_left"], 2: "kidney_tumor"}
+    assert by_name["msd_pancreas_like"]["labels"] == {1: "pancreas", 2: "pancreas_tumor"}
+    assert by_name["msd_spleen_like"]["labels"] == {1: "spleen"}
+    assert by_name["vessels_like"]["labels"] == {1: "aorta", 2: "inferior_vena_cava"}
+    assert by_name["btcv_like"]["labels"] == ORGANS
+    assert by_name["chaos_like_mr"]["labels"] == {63: "liver", 126: "kidney_right", 189: "kidney_left",
+                                                  252: "spleen"}
+    assert by_name["ct_test"]["labels"] == COMPLETE
     assert all(list(c["annotated_slices"]) == [2] for c in by_name["ct_sparse"]["cases"])
+
+
+def test_default_collection_has_the_issue_counts() -> None:
+    counts = {s.name: s.count for s in collection.SOURCES}
+    assert counts["btcv_like"] == 2 and counts["ct_unlabeled"] >= 12 and counts["ct_test"] >= 3
 
 
 def test_complete_manifest_is_fully_labeled(demo_dir: Path, manifest: dict) -> None:
@@ -134,23 +148,64 @@ def test_complete_manifest_is_fully_labeled(demo_dir: Path, manifest: dict) -> N
             assert "annotated_slices" not in case
 
 
-def test_label_files_hold_only_their_sources_values(demo_dir: Path, manifest: dict) -> None:
+def test_label_files_hold_their_sources_values_and_unnamed_lesions_as_their_organ(demo_dir: Path,
+                                                                                    manifest: dict) -> None:
     for source, case in _cases(manifest):
         if source["kind"] == "unlabeled":
             continue
         label, _ = _load(demo_dir / case["label"])
         complete, _ = _load(demo_dir / "labels_complete" / f"{case['id']}.nii.gz")
-        declared = set(source["labels"])
-        assert set(np.unique(label).tolist()) == declared | {0}, case["id"]
-        # Each declared value marks exactly the voxels of its class(es) in the complete label.
+        if source["kind"] == "sparse":
+            rows = case["annotated_slices"][2]
+            label, complete = label[:, :, rows], complete[:, :, rows]
+        named = {n for m in source["labels"].values() for n in (m if isinstance(m, list) else [m])}
+        assert set(np.unique(label).tolist()) <= set(source["labels"]) | {0}, case["id"]
         for value, meaning in source["labels"].items():
             names = meaning if isinstance(meaning, list) else [meaning]
-            truth = np.isin(complete, [CLASSES.index(n) + 1 for n in names])
-            if source["kind"] == "sparse":
-                rows = case["annotated_slices"][2]
-                assert np.array_equal(label[:, :, rows] == value, truth[:, :, rows]), (case["id"], value)
-            else:
+            truth = np.isin(complete, [ALL_CLASSES.index(n) + 1 for n in names])
+            if meaning in LESIONS:  # a named lesion: exactly its voxels
                 assert np.array_equal(label == value, truth), (case["id"], value)
+                continue
+            # an organ: its voxels, and those of its lesions where the source does not name them
+            unnamed = [ALL_CLASSES.index(lesion) + 1 for lesion, organs in LESION_ORGANS.items()
+                       if lesion not in named and set(names) & set(organs)]
+            assert not (truth & (label != value)).any(), (case["id"], value)
+            assert not ((label == value) & ~truth & ~np.isin(complete, unnamed)).any(), (case["id"], value)
+        for lesion, organs in LESION_ORGANS.items():  # an unnamed lesion of a named organ is never background
+            if lesion not in named and set(organs) <= named:
+                assert not (label[complete == ALL_CLASSES.index(lesion) + 1] == 0).any(), (case["id"], lesion)
+
+
+def test_lesions_grow_inside_their_organs_with_the_drawn_sizes_and_stand_out_in_ct(demo_dir: Path,
+                                                                                   manifest: dict) -> None:
+    """Every test CT has every lesion class; each lesion touches its organ, is at most 30 mm across and its core
+    differs from the organ around it by > 15 HU (a hypodense pancreas lesion is subtle: 35 HU nominal). That it
+    grew inside the organ: tests/phantoms/test_lesions.py."""
+    seen: dict[str, int] = dict.fromkeys(LESIONS, 0)
+    for source, case in _cases(manifest):
+        complete, affine = _load(demo_dir / "labels_complete" / f"{case['id']}.nii.gz")
+        image, _ = _load(demo_dir / case["image"])
+        spacing = np.abs(np.diag(affine[:3, :3]))
+        if source["name"] == "ct_test":
+            assert {ALL_CLASSES.index(n) + 1 for n in LESIONS} <= set(np.unique(complete).tolist()), case["id"]
+        for lesion, organs in LESION_ORGANS.items():
+            value = ALL_CLASSES.index(lesion) + 1
+            components, n = ndimage.label(complete == value)
+            seen[lesion] += n
+            organ_values = [ALL_CLASSES.index(o) + 1 for o in organs]
+            for k in range(1, n + 1):
+                blob = components == k
+                shell = ndimage.binary_dilation(blob) & ~blob
+                around = complete[shell]
+                assert np.isin(around, organ_values).any(), (case["id"], lesion, k)
+                extent = (np.ptp(np.argwhere(blob), axis=0) + 1) * spacing
+                assert extent.max() <= 30.0 + 2 * spacing.max(), (case["id"], lesion, extent)
+                core = ndimage.binary_erosion(blob)
+                if source["modality"] == "CT" and core.sum() >= 10:  # away from partial volume
+                    organ = ndimage.binary_erosion(np.isin(complete, organ_values)) & ndimage.binary_dilation(
+                        blob, iterations=4)
+                    assert abs(float(np.median(image[core])) - float(np.median(image[organ]))) > 15, case["id"]
+    assert all(seen.values()), seen
 
 
 def test_sparse_labels_only_on_listed_slices(demo_dir: Path, manifest: dict) -> None:
@@ -170,9 +225,9 @@ def test_every_organ_is_in_every_image(demo_dir: Path, manifest: dict) -> None:
     for source, case in _cases(manifest):
         complete, affine = _load(demo_dir / "labels_complete" / f"{case['id']}.nii.gz")
         voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
-        volumes = np.bincount(complete.ravel(), minlength=10)[1:] * voxel_ml
+        volumes = np.bincount(complete.ravel(), minlength=13)[1:10] * voxel_ml
         assert (volumes > 3.0).all(), (case["id"], dict(zip(CLASSES, volumes.round(1))))
-        assert complete.max() == 9
+        assert complete.max() <= 12
 
 
 def test_organs_are_visible_in_ct(demo_dir: Path, manifest: dict) -> None:
@@ -180,13 +235,13 @@ def test_organs_are_visible_in_ct(demo_dir: Path, manifest: dict) -> None:
     expected = {"liver": (40, 80), "spleen": (30, 70), "kidney_right": (90, 190), "kidney_left": (90, 190),
                 "pancreas": (15, 65), "aorta": (150, 270), "inferior_vena_cava": (90, 170),
                 "stomach": (-20, 60), "gallbladder": (-15, 35)}
-    (ct_a,) = [s for s in manifest["sources"] if s["name"] == "ct_abdomen_a"]
-    for case in ct_a["cases"]:
+    (btcv,) = [s for s in manifest["sources"] if s["name"] == "btcv_like"]
+    for case in btcv["cases"]:
         image, _ = _load(demo_dir / case["image"])
         complete, _ = _load(demo_dir / "labels_complete" / f"{case['id']}.nii.gz")
         fat = float(np.median(image[(complete == 0) & (image > -200) & (image < -20)]))
         assert -130 < fat < -60, (case["id"], fat)
-        for value, name in COMPLETE.items():
+        for value, name in ORGANS.items():
             interior = ndimage.binary_erosion(complete == value, structure=np.ones((3, 3, 1), dtype=bool))
             typical = float(np.median(image[interior]))
             lo, hi = expected[name]
@@ -202,7 +257,7 @@ def test_geometry_patient_right_is_world_plus_x(demo_dir: Path, manifest: dict) 
         codes = "".join(nib.aff2axcodes(affine))
         assert codes in ("RAS", "LPS"), case["id"]
         seen.add(codes)
-        c = {name: _world_centroid(complete, affine, value) for value, name in COMPLETE.items()}
+        c = {name: _world_centroid(complete, affine, value) for value, name in ORGANS.items()}
         assert c["liver"][0] > 20 > -20 > c["spleen"][0], case["id"]
         assert c["kidney_right"][0] > 10 > -10 > c["kidney_left"][0], case["id"]
         assert c["inferior_vena_cava"][0] > c["aorta"][0], case["id"]

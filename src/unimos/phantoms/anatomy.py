@@ -1,18 +1,29 @@
-"""One synthetic patient: body outline, spine, ribs, lungs, bowel and the nine organs, jittered per patient and
-painted into a tissue-code map and the complete label map on a case's voxel grid (`rasterise`)."""
+"""One synthetic patient: body outline, spine, ribs, lungs, bowel, the nine organs and 0-3 lesions in the liver,
+kidneys and pancreas, jittered per patient and painted into a tissue-code map and the complete label map on a
+case's voxel grid (`rasterise`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from unimos.phantoms.shapes import Ellipsoids, Grid, Sweep, Warp, polyline, random_warp, rotation
 
 CLASSES: tuple[str, ...] = ("liver", "spleen", "kidney_right", "kidney_left", "pancreas", "aorta",
                             "inferior_vena_cava", "stomach", "gallbladder")
-"""The demo taxonomy; label value i+1 in the complete label maps is CLASSES[i]."""
+"""The demo's organs; label value i+1 in the complete label maps is CLASSES[i]."""
+LESIONS: tuple[str, ...] = ("liver_tumor", "kidney_tumor", "pancreas_tumor")
+"""The demo's lesion classes; label value len(CLASSES)+i+1 is LESIONS[i]."""
+ALL_CLASSES: tuple[str, ...] = CLASSES + LESIONS
+LESION_ORGANS: dict[str, tuple[str, ...]] = {
+    "liver_tumor": ("liver",), "kidney_tumor": ("kidney_right", "kidney_left"), "pancreas_tumor": ("pancreas",)}
+"""The organs each lesion class grows in (a kidney tumour in either kidney, as in KiTS)."""
+LESION_DIAMETER_MM: dict[str, tuple[float, float]] = {
+    "liver_tumor": (5.0, 30.0), "kidney_tumor": (5.0, 25.0), "pancreas_tumor": (5.0, 18.0)}
+"""Drawn lesion diameters; narrower in the thinner organs so that a lesion does not fill the organ's width."""
 
 # Tissue codes (what the image is painted from; the label map is painted alongside).
 
@@ -20,7 +31,8 @@ T_AIR, T_FAT, T_MUSCLE, T_CAVITY, T_CORTICAL, T_CANCELLOUS, T_CSF, T_DISC, T_RIB
 T_LUNG, T_BOWEL_WALL, T_BOWEL_CONTENT, T_BOWEL_AIR = range(9, 13)
 T_LIVER, T_HEP_VESSEL, T_SPLEEN, T_KID_CORTEX, T_KID_MEDULLA, T_PANCREAS = range(13, 19)
 T_AORTA, T_IVC, T_STOMACH_WALL, T_STOMACH_CONTENT, T_STOMACH_AIR, T_GALLBLADDER = range(19, 25)
-N_TISSUES = 25
+T_LESION_LOW, T_LESION_HIGH = range(25, 27)  # hypo- and hyper-dense (CT) / -intense (MR) lesions
+N_TISSUES = 27
 
 
 @dataclass
@@ -142,7 +154,8 @@ class Phantom:
     """One drawn patient: what its image is painted from and its complete label, on one grid."""
 
     tissue: np.ndarray  # uint8 tissue codes on the RAS grid
-    label: np.ndarray  # uint8 complete label (1..9 = CLASSES)
+    label: np.ndarray  # uint8 complete label (1..12 = ALL_CLASSES)
+    organ_label: np.ndarray  # uint8 the same with every lesion read as the organ it grows in (1..9 = CLASSES)
 
 
 def _body_layers(grid: Grid, body: _Body) -> np.ndarray:
@@ -190,9 +203,12 @@ def _paint_ribs(grid: Grid, body: _Body, tissue: np.ndarray, rng: np.random.Gene
         tissue[ii[sel][pi], jj[sel][pi], pk] = T_RIB
 
 
-def rasterise(grid: Grid, rng: np.random.Generator) -> Phantom:
+def rasterise(grid: Grid, rng: np.random.Generator, lesion_share: Mapping[str, float] | None = None) -> Phantom:
     """Draw one new patient from `rng` and paint it on `grid`: body layers, discs and ribs, the organs in priority
-    order, hepatic vessels inside the liver, psoas muscles, bowel loops."""
+    order, hepatic vessels inside the liver, lesions, psoas muscles, bowel loops.
+
+    `lesion_share`: for each lesion class, the chance that this patient has 1-3 such lesions (absent: none).
+    """
     body = _sample_body(rng)
     organs = _sample_organs(rng, body)
     vessels = _hepatic_vessels(rng, body)
@@ -237,6 +253,11 @@ def rasterise(grid: Grid, rng: np.random.Generator) -> Phantom:
     liver = class_value["liver"]
     for vessel in vessels:
         paint(vessel, T_HEP_VESSEL, 0, only=lambda sl: label[sl] == liver)
+    organ_label = label.copy()
+    for lesion, share in sorted((lesion_share or {}).items()):
+        if rng.uniform() < share:
+            for _ in range(int(rng.integers(1, 4))):
+                _paint_lesion(grid, rng, tissue, label, lesion)
     for side in (1.0, -1.0):  # psoas muscles, widening downwards
         psoas = _sweep(rng, body, [(24 * side, -30, 20), (30 * side, -28, -40), (36 * side, -24, -110)],
                        [4.0, 11.0, 15.0], 3.0, shift_sd=1.5)
@@ -249,7 +270,34 @@ def rasterise(grid: Grid, rng: np.random.Generator) -> Phantom:
             return np.where(q < 0.55, T_BOWEL_AIR, out) if has_air else out
 
         paint(loop, bowel_tissue, 0)
-    return Phantom(tissue, label)
+    return Phantom(tissue, label, organ_label)
+
+
+def _paint_lesion(grid: Grid, rng: np.random.Generator, tissue: np.ndarray, label: np.ndarray, lesion: str) -> None:
+    """One roughly spherical lesion of a drawn diameter, hypo- or hyper-dense, centred deep enough inside one of its
+    organs (drawn at random) that most of it lies in the organ; voxels outside the organ are not painted."""
+    organ = ALL_CLASSES.index(str(rng.choice(LESION_ORGANS[lesion]))) + 1
+    radius = rng.uniform(*LESION_DIAMETER_MM[lesion]) / 2.0
+    where = np.argwhere(label == organ)
+    if not len(where):
+        return
+    lo, hi = where.min(axis=0), where.max(axis=0) + 1
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    inside = label[box] == organ
+    depth = ndimage.distance_transform_edt(np.pad(inside, 1), sampling=grid.spacing)[1:-1, 1:-1, 1:-1]
+    deep = np.argwhere(depth >= min(0.6 * radius, 0.8 * float(depth.max())))
+    ijk = deep[int(rng.integers(len(deep)))] + lo
+    centre = grid.origin + grid.spacing * ijk
+    semi = radius * rng.uniform(0.85, 1.15, size=3)
+    shape = Ellipsoids([(centre, semi, rotation(rng.uniform(0.0, 180.0, size=3)))], random_warp(rng, (0.3, 1.0),
+                                                                                                  (20.0, 40.0)))
+    sub = grid.box(*shape.bounds())
+    if sub is None:
+        return
+    sl, bx, by, bz = sub
+    hit = (shape.q(bx, by, bz) < 1.0) & (label[sl] == organ)
+    tissue[sl][hit] = T_LESION_LOW if rng.uniform() < 0.7 else T_LESION_HIGH
+    label[sl][hit] = ALL_CLASSES.index(lesion) + 1
 
 
 def _paint_lungs(grid: Grid, body: _Body, tissue: np.ndarray) -> None:

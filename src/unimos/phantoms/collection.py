@@ -11,12 +11,14 @@ import numpy as np
 import yaml
 
 from unimos.errors import OutputError
-from unimos.phantoms.anatomy import CLASSES, rasterise
+from unimos.phantoms.anatomy import ALL_CLASSES, CLASSES, LESIONS, rasterise
 from unimos.phantoms.imaging import ct_image, mr_image
 from unimos.phantoms.shapes import Grid
 from unimos.utils.atomic import atomic_path, write_text_atomic
 
-COMPLETE_LABELS: dict[int, str] = {i + 1: name for i, name in enumerate(CLASSES)}
+ORGAN_LABELS: dict[int, str] = {i + 1: name for i, name in enumerate(CLASSES)}
+COMPLETE_LABELS: dict[int, str] = {i + 1: name for i, name in enumerate(ALL_CLASSES)}
+"""The complete label files' values: the nine organs, then the three lesion classes."""
 
 FOV_LR_MM = 240.0
 FOV_AP_MM = 180.0
@@ -34,7 +36,12 @@ LabelName = str | tuple[str, str]
 
 @dataclass(frozen=True)
 class DemoSource:
-    """One source of the demo collection and how its label files are written."""
+    """One source of the demo collection and how its label files are written.
+
+    `lesion_share`: (lesion class, chance that a patient of this source has 1-3 such lesions); lesion classes not
+    listed are never drawn. A source that does not name a lesion class in `labels` writes its voxels as the organ
+    around it, as organ-only datasets do.
+    """
 
     name: str
     modality: str
@@ -43,30 +50,58 @@ class DemoSource:
     quick_count: int
     labels: dict[int, LabelName] | None
     split: str = "train"
+    lesion_share: tuple[tuple[str, float], ...] = ()
 
 
+LESION_SHARE = 0.3
+"""The chance that a patient of any source has lesions of a given class (its organs not diseased otherwise)."""
+
+
+def _shares(**own: float) -> tuple[tuple[str, float], ...]:
+    """Every lesion class at LESION_SHARE, the ones named in `own` at their own share."""
+    return tuple((lesion, own.get(lesion, LESION_SHARE)) for lesion in LESIONS)
+
+
+# Shaped like the public sets that hospitals and researchers combine: single-organ sets that also label that organ's
+# tumours (LiTS, KiTS with both kidneys in one value, MSD pancreas), an organ-only set (MSD spleen), a vessel set,
+# a few fully labeled multi-organ CTs that label organs only (BTCV), an MR set (CHAOS, with its label values), a
+# sparsely labeled set, many unlabeled scans (FLARE). A tumour source's patients mostly have that tumour (0.8: some
+# have none, as in LiTS, which the progressive pipeline leaves out); every patient of every source may carry lesions
+# that its labels do not name. The held-out test CTs carry every lesion class and label everything.
 SOURCES: tuple[DemoSource, ...] = (
-    DemoSource("ct_full", "CT", "full", 3, 2, dict(COMPLETE_LABELS)),
-    DemoSource("ct_abdomen_a", "CT", "partial", 6, 3,
-               {1: "liver", 2: "spleen", 3: "stomach", 4: "gallbladder"}),
-    DemoSource("ct_abdomen_b", "CT", "partial", 6, 3,
-               {1: ("kidney_right", "kidney_left"), 2: "pancreas", 3: "aorta", 4: "inferior_vena_cava"}),
-    DemoSource("ct_sparse", "CT", "sparse", 4, 2, dict(COMPLETE_LABELS)),
-    DemoSource("mr_partial", "MR", "partial", 4, 2,
-               {1: "liver", 2: "spleen", 3: "kidney_left", 4: "kidney_right"}),
-    DemoSource("ct_unlabeled", "CT", "unlabeled", 6, 3, None),
-    DemoSource("ct_test", "CT", "full", 5, 2, dict(COMPLETE_LABELS), split="test"),
+    DemoSource("lits_like", "CT", "partial", 4, 2, {1: "liver", 2: "liver_tumor"},
+               lesion_share=_shares(liver_tumor=0.8)),
+    DemoSource("kits_like", "CT", "partial", 4, 2, {1: ("kidney_right", "kidney_left"), 2: "kidney_tumor"},
+               lesion_share=_shares(kidney_tumor=0.8)),
+    DemoSource("msd_pancreas_like", "CT", "partial", 4, 2, {1: "pancreas", 2: "pancreas_tumor"},
+               lesion_share=_shares(pancreas_tumor=0.8)),
+    DemoSource("msd_spleen_like", "CT", "partial", 3, 1, {1: "spleen"}, lesion_share=_shares()),
+    DemoSource("vessels_like", "CT", "partial", 3, 1, {1: "aorta", 2: "inferior_vena_cava"},
+               lesion_share=_shares()),
+    DemoSource("btcv_like", "CT", "partial", 2, 1, dict(ORGAN_LABELS), lesion_share=_shares()),
+    DemoSource("chaos_like_mr", "MR", "partial", 4, 2,
+               {63: "liver", 126: "kidney_right", 189: "kidney_left", 252: "spleen"}, lesion_share=_shares()),
+    DemoSource("ct_sparse", "CT", "sparse", 3, 1, dict(ORGAN_LABELS), lesion_share=_shares()),
+    DemoSource("ct_unlabeled", "CT", "unlabeled", 12, 4, None, lesion_share=_shares()),
+    DemoSource("ct_test", "CT", "full", 5, 2, dict(COMPLETE_LABELS), split="test",
+               lesion_share=_shares(liver_tumor=1.0, kidney_tumor=1.0, pancreas_tumor=1.0)),
 )
 
 # The semi-supervised demo (`unimos demo --ssl`): labels scarce, unlabeled scans plenty, so that what the unlabeled
 # scans carry can show (with 3 labeled CTs and 6 unlabeled, their complete labels added only +0.012 mean DSC at
 # 500 iterations: bench/README.md, "Semi-supervised ceiling"). Counts chosen by measuring that ceiling on a
 # development seed (bench/ssl_variants.py).
+# Its phantoms carry no lesions (the collection it was measured on).
 SSL_SOURCES: tuple[DemoSource, ...] = (
-    DemoSource("ct_labeled", "CT", "full", 1, 1, dict(COMPLETE_LABELS)),
+    DemoSource("ct_labeled", "CT", "full", 1, 1, dict(ORGAN_LABELS)),
     DemoSource("ct_unlabeled", "CT", "unlabeled", 12, 4, None),
-    DemoSource("ct_test", "CT", "full", 5, 2, dict(COMPLETE_LABELS), split="test"),
+    DemoSource("ct_test", "CT", "full", 5, 2, dict(ORGAN_LABELS), split="test"),
 )
+
+
+def collection_classes(sources: tuple[DemoSource, ...]) -> tuple[str, ...]:
+    """The project classes of a collection: the organs, and the lesion classes where its phantoms draw lesions."""
+    return ALL_CLASSES if any(share for s in sources for _, share in s.lesion_share) else CLASSES
 
 # ----------------------------------------------------------------------------------------------------------------
 # Cases and files.
@@ -119,13 +154,19 @@ def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
         nib.save(img, tmp)
 
 
-def _value_lut(labels: dict[int, LabelName]) -> np.ndarray:
-    """Complete label value -> this source's label-file value (0 for classes the source does not annotate)."""
+def _source_label(labels: dict[int, LabelName], complete: np.ndarray, organs: np.ndarray) -> np.ndarray:
+    """This source's label file from the complete label and the organ label (lesions read as their organ): its
+    organ values, then its lesion values over those lesions; 0 for the classes it does not annotate."""
     lut = np.zeros(len(CLASSES) + 1, dtype=np.uint8)
     for value, meaning in labels.items():
         for name in (meaning if isinstance(meaning, tuple) else (meaning,)):
-            lut[CLASSES.index(name) + 1] = value
-    return lut
+            if name in CLASSES:
+                lut[CLASSES.index(name) + 1] = value
+    label = lut[organs]
+    for value, meaning in labels.items():
+        if meaning in LESIONS:
+            label[complete == ALL_CLASSES.index(meaning) + 1] = value
+    return label
 
 
 _MIN_ORGAN_MM3 = 300.0
@@ -137,8 +178,8 @@ def _make_case(out: Path, source: DemoSource, index: int, rng: np.random.Generat
     grid = _sample_grid(rng, quick)
     voxel_mm3 = float(np.prod(grid.spacing))
     for _attempt in range(8):
-        phantom = rasterise(grid, rng)
-        counts = np.bincount(phantom.label.ravel(), minlength=len(CLASSES) + 1)
+        phantom = rasterise(grid, rng, dict(source.lesion_share))
+        counts = np.bincount(phantom.organ_label.ravel(), minlength=len(CLASSES) + 1)
         if (counts[1:] * voxel_mm3 >= _MIN_ORGAN_MM3).all():
             break
     else:  # pragma: no cover - the nominal anatomy keeps every organ well inside the field of view
@@ -152,12 +193,13 @@ def _make_case(out: Path, source: DemoSource, index: int, rng: np.random.Generat
     array, affine = _oriented(image, grid, lps)
     _save_nifti(array, affine, out / image_rel)
     complete, _ = _oriented(phantom.label, grid, lps)
+    organs, _ = _oriented(phantom.organ_label, grid, lps)
     _save_nifti(complete, affine, out / complete_rel)
     label_rel = None
     slices = None
     if source.labels is not None:
         label_rel = f"labels/{case_id}.nii.gz"
-        label = _value_lut(source.labels)[complete]
+        label = _source_label(source.labels, complete, organs)
         if source.kind == "sparse":
             offset = int(rng.integers(0, SPARSE_STEP))
             slices = list(range(offset, grid.shape[2], SPARSE_STEP))
@@ -172,12 +214,13 @@ def _labels_yaml(labels: dict[int, LabelName]) -> dict[int, str | list[str]]:
     return {int(v): (list(m) if isinstance(m, tuple) else m) for v, m in labels.items()}
 
 
-def _manifest_doc(records: list[tuple[DemoSource, list[_CaseRecord]]], complete: bool) -> dict:
+def _manifest_doc(records: list[tuple[DemoSource, list[_CaseRecord]]], complete: bool,
+                  classes: tuple[str, ...]) -> dict:
     sources = []
     for source, cases in records:
         kind = "full" if complete else source.kind
         entry: dict = {"name": source.name, "modality": source.modality, "kind": kind}
-        labels = COMPLETE_LABELS if complete else source.labels
+        labels = {i + 1: name for i, name in enumerate(classes)} if complete else source.labels
         if labels is not None:
             entry["labels"] = _labels_yaml(labels)
         rows = []
@@ -192,7 +235,7 @@ def _manifest_doc(records: list[tuple[DemoSource, list[_CaseRecord]]], complete:
             rows.append(row)
         entry["cases"] = rows
         sources.append(entry)
-    return {"project": {"name": "unimos-demo", "classes": list(CLASSES)}, "sources": sources}
+    return {"project": {"name": "unimos-demo", "classes": list(classes)}, "sources": sources}
 
 
 class _ManifestDumper(yaml.SafeDumper):
@@ -214,7 +257,8 @@ def _dump_manifest(doc: dict, header: str) -> str:
     return header + yaml.dump(doc, Dumper=_ManifestDumper, sort_keys=False, default_flow_style=False, width=200)
 
 
-def _readme(seed: int, quick: bool, records: list[tuple[DemoSource, list[_CaseRecord]]]) -> str:
+def _readme(seed: int, quick: bool, records: list[tuple[DemoSource, list[_CaseRecord]]],
+            classes: tuple[str, ...]) -> str:
     lines = [
         "# unimos demo collection (synthetic)",
         "",
@@ -224,24 +268,32 @@ def _readme(seed: int, quick: bool, records: list[tuple[DemoSource, list[_CaseRe
     ]
     for source, cases in records:
         what = "no labels" if source.labels is None else ", ".join(
-            "+".join(m) if isinstance(m, tuple) else m for m in source.labels.values())
+            f"{v}: " + ("+".join(m) if isinstance(m, tuple) else m) for v, m in source.labels.items())
         note = {"sparse": f" (only every {SPARSE_STEP}th axial slice, listed per case; 0 elsewhere)",
-                "partial": " (other organs are 0 in its label files but present in the images)"}.get(source.kind, "")
+                "partial": " (other classes are 0 in its label files but present in the images)"}.get(source.kind, "")
         if source.labels and any(isinstance(m, tuple) for m in source.labels.values()):
             note += "; both kidneys share one label value, split by body side"
+        drawn = [f"{lesion} {share:.0%}" for lesion, share in source.lesion_share if share]
+        if drawn:
+            note += "; patients with lesions: " + ", ".join(drawn)
         lines.append(f"- `{source.name}`: {source.modality}, {source.kind}, {len(cases)} cases, "
-                     f"split {source.split}; annotates: {what}{note}")
+                     f"split {source.split}; annotates {what}{note}")
     lines += [
         "",
         "- `manifest.yaml`: the collection as annotated (train on this).",
-        "- `manifest_complete.yaml`: the same images with complete 9-class labels for every case (a fully",
-        "  labeled upper bound).",
+        f"- `manifest_complete.yaml`: the same images with complete {len(classes)}-class labels for every case (a",
+        "  fully labeled upper bound).",
         "- `images/<case>_0000.nii.gz` (int16; CT in HU), `labels/<case>.nii.gz` (uint8, the source's own label",
-        "  values), `labels_complete/<case>.nii.gz` (uint8, 1..9 = " + ", ".join(CLASSES) + ").",
+        f"  values), `labels_complete/<case>.nii.gz` (uint8, 1..{len(classes)} = " + ", ".join(classes) + ").",
         "- About half the cases are stored RAS, half LPS (same world geometry); spacing varies per case.",
-        "",
     ]
-    return "\n".join(lines)
+    if classes != CLASSES:
+        lines += [
+            "- Lesions (1-3 of 5-30 mm, hypo- or hyper-dense) grow in the liver, kidneys and pancreas of a share of",
+            "  the patients of every source. A source whose labels do not name a lesion class labels those voxels",
+            "  as the organ around it (organ-only datasets do the same).",
+        ]
+    return "\n".join([*lines, ""])
 
 
 def _check_output_folder(out: Path) -> None:
@@ -272,8 +324,10 @@ def make_demo_data(out: Path, seed: int = 0, quick: bool = False,
         records.append((source, cases))
     header = (f"# unimos demo collection (synthetic), written by make_demo_data(seed={seed}, quick={quick}).\n"
               "# Paths are relative to this file's folder.\n")
+    classes = collection_classes(sources)
     write_text_atomic(out / "manifest_complete.yaml", _dump_manifest(
-        _manifest_doc(records, complete=True),
+        _manifest_doc(records, complete=True, classes=classes),
         header + "# Every source as fully labeled (complete labels): an upper bound for comparison.\n"))
-    write_text_atomic(out / "README.md", _readme(seed, quick, records))
-    return write_text_atomic(out / "manifest.yaml", _dump_manifest(_manifest_doc(records, complete=False), header))
+    write_text_atomic(out / "README.md", _readme(seed, quick, records, classes))
+    return write_text_atomic(out / "manifest.yaml", _dump_manifest(
+        _manifest_doc(records, complete=False, classes=classes), header))

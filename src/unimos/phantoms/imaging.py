@@ -24,6 +24,8 @@ from unimos.phantoms.anatomy import (
     T_IVC,
     T_KID_CORTEX,
     T_KID_MEDULLA,
+    T_LESION_HIGH,
+    T_LESION_LOW,
     T_LIVER,
     T_LUNG,
     T_MUSCLE,
@@ -44,6 +46,7 @@ _CT_TABLE: dict[int, tuple[float, float]] = {
     T_HEP_VESSEL: (150, 15), T_SPLEEN: (50, 4), T_KID_CORTEX: (155, 12), T_KID_MEDULLA: (105, 12),
     T_PANCREAS: (40, 4), T_AORTA: (215, 20), T_IVC: (130, 12), T_STOMACH_WALL: (42, 5),
     T_STOMACH_CONTENT: (20, 5), T_STOMACH_AIR: (-800, 30), T_GALLBLADDER: (10, 3),
+    T_LESION_LOW: (5, 5), T_LESION_HIGH: (190, 15),
 }
 _MR_TABLE: dict[int, tuple[float, float]] = {
     T_AIR: (0, 0), T_FAT: (1150, 60), T_MUSCLE: (300, 20), T_CAVITY: (1080, 60), T_CORTICAL: (40, 10),
@@ -52,6 +55,7 @@ _MR_TABLE: dict[int, tuple[float, float]] = {
     T_HEP_VESSEL: (120, 20), T_SPLEEN: (640, 30), T_KID_CORTEX: (580, 30), T_KID_MEDULLA: (430, 30),
     T_PANCREAS: (520, 30), T_AORTA: (70, 15), T_IVC: (110, 20), T_STOMACH_WALL: (390, 25),
     T_STOMACH_CONTENT: (230, 30), T_STOMACH_AIR: (15, 5), T_GALLBLADDER: (170, 25),
+    T_LESION_LOW: (200, 30), T_LESION_HIGH: (880, 50),
 }
 
 
