@@ -54,14 +54,10 @@ def median_step_seconds(run_dir: Path) -> float | None:
 
 
 def cpu_model() -> str:
-    """The CPU's model name as lscpu prints it (from /proc/cpuinfo), or the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    """The CPU's model name as lscpu prints it (unimos.utils.device.cpu_model)."""
+    from unimos.utils.device import cpu_model as model
+
+    return model()
 
 
 def _cores() -> int:

@@ -41,7 +41,7 @@ SPARSE_MM = 15.0
 AXES = {"axial": 2, "sagittal": 0, "coronal": 1}
 ROWS = ("sampler_cmd", "sampler_mdc", "sampler_random", "entropy", "sparse_axial", "sparse_sagittal",
         "sparse_coronal")
-SPARSE_SOURCES = ("ct_full", "ct_sparse", "ct_test")
+SPARSE_SOURCES = ("btcv_like", "ct_sparse", "ct_test")
 
 
 def slice_step(spacing_mm: float, every_mm: float = SPARSE_MM) -> int:
@@ -72,21 +72,22 @@ def sparse_label(complete: Path, axis: int, offset_seed: int, out: Path) -> list
 
 
 def write_sparse_manifests(data: Path, seed: int) -> dict[str, Path]:
-    """One manifest per axis in `data` (the demo folder): ct_full, the re-sliced ct_sparse and ct_test."""
+    """One manifest per axis in `data` (the demo folder): btcv_like and ct_test with their complete labels, ct_sparse
+    re-sliced from its complete label (the sources as manifest_complete.yaml declares them, every class)."""
     import numpy as np
     import yaml
 
-    demo = yaml.safe_load((data / "manifest.yaml").read_text())
     complete = yaml.safe_load((data / "manifest_complete.yaml").read_text())
     complete_label = {c["id"]: c["label"] for s in complete["sources"] for c in s["cases"]}
     rng = np.random.default_rng(seed)
     paths = {}
     for name, axis in AXES.items():
-        doc = copy.deepcopy(demo)
+        doc = copy.deepcopy(complete)
         doc["sources"] = [s for s in doc["sources"] if s["name"] in SPARSE_SOURCES]
         for source in doc["sources"]:
             if source["name"] != "ct_sparse":
                 continue
+            source["kind"] = "sparse"
             for case in source["cases"]:
                 rel = f"labels_sparse_{name}/{case['id']}.nii.gz"
                 offset = int(rng.integers(0, 1 << 16))

@@ -45,7 +45,7 @@ def test_sparse_manifests_differ_only_in_the_sparse_source(bench, tmp_path):
     data = tmp_path / "data"
     label = np.ones((10, 10, 10), dtype=np.uint8)
     sources = []
-    for name in ("ct_full", "ct_sparse", "ct_test", "ct_unlabeled"):
+    for name in ("btcv_like", "ct_sparse", "ct_test", "ct_unlabeled"):
         write_nifti(data / "labels_complete" / f"{name}_000.nii.gz", label, np.diag([3.0, 1.5, 3.0, 1.0]))
         sources.append({"name": name, "modality": "CT", "kind": "full",
                         "cases": [{"id": f"{name}_000", "image": f"images/{name}_000_0000.nii.gz",
@@ -59,7 +59,7 @@ def test_sparse_manifests_differ_only_in_the_sparse_source(bench, tmp_path):
     assert set(paths) == {"sparse_axial", "sparse_sagittal", "sparse_coronal"}
     for name, axis in bench.AXES.items():
         doc = yaml.safe_load(paths[f"sparse_{name}"].read_text())
-        assert [s["name"] for s in doc["sources"]] == ["ct_full", "ct_sparse", "ct_test"]
+        assert [s["name"] for s in doc["sources"]] == ["btcv_like", "ct_sparse", "ct_test"]
         sparse = doc["sources"][1]["cases"][0]
         assert list(sparse["annotated_slices"]) == [axis]
         assert (data / sparse["label"]).exists()

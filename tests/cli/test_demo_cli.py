@@ -24,7 +24,7 @@ def demo_data(tmp_path_factory):
 def test_demo_data_inspects_cleanly_with_coverage(demo_data):
     result = runner.invoke(app, ["inspect", str(demo_data / "manifest.yaml")])
     assert result.exit_code == 0, result.output
-    assert "Coverage" in result.output and "ct_abdomen_b" in result.output and "no problems found" in result.output
+    assert "Coverage" in result.output and "kits_like" in result.output and "no problems found" in result.output
 
 
 def test_broken_copy_lists_every_problem(demo_data, tmp_path):
@@ -32,17 +32,17 @@ def test_broken_copy_lists_every_problem(demo_data, tmp_path):
     shutil.copytree(demo_data, copy)
     manifest = yaml.safe_load((copy / "manifest.yaml").read_text())
     by_name = {s["name"]: s for s in manifest["sources"]}
-    missing = by_name["ct_full"]["cases"][0]
+    missing = by_name["btcv_like"]["cases"][0]
     (copy / missing["image"]).unlink()                                             # missing file
-    shape_case = by_name["ct_abdomen_a"]["cases"][0]
+    shape_case = by_name["lits_like"]["cases"][0]
     img = nib.load(copy / shape_case["image"])
     nib.save(nib.Nifti1Image(np.ones((9, 9, 9), np.uint8), img.affine), copy / shape_case["label"])  # shape mismatch
-    value_case = by_name["ct_abdomen_b"]["cases"][0]
+    value_case = by_name["kits_like"]["cases"][0]
     lab = nib.load(copy / value_case["label"])
     data = np.asarray(lab.dataobj).copy()
     data[0, 0, 0] = 42
     nib.save(nib.Nifti1Image(data, lab.affine), copy / value_case["label"])        # undeclared label value
-    nan_case = by_name["mr_partial"]["cases"][0]
+    nan_case = by_name["chaos_like_mr"]["cases"][0]
     img = nib.load(copy / nan_case["image"])
     pixels = np.asarray(img.dataobj).astype(np.float32)
     pixels[3, 3, 3] = np.nan

@@ -14,7 +14,14 @@ from unimos.data.io import list_inputs
 from unimos.errors import UnimosError
 from unimos.inference.model import load_model
 from unimos.inference.predictor import PredictOptions, predict_files
-from unimos.pipelines.demo import DEMO_METHODS, SSL_ALL_ROWS, SSL_DEFAULT_ROWS, run_demo, run_ssl_demo
+from unimos.pipelines.demo import (
+    DEMO_METHODS,
+    PROGRESSIVE_ROW,
+    SSL_ALL_ROWS,
+    SSL_DEFAULT_ROWS,
+    run_demo,
+    run_ssl_demo,
+)
 from unimos.pipelines.project import checked_manifest, manifest_input_folders, plan_manifest
 from unimos.pipelines.run import check_run_folder, train_from_cache
 from unimos.preprocess.cache import cache_root, preprocess_manifest
@@ -179,6 +186,7 @@ def demo(
     seed: int,
     iterations: Optional[int],
     ssl: bool,
+    progressive: bool,
     every: bool,
     device: str,
     precision: str,
@@ -189,6 +197,9 @@ def demo(
     if every and not ssl:
         raise UnimosError("--all", "chooses the rows of the semi-supervised comparison only",
                           "add --ssl, or drop --all")
+    if progressive and ssl:
+        raise UnimosError("--progressive", "adds a row to the partial-label comparison, not to --ssl's",
+                          "drop --ssl, or drop --progressive")
     with progress_bars(err_console) as bars:
         def train_bar(method: str):
             return bars(f"train {method}")
@@ -196,9 +207,10 @@ def demo(
         common = dict(quick=quick, seed=seed, workers=workers, iterations=iterations, device=device,
                       precision=precision, progress_factory=bars, train_progress=train_bar)
         rows = SSL_ALL_ROWS if every else SSL_DEFAULT_ROWS
-        result = run_ssl_demo(out, strategies=rows, **common) if ssl else run_demo(out, **common)
+        result = run_ssl_demo(out, strategies=rows, **common) if ssl else run_demo(out, progressive=progressive,
+                                                                                     **common)
     console.print(coverage_table(result.report))
-    console.print(results_table(result.results, list(rows if ssl else DEMO_METHODS)))
+    console.print(results_table(result.results, list(rows if ssl else (*DEMO_METHODS, PROGRESSIVE_ROW))))
     name = "ssl_results.json" if ssl else "demo_results.json"
 
     console.print(f"results: [bold]{result.out / name}[/]   stages: {' -> '.join(result.stages_done)}")

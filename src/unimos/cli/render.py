@@ -192,18 +192,19 @@ def strategy_table(name: str, summary: str, source: str, options: list) -> Table
 
 
 def results_table(results: dict, methods: list[str]) -> Table:
-    """Organs x methods, each cell "DSC / NSD" (mean over the test cases, NSD at 2 mm), with the mean row last."""
+    """Classes x methods, each cell "DSC / NSD" (mean over the test cases, NSD at 2 mm): the organs and their mean,
+    then the lesion classes and theirs where the results have them."""
     title = "Held-out test set: mean DSC / NSD at 2 mm (0-1, higher is better)"
     table = Table(title=title, min_width=len(title))  # as wide as its title, which would wrap otherwise
-    table.add_column("organ")
+    table.add_column("class")
     methods = [m for m in methods if m in results]
     for method in methods:
         table.add_column(f"{method}\nDSC / NSD", justify="right")
-    organs = [k for k, v in results[methods[0]].items() if k != "mean" and isinstance(v, dict)] + ["mean"]
-    for organ in organs:
-        style = "bold" if organ == "mean" else ""
-        table.add_row(f"[{style}]{organ}[/]" if style else organ,
-                      *(f"{results[m][organ]['dsc']:.3f} / {results[m][organ]['nsd']:.3f}" for m in methods))
+    with_lesions = "lesion_mean" in results[methods[0]]
+    means = {"mean": "mean (organs)" if with_lesions else "mean", "lesion_mean": "mean (lesions)"}
+    for name in [k for k, v in results[methods[0]].items() if isinstance(v, dict)]:
+        shown = f"[bold]{means[name]}[/]" if name in means else name
+        table.add_row(shown, *(f"{results[m][name]['dsc']:.3f} / {results[m][name]['nsd']:.3f}" for m in methods))
     if all("seconds_per_iteration" in results[m] for m in methods):
         table.add_row("s / iteration", *(f"{results[m]['seconds_per_iteration']:.2f}" for m in methods))
     return table

@@ -19,21 +19,21 @@ from unimos.pipelines.run import resolved_precision_name, train_and_score
 from unimos.preprocess.cache import preprocess_manifest
 from unimos.training.config import TrainConfig
 from unimos.utils.atomic import write_json_atomic
+from unimos.utils.device import cpu_model
 
 DEMO_METHODS = ("partial", "naive", "upper_bound")
-# Iterations per method, by the arithmetic the network runs in: the default run fits in about 15 minutes on 2 CPU
-# cores, quick in about 3. A bfloat16 step (a CPU with AMX) takes about 0.57 of a float32 one (0.245 s against
-# 0.42 s per demo step, bench/README.md), so the same wall-clock budget held 1000 iterations instead of 700; since
-# channels-last convolutions and the dense partial CE (bench/train_step.py: 1.22x per bfloat16 step) it holds 1100
-# (1200 took 0.241 s a step on 2026-12-05, 15.3 minutes a run; 1100 leaves a margin). The float32 budget was not
-# re-measured and stays at 700.
-DEMO_ITERATIONS = {"float32": {"default": 700, "quick": 40}, "bfloat16": {"default": 1100, "quick": 40}}
+PROGRESSIVE_ROW = "progressive"
+"""`unimos demo --progressive`: the organ -> lesion pipeline of paper 004 on the demo's labels (two trainings)."""
+# One recipe on every machine (iterations, 3mm-small plan: 64 x 48 x 48 patches, batch 2, DynUNet 16-128 with deep
+# supervision): the result must not depend on the CPU. Chosen so that the default demo ends within 15 minutes on
+# 2 cores of either CPU kind with `--precision auto` (bfloat16 on AMX and on AVX-512 BF16); measured times per
+# machine in bench/README.md ("The demo's recipe").
+DEMO_ITERATIONS = {"default": 900, "quick": 40}
 
 
-def demo_iterations(quick: bool, precision: str) -> int:
-    """The demo's iterations per method for a resolved precision name (float16 on a GPU counts as bfloat16)."""
-    table = DEMO_ITERATIONS["float32" if precision == "float32" else "bfloat16"]
-    return table["quick" if quick else "default"]
+def demo_iterations(quick: bool) -> int:
+    """The demo's training iterations per row: the same on every machine and in every precision."""
+    return DEMO_ITERATIONS["quick" if quick else "default"]
 
 
 @dataclass
@@ -56,15 +56,29 @@ def ensure_empty_output(out: Path) -> None:
         raise OutputError(out, "exists and is not an empty folder", "give a new or an empty folder with --out")
 
 
-def demo_results_table(summaries: dict[str, dict[str, Any]], organs: list[str]) -> dict[str, Any]:
-    """{method: {organ: {"dsc", "nsd"}, ..., "mean": {...}}} with the plain mean over the organs."""
+def demo_results_table(summaries: dict[str, dict[str, Any]], organs: list[str],
+                       lesions: list[str] | None = None) -> dict[str, Any]:
+    """{method: {organ: {"dsc", "nsd"}, ..., "mean": {...}, lesion: {...}, ..., "lesion_mean": {...}}}: "mean" is
+    the plain mean over the organs, "lesion_mean" over the lesion classes (when there are any)."""
     table: dict[str, Any] = {}
     for method, summary in summaries.items():
         per = summary["per_structure"]
-        rows = {organ: {"dsc": float(per[organ]["dsc"]), "nsd": float(per[organ]["nsd"])} for organ in organs}
-        rows["mean"] = {m: float(sum(rows[o][m] for o in organs) / len(organs)) for m in ("dsc", "nsd")}
+        rows: dict[str, Any] = {}
+        for group, mean_key in ((organs, "mean"), (lesions or [], "lesion_mean")):
+            if not group:
+                continue
+            for name in group:
+                rows[name] = {"dsc": float(per[name]["dsc"]), "nsd": float(per[name]["nsd"])}
+            rows[mean_key] = {m: float(sum(rows[o][m] for o in group) / len(group)) for m in ("dsc", "nsd")}
         table[method] = rows
     return table
+
+
+def organs_and_lesions(manifest: Manifest) -> tuple[list[str], list[str]]:
+    """The project's classes split into organs and lesion classes (those with a parent)."""
+    taxonomy = manifest.taxonomy
+    lesions = [c.name for c in taxonomy.classes if c.parents]
+    return [n for n in taxonomy.names[1:] if n not in lesions], lesions
 
 
 @dataclass
@@ -103,34 +117,47 @@ def complete_label_cache(out: Path, plan: Plan, workers: int = 2,
 
 
 def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int = 2, iterations: int | None = None,
-             device: str = "auto", precision: str = "auto", progress_factory: Callable[[str], Progress] | None = None,
+             device: str = "auto", precision: str = "auto", progressive: bool = False,
+             progress_factory: Callable[[str], Progress] | None = None,
              train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None) -> DemoResult:
     """The whole pipeline on built-in data: make data -> inspect -> plan -> preprocess -> train partial, naive and
-    the complete-label upper bound with one budget -> predict the held-out test set -> evaluate -> one table."""
+    the complete-label upper bound with one recipe -> predict the held-out test set -> evaluate -> one table of
+    organ and lesion scores. `progressive`: also the organ -> lesion pipeline (paper 004), each of its two stages
+    trained for the same iterations as a row."""
     out = Path(out)
     step = progress_factory or (lambda _label: None)
     started = time.perf_counter()
     prepared = _prepare_demo(out, quick, seed, workers, step)
     complete = complete_label_cache(out, prepared.plan, workers, step("complete labels"))
 
-    budget = iterations or demo_iterations(quick, resolved_precision_name(precision, device))
+    budget = iterations or demo_iterations(quick)
     summaries: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
-    for method in DEMO_METHODS:
-        config = TrainConfig(method="partial" if method == "upper_bound" else method, iterations=budget, seed=seed,
-                             device=device, precision=precision, checkpoint_every=0, deep_supervision=True)
+    for method in (*DEMO_METHODS, PROGRESSIVE_ROW) if progressive else DEMO_METHODS:
+        loss = "naive" if method == "naive" else "partial"
+        strategy = "progressive" if method == PROGRESSIVE_ROW else "supervised"
+        config = TrainConfig(method=loss, strategy=strategy, iterations=budget, seed=seed, device=device,
+                             precision=precision, checkpoint_every=0, deep_supervision=True)
         cache = complete if method == "upper_bound" else prepared.cache_dir
         summaries[method], timings[f"train_{method}_s"] = train_and_score(
             method, cache, prepared.plan, prepared.manifest, config, out, step, train_progress)
     manifest, plan = prepared.manifest, prepared.plan
-    results = demo_results_table(summaries, manifest.taxonomy.names[1:])
+    results = demo_results_table(summaries, *organs_and_lesions(manifest))
     write_json_atomic(out / "demo_results.json", results)
+    network = plan.network
     write_json_atomic(out / "demo_meta.json", {
         "seed": seed, "quick": quick, "iterations_per_method": budget, "plan_hash": plan.hash,
+        "recipe": {"iterations": budget, "patch_size": plan.patch_size, "batch_size": plan.batch_size,
+                   "spacing_mm": plan.target_spacing_mm, "network": network.get("name"),
+                   "filters": network.get("filters"), "deep_supervision": True},
         "patch_size": plan.patch_size, "batch_size": plan.batch_size, "deep_supervision": True,
         "train_cases": len(manifest.split("train")), "test_cases": [c.case_id for c in manifest.split("test")],
-        "upper_bound_labels": "labels_complete (every organ of every training case, including the unlabeled set)",
-        "device": device, "precision": resolved_precision_name(precision, device),
+        "upper_bound_labels": "labels_complete (every organ and lesion of every training case, the unlabeled "
+                              "set's too)",
+        **({PROGRESSIVE_ROW: "stage 1 (organs, lesions read as their organ) and stage 2 (organs + lesions on the "
+                             "fused organ pseudo-labels), each trained for iterations_per_method"}
+           if progressive else {}),
+        "device": device, "precision": resolved_precision_name(precision, device), "cpu": cpu_model(),
         "seconds": {**timings, "total_s": time.perf_counter() - started},
     })
     return DemoResult(out, prepared.manifest_path, prepared.plan_path, prepared.cache_dir, prepared.report,
@@ -177,7 +204,7 @@ def run_ssl_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: i
         summaries[name], seconds[name] = train_and_score(name, cache, prepared.plan, prepared.manifest,
                                                          config, out, step, train_progress)
     manifest = prepared.manifest
-    results = demo_results_table(summaries, manifest.taxonomy.names[1:])
+    results = demo_results_table(summaries, *organs_and_lesions(manifest))
     for name in strategies:
         results[name]["seconds_per_iteration"] = seconds[name] / budget
     write_json_atomic(out / "ssl_results.json", results)
