@@ -59,9 +59,9 @@ def test_broken_copy_lists_every_problem(demo_data, tmp_path):
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
-    """`unimos demo --quick` run once for the tests below: (out folder, CLI result)."""
+    """`unimos demo --quick --progressive` run once for the tests below: (out folder, CLI result)."""
     out = tmp_path_factory.mktemp("quick") / "run"
-    return out, runner.invoke(app, ["demo", "--out", str(out), "--quick"])
+    return out, runner.invoke(app, ["demo", "--out", str(out), "--quick", "--progressive"])
 
 
 def test_demo_quick_runs_end_to_end_and_writes_the_results_table(quick_demo):
@@ -72,17 +72,22 @@ def test_demo_quick_runs_end_to_end_and_writes_the_results_table(quick_demo):
     results = json.loads((out / "demo_results.json").read_text())
     organs = ["liver", "spleen", "kidney_right", "kidney_left", "pancreas", "aorta", "inferior_vena_cava",
               "stomach", "gallbladder"]
-    assert sorted(results) == ["naive", "partial", "upper_bound"]
+    lesions = ["liver_tumor", "kidney_tumor", "pancreas_tumor"]
+    assert sorted(results) == ["naive", "partial", "progressive", "upper_bound"]
     for method, rows in results.items():
-        assert sorted(rows) == sorted(organs + ["mean"])
-        for organ in organs + ["mean"]:
-            assert set(rows[organ]) == {"dsc", "nsd"}
-            assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in rows[organ].values())
+        assert list(rows) == [*organs, "mean", *lesions, "lesion_mean"]
+        for name in rows:
+            assert set(rows[name]) == {"dsc", "nsd"}
+            assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in rows[name].values())
         assert abs(rows["mean"]["dsc"] - sum(rows[o]["dsc"] for o in organs) / len(organs)) < 1e-9
+        assert abs(rows["lesion_mean"]["dsc"] - sum(rows[o]["dsc"] for o in lesions) / len(lesions)) < 1e-9
     meta = json.loads((out / "demo_meta.json").read_text())
-    assert meta["quick"] is True and meta["iterations_per_method"] > 0
-    assert meta["precision"] in ("float32", "bfloat16")
-    assert "Held-out test set" in result.output
+    assert meta["quick"] is True and meta["iterations_per_method"] == meta["recipe"]["iterations"] == 40
+    assert meta["recipe"]["batch_size"] == 2 and meta["recipe"]["network"] == "dynunet"
+    assert meta["precision"] in ("float32", "bfloat16") and meta["cpu"]
+    assert "Held-out test set" in result.output and "mean (lesions)" in result.output
+    stages = json.loads((out / "runs" / "progressive" / "progressive.json").read_text())["stages"]
+    assert [s["stage"] for s in stages] == [1, 2]
     html = (out / "report" / "index.html").read_text()
     assert "kidney_right" in html and "http://" not in html and "https://" not in html
     for method in results:
@@ -107,12 +112,21 @@ def test_the_demo_report_loads_in_a_real_browser_with_every_figure(quick_demo):
     print(f"screenshot: {screenshot}")
 
 
-def test_the_demo_budget_holds_more_iterations_where_bfloat16_runs_natively():
+def test_the_demo_recipe_is_the_same_on_every_machine_and_in_every_precision():
+    """The iterations are fixed (bench/README.md, "The demo's recipe"): the demo's numbers must not depend on the CPU
+    or on the precision `auto` picks there."""
+    import inspect
+
     from unimos.pipelines.demo import demo_iterations
 
-    assert demo_iterations(False, "float32") == 700 and demo_iterations(False, "bfloat16") == 1100
-    assert demo_iterations(True, "float32") == demo_iterations(True, "bfloat16") == 40
-    assert demo_iterations(False, "float16") == 1100  # a GPU's half precision is at least as fast
+    assert demo_iterations(False) == 900 and demo_iterations(True) == 40
+    assert list(inspect.signature(demo_iterations).parameters) == ["quick"]
+
+
+def test_demo_progressive_with_ssl_is_refused_before_any_work(tmp_path):
+    result = runner.invoke(app, ["demo", "--ssl", "--progressive", "--out", str(tmp_path / "d"), "--quick"])
+    assert result.exit_code != 0 and "--progressive" in result.output
+    assert not (tmp_path / "d").exists()
 
 
 def test_demo_refuses_a_non_empty_out_folder(tmp_path):

@@ -55,3 +55,14 @@ def test_a_stray_piece_in_background_becomes_background():
     labels[6:8, 0:2, 0:2] = 2
     out = largest_component_per_class(labels)
     assert out[8, 8, 8] == 0 and (out[0:4, 0:4, 0:4] == 1).all() and (out[6:8, 0:2, 0:2] == 2).all()
+
+
+def test_a_lesion_of_two_organs_filling_one_kidney_does_not_remove_the_other_kidney():
+    """kidney_tumor has both kidneys as parents: a large tumour (or a whole kidney predicted as tumour) on the left
+    is not a piece of the right kidney that outranks the right kidney itself."""
+    taxonomy = abdominal_taxonomy(["kidney_right", "kidney_left", "kidney_tumor"])  # 1, 2, 3
+    labels = np.zeros((20, 10, 10), dtype=np.uint8)
+    labels[1:5, 2:8, 2:8] = 1      # right kidney: 144 voxels
+    labels[10:19, 2:8, 2:8] = 3    # left: 324 voxels of tumour
+    labels[10:12, 2:4, 2:4] = 2    # and 8 voxels of left kidney touching it
+    assert np.array_equal(largest_component_per_class(labels, taxonomy), labels)

@@ -2,6 +2,7 @@
 lesions read as organs in stage 1, the abandoned lesion-source case, and fused labels that keep every known label."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -95,6 +96,9 @@ def test_stages_taxonomies_lesions_as_organs_and_fused_labels(lesion_cache, tmp_
     assert [log.label for log in train_run_logs(run)] == ["run stage 1", "run stage 2"]
     page = write_report(run, tmp_path / "report").read_text()
     assert "Stages (progressive.json)" in page and "left out (lesion source without a lesion): lits_empty" in page
+    # per-case provenance: the liver-only case's own labels annotate the liver, the pseudo-label completed its spleen
+    row = re.search(r"<tr><td>organs_0</td>(.*?)</tr>", page).group(1)
+    assert re.findall(r"<td>(.*?)</td>", row)[1:3] == ["liver", "spleen"]
 
 
 def test_a_project_without_lesion_classes_is_refused(tiny_cache, tmp_path):

@@ -1,7 +1,8 @@
 """Post-processing of label maps: each organ keeps its largest connected piece, lesions keep every piece.
 
-An organ's piece is counted together with the lesions inside it (a tumour that cuts a liver in two does not make
-half of the liver a stray piece). A removed piece goes to the class that surrounds it, so that a stray blob inside
+An organ's pieces are found together with the lesions inside it (a tumour that cuts a liver in two does not make
+half of the liver a stray piece) and ranked by the organ's own voxels (a lesion of several organs, a kidney tumour
+in the left kidney, does not make the right kidney a stray piece). A removed piece goes to the class that surrounds it, so that a stray blob inside
 another organ leaves no hole there; a piece surrounded by background becomes background.
 """
 
@@ -15,8 +16,9 @@ from unimos.data.taxonomy import Taxonomy
 
 
 def largest_component_per_class(labels: np.ndarray, taxonomy: Taxonomy | None = None) -> np.ndarray:
-    """Keep each organ's largest component (26-connectivity, lesions inside counted with it); classes with
-    parents in `taxonomy` (lesions) keep all their components. Without a taxonomy every class is an organ."""
+    """Keep each organ's largest component (26-connectivity, lesions inside joining its pieces, the piece with the
+    most voxels of the organ itself kept); classes with parents in `taxonomy` (lesions) keep all their components.
+    Without a taxonomy every class is an organ."""
     out = labels.copy()
     for cls in (int(c) for c in np.unique(labels) if c != 0):
         if taxonomy is not None and taxonomy.parents_of(cls):
@@ -25,8 +27,7 @@ def largest_component_per_class(labels: np.ndarray, taxonomy: Taxonomy | None = 
         components, count = cc3d.connected_components(np.isin(labels, inside), connectivity=26, return_N=True)
         if count <= 1:
             continue
-        sizes = np.bincount(components.ravel())
-        sizes[0] = 0
+        sizes = np.bincount(components[labels == cls], minlength=count + 1)
         boxes = cc3d.statistics(components)["bounding_boxes"]
         for piece in range(1, count + 1):
             if piece != int(np.argmax(sizes)):

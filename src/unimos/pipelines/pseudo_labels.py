@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,7 @@ class PseudoRecord:
     grid: str = "the plan grid (RAS, target spacing, body crop) of the cache; affine from its meta.json"
     cascade_box: list[list[int]] | None = None  # with a coarse model: the voxel box [low, high) the teacher saw
     coarse_found: bool | None = None  # with a coarse model: False when it found nothing (the teacher saw it all)
+    annotated_classes: list[str] = field(default_factory=list)  # what the case's own labels annotate
 
 
 def _provenance_counts(fused: np.ndarray, origin: np.ndarray, names: list[str]) -> dict[str, dict[str, int]]:
@@ -250,7 +251,8 @@ def pseudo_label_cases(cases: Sequence[CachedCase], checkpoint: Path, plan: Plan
             _provenance_counts(fused, origin, names), bool(options["largest_component"]), str(plan.hash),
             cascade_box=(None if coarse is None
                          else [list(b) for b in (box or ((0,) * (array.ndim - 1), array.shape[1:]))]),
-            coarse_found=None if coarse is None else box is not None)
+            coarse_found=None if coarse is None else box is not None,
+            annotated_classes=[names[int(i)] for i in case.meta.get("annotated_classes", [])])
         write_nifti(Volume(fused, np.asarray(case.meta["affine"], dtype=np.float64)), nifti, dtype=np.uint8)
         write_json_atomic(nifti.parent / f"{case.case_id}.json", asdict(record))
         pseudo_case = None

@@ -236,7 +236,36 @@ def _stages_section(root: Path) -> str:
             done.append(f"left out (lesion source without a lesion): "
                         f"{', '.join(stage['abandoned_without_lesion']) or 'none'}")
         rows.append((f"stage {stage.get('stage', '?')}: {stage.get('name', '?')}", "; ".join(done)))
-    return "\n<h3>Stages (progressive.json)</h3>\n" + key_table("run-stages", rows)
+    provenance = "".join(_provenance_table(Path(stage["pseudo_labels"])) for stage in stages
+                         if isinstance(stage.get("pseudo_labels"), str))
+    return "\n<h3>Stages (progressive.json)</h3>\n" + key_table("run-stages", rows) + provenance
+
+
+def _provenance_table(folder: Path) -> str:
+    """One row per pseudo-labeled case (FOLDER/<case>.json, written beside its NIfTI): its source, the classes its
+    own labels annotate, those the earlier stage's pseudo-label completed, and the teacher's mean confidence."""
+    rows = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict):
+            continue
+        own = [c for c in record.get("annotated_classes") or record.get("classes_from_annotation", [])
+               if c != "background"]
+        decided = {*record.get("classes_from_pseudo_label", []), *record.get("classes_from_fallback", [])}
+        completed = sorted(c for c in decided if c != "background" and c not in own)
+        rows.append((str(record.get("case_id", path.stem)), str(record.get("source", "?")),
+                     ", ".join(own) or "none", ", ".join(completed) or "none",
+                     num(record.get("mean_confidence"))))
+    if not rows:
+        return ""
+    head = "".join(f"<th>{h}</th>" for h in ("case", "source", "annotated by its labels",
+                                              "completed by the pseudo-label", "mean confidence (0-1)"))
+    body = "\n".join("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return (f"\n<h4>Pseudo-label provenance per case ({escape(str(folder))})</h4>\n"
+            f'<table id="run-pseudo-provenance">\n<tr>{head}</tr>\n{body}</table>')
 
 
 def _plan_rows(plan: Plan) -> list[tuple[str, str]]:
