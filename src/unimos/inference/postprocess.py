@@ -2,8 +2,9 @@
 
 An organ's pieces are found together with the lesions inside it (a tumour that cuts a liver in two does not make
 half of the liver a stray piece) and ranked by the organ's own voxels (a lesion of several organs, a kidney tumour
-in the left kidney, does not make the right kidney a stray piece). A removed piece goes to the class that surrounds it, so that a stray blob inside
-another organ leaves no hole there; a piece surrounded by background becomes background.
+in the left kidney, does not make the right kidney a stray piece). A removed piece goes to the class that
+surrounds it, so that a stray blob inside another organ leaves no hole there; a piece surrounded by background
+becomes background.
 """
 
 from __future__ import annotations
