@@ -90,8 +90,9 @@ def test_demo_quick_runs_end_to_end_and_writes_the_results_table(quick_demo):
     assert [s["stage"] for s in stages] == [1, 2]
     html = (out / "report" / "index.html").read_text()
     assert "kidney_right" in html and "http://" not in html and "https://" not in html
-    for method in results:
-        assert (out / "runs" / method / "checkpoint_final.safetensors").exists()
+    for method in results:  # the progressive pipeline's model is its organ + lesion stage
+        run = out / "runs" / method / ("stage_2" if method == "progressive" else "")
+        assert (run / "checkpoint_final.safetensors").exists()
         assert len(list((out / "predictions" / method).glob("*.nii.gz"))) == len(meta["test_cases"])
 
 
