@@ -120,7 +120,7 @@ def test_the_demo_recipe_is_the_same_on_every_machine_and_in_every_precision():
 
     from unimos.pipelines.demo import demo_iterations
 
-    assert demo_iterations(False) == 900 and demo_iterations(True) == 40
+    assert demo_iterations(False) == 700 and demo_iterations(True) == 40
     assert list(inspect.signature(demo_iterations).parameters) == ["quick"]
 
 

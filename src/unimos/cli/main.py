@@ -279,7 +279,7 @@ def demo_command(
         "--quick", help="Smaller data and budget: a smoke test of a few minutes.")] = False,
     seed: Annotated[int, typer.Option(help="Seed for the data and every later stage.")] = 0,
     iterations: Annotated[Optional[int], typer.Option(
-        help="Training steps per method (default 900 on every machine, quick 40; with --ssl 500 and 16).")] = None,
+        help="Training steps per method (default 700 on every machine, quick 40; with --ssl 500 and 16).")] = None,
     progressive: Annotated[bool, typer.Option("--progressive", help=(
         "Also train the organ -> lesion pipeline of paper 004 (`--strategy progressive`: two trainings, each of "
         "the row's iterations; about 1.7 times as long)."))] = False,
@@ -299,9 +299,9 @@ def demo_command(
     an unlabeled set, with liver, kidney and pancreas lesions. Writes OUT/demo_results.json ({method: {class: {dsc,
     nsd}, ..., mean, lesion_mean}}) and OUT/demo_meta.json (the recipe, CPU, precision, seconds).
 
-    One recipe on every machine, so that the numbers do not depend on the CPU: 900 iterations per row, 64 x 48 x
+    One recipe on every machine, so that the numbers do not depend on the CPU: 700 iterations per row, 64 x 48 x
     48 patches at 3 mm, batch 2, a 16-128 DynUNet with deep supervision. With --precision auto (bfloat16 on AMX
-    and AVX-512 BF16 CPUs) it ends in about 12 minutes on 2 cores of an Intel Xeon with AMX (measured times per
+    and AVX-512 BF16 CPUs) it ends in about 11 minutes on 2 cores of an Intel Xeon with AMX (measured times per
     machine: bench/README.md, "The demo's recipe").
 
     With --ssl: 1 labeled CT, 12 unlabeled CTs and 5 test CTs of the same phantom distribution; trains
