@@ -111,3 +111,20 @@ def test_strategy_options_parse_as_yaml_scalars_and_bad_ones_name_the_fix():
         "tau": 0.9, "weak_flip": True, "rounds": 2, "name": "abc"}
     with pytest.raises(UnimosError, match="KEY=VALUE"):
         parse_key_values(["tau"])
+
+
+def test_a_bare_tumour_label_is_refused_naming_the_file_the_label_value_and_the_fix_verbatim(tmp_path):
+    """The fix holds square brackets ({name: tumor, parent: [liver, ...]}): printed as written, not eaten as console
+    markup; the message names the manifest, the source and the label value."""
+    image = np.zeros((6, 6, 4), dtype=np.int16)
+    write_nifti(tmp_path / "i.nii.gz", image)
+    write_nifti(tmp_path / "l.nii.gz", image.astype(np.uint8))
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"project": {"name": "x", "classes": ["spleen", "liver"]}, "sources": [
+        {"name": "flare_like", "modality": "CT", "labels": {1: "spleen", 2: "Tumor"},
+         "cases": [{"id": "c", "image": "i.nii.gz", "label": "l.nii.gz"}]}]}))
+    result = runner.invoke(app, ["inspect", str(manifest)])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in out
+    assert "m.yaml (source 'flare_like'), label value 2" in out and "'Tumor'" in out
+    assert "{name: tumor, parent: [liver, kidney_right, kidney_left, pancreas]}" in out

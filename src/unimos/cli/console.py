@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from unimos.cli.render import print_problems
 from unimos.errors import UnimosError, ValidationFailed
@@ -59,7 +60,7 @@ def friendly_errors(command: F) -> F:
             print_problems(err_console, err.problems)
             raise typer.Exit(code=1) from None
         except UnimosError as err:
-            err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
             raise typer.Exit(code=1) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished files are kept; nothing half-written is left.")
@@ -71,7 +72,7 @@ def friendly_errors(command: F) -> F:
                 raise
             err_console.print("[bold red]error:[/] unimos "
                               f"{command.__name__.removesuffix('_command').replace('_', '-')}"
-                              f": {_unexpected(err)}", soft_wrap=True)
+                              f": {escape(_unexpected(err))}", soft_wrap=True)
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]

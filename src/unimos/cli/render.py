@@ -10,6 +10,7 @@ from typing import Protocol
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -64,7 +65,7 @@ def geometry_tables(report: InspectReport) -> list[Table]:
 def print_problems(console: Console, problems: list[Problem]) -> None:
     console.print(f"[bold red]{len(problems)} problem(s) found[/] (nothing was written):")
     for problem in problems:
-        console.print(f"  [red]-[/] {problem}", soft_wrap=True, highlight=False)
+        console.print(f"  [red]-[/] {escape(str(problem))}", soft_wrap=True, highlight=False)
 
 
 class StepProgress(Protocol):

@@ -153,7 +153,8 @@ def resolve_source(spec: SourceSpec, taxonomy: Taxonomy, path: Path) -> Source:
     """Resolve a source's label map and annotated classes against the taxonomy."""
     where = f"{path} (source '{spec.name}')"
     context = [n for n in spec.labels.values() if isinstance(n, str)]
-    label_map = {int(v): resolve_label_name(n, taxonomy, context, where) for v, n in spec.labels.items()}
+    label_map = {int(v): resolve_label_name(n, taxonomy, context, f"{where}, label value {int(v)}")
+                 for v, n in spec.labels.items()}
     if 0 not in label_map:
         label_map[0] = LabelMeaning("background")
     named = _classes_named(label_map)
