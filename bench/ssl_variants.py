@@ -27,9 +27,9 @@ from unimos.phantoms import SSL_SOURCES, DemoSource
 from unimos.pipelines.demo import (
     DEMO_SSL_ITERATIONS,
     SSL_STRATEGIES,
-    _prepare_demo,
     complete_label_cache,
     demo_results_table,
+    prepare_demo,
 )
 from unimos.pipelines.run import train_and_score
 from unimos.training.config import TrainConfig
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--unlabeled", type=int, help="unlabeled CTs (default: the ssl demo's)")
     args = parser.parse_args()
     sources = with_counts(SSL_SOURCES, args.labeled, args.unlabeled)
-    prepared = _prepare_demo(args.out, False, args.seed, 2, lambda _label: None, sources=sources)
+    prepared = prepare_demo(args.out, False, args.seed, 2, lambda _label: None, sources=sources)
     organs = prepared.manifest.taxonomy.names[1:]
     summaries = {}
     for name in args.rows:

@@ -83,7 +83,7 @@ def organs_and_lesions(manifest: Manifest) -> tuple[list[str], list[str]]:
 
 
 @dataclass
-class _Prepared:
+class PreparedDemo:
     """The demo's data made, inspected, planned and preprocessed."""
 
     manifest_path: Path
@@ -95,8 +95,8 @@ class _Prepared:
     counts: tuple[int, int]
 
 
-def _prepare_demo(out: Path, quick: bool, seed: int, workers: int, step: Callable[[str], Progress | None],
-                  sources: tuple[DemoSource, ...] | None = None) -> _Prepared:
+def prepare_demo(out: Path, quick: bool, seed: int, workers: int, step: Callable[[str], Progress | None],
+                 sources: tuple[DemoSource, ...] | None = None) -> PreparedDemo:
     """make data (the demo's layout, or `sources`) -> inspect -> plan -> preprocess."""
     ensure_empty_output(out)
     manifest_path = make_demo_data(out / "data", seed=seed, quick=quick, sources=sources or SOURCES)
@@ -105,7 +105,7 @@ def _prepare_demo(out: Path, quick: bool, seed: int, workers: int, step: Callabl
     plan = plan_manifest(manifest, plan_path, "3mm-small", seed=seed, workers=workers, progress=step("plan"))
     cache_dir = out / "cache"
     counts = preprocess_manifest(manifest, plan, cache_dir, workers=workers, progress=step("preprocess"))
-    return _Prepared(manifest_path, manifest, report, plan_path, plan, cache_dir, counts)
+    return PreparedDemo(manifest_path, manifest, report, plan_path, plan, cache_dir, counts)
 
 
 def complete_label_cache(out: Path, plan: Plan, workers: int = 2,
@@ -128,7 +128,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
     out = Path(out)
     step = progress_factory or (lambda _label: None)
     started = time.perf_counter()
-    prepared = _prepare_demo(out, quick, seed, workers, step)
+    prepared = prepare_demo(out, quick, seed, workers, step)
     complete = complete_label_cache(out, prepared.plan, workers, step("complete labels"))
 
     budget = iterations or demo_iterations(quick)
@@ -191,7 +191,7 @@ def run_ssl_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: i
     if unknown:
         raise UnimosError("strategies", f"{unknown} are not rows of the semi-supervised demo",
                           f"use some of {', '.join(SSL_ALL_ROWS)}")
-    prepared = _prepare_demo(out, quick, seed, workers, step, sources=sources or SSL_SOURCES)
+    prepared = prepare_demo(out, quick, seed, workers, step, sources=sources or SSL_SOURCES)
     complete = complete_label_cache(out, prepared.plan, workers, step("complete labels")) \
         if SSL_CEILING in strategies else None
     budget = iterations or DEMO_SSL_ITERATIONS["quick" if quick else "default"]
