@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                                         "precision": meta.get("precision"), "machine": machine_line(),
                                         "wall_seconds": {str(s): round(metas[s]["seconds"]["total_s"], 1)
                                                          for s in args.seeds},
+                                        "wall_seconds_without_progressive": {
+                                            str(s): round(metas[s]["seconds"]["total_s"]
+                                                          - metas[s]["seconds"].get("train_progressive_s", 0.0), 1)
+                                            for s in args.seeds},
                                         "train_seconds": {str(s): {k: round(v, 1) for k, v in
                                                                    metas[s]["seconds"].items() if k != "total_s"}
                                                           for s in args.seeds}})

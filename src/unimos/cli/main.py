@@ -299,10 +299,11 @@ def demo_command(
     an unlabeled set, with liver, kidney and pancreas lesions. Writes OUT/demo_results.json ({method: {class: {dsc,
     nsd}, ..., mean, lesion_mean}}) and OUT/demo_meta.json (the recipe, CPU, precision, seconds).
 
-    One recipe on every machine, so that the numbers do not depend on the CPU: 700 iterations per row, 64 x 48 x
+    One recipe on every machine, so that the numbers do not depend on the CPU: 700 iterations per row, 48 x 48 x
     48 patches at 3 mm, batch 2, a 16-128 DynUNet with deep supervision. With --precision auto (bfloat16 on AMX
-    and AVX-512 BF16 CPUs) it ends in about 11 minutes on 2 cores of an Intel Xeon with AMX (measured times per
-    machine: bench/README.md, "The demo's recipe").
+    and AVX-512 BF16 CPUs) it took 10.2-10.7 minutes on 2 cores of an Intel Xeon with AMX; about 14 minutes are
+    expected on an AMD EPYC (AVX-512 BF16, a 1.4 times slower step; not yet measured there). --progressive adds
+    about 6 minutes. Times: bench/README.md, "The demo's recipe".
 
     With --ssl: 1 labeled CT, 12 unlabeled CTs and 5 test CTs of the same phantom distribution; trains
     supervised-only, unimatch and `all_labeled` (the unlabeled CTs with their true labels: the ceiling of what they

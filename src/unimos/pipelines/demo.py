@@ -24,11 +24,11 @@ from unimos.utils.device import cpu_model
 DEMO_METHODS = ("partial", "naive", "upper_bound")
 PROGRESSIVE_ROW = "progressive"
 """`unimos demo --progressive`: the organ -> lesion pipeline of paper 004 on the demo's labels (two trainings)."""
-# One recipe on every machine (iterations, 3mm-small plan: 64 x 48 x 48 patches, batch 2, DynUNet 16-128 with deep
-# supervision): the result must not depend on the CPU. Chosen so that the default demo ends within 15 minutes on
-# 2 cores of either CPU kind with `--precision auto` (bfloat16 on AMX and on AVX-512 BF16): 900 iterations took
-# 13.4 minutes with an Intel Xeon's AMX (0.27 s a step), and an AMD EPYC's bfloat16 step is about 1.4 times
-# slower; measured times per machine in bench/README.md ("The demo's recipe").
+# One recipe on every machine (iterations; the 3mm-small plan gives 48^3 patches, batch 2, DynUNet 16-128 with
+# deep supervision): the result must not depend on the CPU. Chosen so that the default demo ends within 15 minutes
+# on 2 cores of either CPU kind with `--precision auto` (bfloat16 on AMX and on AVX-512 BF16): 900 iterations took
+# 13.4 minutes with an Intel Xeon's AMX (0.27 s a step), 700 took 10.2-10.7, and an AMD EPYC's bfloat16 step is
+# about 1.4 times slower (bench/README.md, "The demo's recipe").
 DEMO_ITERATIONS = {"default": 700, "quick": 40}
 
 
