@@ -61,8 +61,10 @@ def make_demo_data_command(
 ) -> None:
     """Write the built-in synthetic abdominal CT/MR collection and its manifest.
 
-    Sources: fully, partially and sparsely labeled CT, a partial MR set, unlabeled CT and a held-out test set
-    (complete labels kept in labels_complete/).
+    Sources shaped like the public datasets: LiTS-, KiTS- and MSD-pancreas-like CTs (an organ and its tumour),
+    MSD-spleen-like and vessel CTs, two BTCV-like CTs (every organ, no lesion), CHAOS-like MR, a sparsely labeled
+    CT source, 12 unlabeled CTs and 5 held-out test CTs; liver, kidney and pancreas lesions in a share of every
+    source's patients (complete labels kept in labels_complete/; the folder's README.md lists it all).
 
     Example:  unimos make-demo-data /tmp/d && unimos inspect /tmp/d/manifest.yaml
     """
