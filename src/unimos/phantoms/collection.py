@@ -16,8 +16,14 @@ from unimos.phantoms.imaging import ct_image, mr_image
 from unimos.phantoms.shapes import Grid
 from unimos.utils.atomic import atomic_path, write_text_atomic
 
-ORGAN_LABELS: dict[int, str] = {i + 1: name for i, name in enumerate(CLASSES)}
-COMPLETE_LABELS: dict[int, str] = {i + 1: name for i, name in enumerate(ALL_CLASSES)}
+
+def _label_values(classes: tuple[str, ...]) -> dict[int, str]:
+    """Label value i+1 -> classes[i], the complete label files' numbering."""
+    return {i + 1: name for i, name in enumerate(classes)}
+
+
+ORGAN_LABELS: dict[int, str] = _label_values(CLASSES)
+COMPLETE_LABELS: dict[int, str] = _label_values(ALL_CLASSES)
 """The complete label files' values: the nine organs, then the three lesion classes."""
 
 FOV_LR_MM = 240.0
@@ -220,7 +226,7 @@ def _manifest_doc(records: list[tuple[DemoSource, list[_CaseRecord]]], complete:
     for source, cases in records:
         kind = "full" if complete else source.kind
         entry: dict = {"name": source.name, "modality": source.modality, "kind": kind}
-        labels = {i + 1: name for i, name in enumerate(classes)} if complete else source.labels
+        labels = _label_values(classes) if complete else source.labels
         if labels is not None:
             entry["labels"] = _labels_yaml(labels)
         rows = []

@@ -14,6 +14,7 @@ from unimos.data.plan_spec import Plan
 from unimos.data.validation import InspectReport
 from unimos.errors import OutputError, UnimosError
 from unimos.phantoms import SOURCES, SSL_SOURCES, DemoSource, make_demo_data
+from unimos.pipelines.lesion_stages import organ_taxonomy
 from unimos.pipelines.project import Progress, checked_manifest, plan_manifest
 from unimos.pipelines.run import resolved_precision_name, train_and_score
 from unimos.preprocess.cache import preprocess_manifest
@@ -77,9 +78,8 @@ def demo_results_table(summaries: dict[str, dict[str, Any]], organs: list[str],
 
 def organs_and_lesions(manifest: Manifest) -> tuple[list[str], list[str]]:
     """The project's classes split into organs and lesion classes (those with a parent)."""
-    taxonomy = manifest.taxonomy
-    lesions = [c.name for c in taxonomy.classes if c.parents]
-    return [n for n in taxonomy.names[1:] if n not in lesions], lesions
+    organs = organ_taxonomy(manifest.taxonomy).names[1:]
+    return organs, [n for n in manifest.taxonomy.names[1:] if n not in organs]
 
 
 @dataclass
