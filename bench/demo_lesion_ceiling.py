@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="new or empty folder")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--dice-smooth", type=float, default=None, help="experiment: the merged Dice's eps")
+    parser.add_argument("--no-deep-supervision", action="store_true",
+                        help="experiment: train without deep supervision (a lesion vanishes from its coarse labels)")
     args = parser.parse_args(argv)
     if args.dice_smooth is not None:
         import unimos.training.loop as loop
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     for iterations in args.iterations:
         name = f"upper_bound_{iterations}"
         config = TrainConfig(method="partial", iterations=iterations, seed=args.seed, precision=args.precision,
-                             checkpoint_every=0, deep_supervision=True)
+                             checkpoint_every=0, deep_supervision=not args.no_deep_supervision)
         summary, seconds = train_and_score(name, complete, prepared.plan, prepared.manifest, config, args.out)
         per = summary["per_structure"]
         rows[name] = {"iterations": iterations, "train_s": round(seconds, 1),
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     precision = resolved_precision_name(args.precision, "auto")
     eps = "paper 002's 1" if args.dice_smooth is None else f"{args.dice_smooth:g} (experiment)"
     lines = [f"Demo lesion ceiling: the upper bound (complete labels) on development seed {args.seed}, DSC on its "
-             f"test CTs, precision {precision}, merged Dice eps {eps}; {machine_line()}", "",
+             f"test CTs, precision {precision}, merged Dice eps {eps}, deep supervision "
+             f"{'off (experiment)' if args.no_deep_supervision else 'on'}; {machine_line()}", "",
              "| iterations | train s | organ mean DSC | " + " | ".join(lesions) + " |",
              "|---|---|---|" + "---|" * len(lesions)]
     for row in rows.values():
@@ -72,10 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     (args.out / "lesion_ceiling.json").write_text(json.dumps(rows, indent=2))
     results = Path(__file__).parent / "results"
-    suffix = "" if args.dice_smooth is None else f"_eps{args.dice_smooth:g}"
+    suffix = ("" if args.dice_smooth is None else f"_eps{args.dice_smooth:g}") + \
+        ("_no_ds" if args.no_deep_supervision else "")
     (results / f"demo_lesion_ceiling{suffix}.md").write_text(table + "\n")
     merge_summary(f"demo_lesion_ceiling{suffix}", {"seed": args.seed, "precision": precision,
                                                    "dice_smooth": args.dice_smooth or 1.0,
+                                                   "deep_supervision": not args.no_deep_supervision,
                                                    "machine": machine_line(), "rows": rows})
     return 0
 

@@ -213,3 +213,39 @@ def test_a_run_folder_without_evaluation_gets_a_report_of_what_exists_and_what_i
     assert "No evaluation yet" in html and html.count("Missing:") == 2
     assert "figures/coverage.png" in html and "figures/training.png" in html
     assert (run / "report" / "figures" / "coverage.png").is_file()
+
+
+def test_worst_case_of_every_modality_is_shown_within_the_case_limit():
+    from unimos.report.results_html import shown_cases
+
+    order = ["ct_a", "ct_b", "ct_c", "mr_a", "mr_b"]  # worst first
+    modality = {"ct_a": "CT", "ct_b": "CT", "ct_c": "CT", "mr_a": "MR", "mr_b": "MR"}
+    assert shown_cases(order, modality, 2) == ["ct_a", "mr_a"]
+    assert shown_cases(order, modality, 3) == ["ct_a", "ct_b", "mr_a"]
+    assert shown_cases(order, {c: "CT" for c in order}, 2) == ["ct_a", "ct_b"]
+    assert shown_cases(order, modality, 0) == []
+
+
+def test_a_ct_and_mr_evaluation_gets_one_organ_table_per_modality_and_an_mr_case_view(tmp_path):
+    data = tmp_path / "run" / "data"
+    ct = [_case(data, "ct_test", {1: LIVER, 2: SPLEEN}, "test", 0), _case(data, "ct_more", {1: LIVER}, "test", 2)]
+    mr = [_case(data, "mr_test", {1: LIVER}, "test", 1)]
+    manifest = load_manifest(write_manifest(data, {
+        "project": {"name": "ct-mr", "classes": ["liver", "spleen"]},
+        "sources": [{"name": "ct_src", "modality": "CT", "kind": "partial", "labels": {1: "liver", 2: "spleen"},
+                     "cases": ct},
+                    {"name": "mr_src", "modality": "MR", "kind": "partial", "labels": {1: "liver"}, "cases": mr}]}))
+    run = tmp_path / "run"
+    # the MR case is perfect, the CT cases' livers 2 voxels off: the two worst cases are CT
+    _write_prediction(run / "predictions" / "partial" / "ct_test.nii.gz", {1: _shifted(LIVER, 2), 2: SPLEEN})
+    _write_prediction(run / "predictions" / "partial" / "ct_more.nii.gz", {1: _shifted(LIVER, 2)})
+    _write_prediction(run / "predictions" / "partial" / "mr_test.nii.gz", {1: LIVER})
+    evaluate_predictions(run / "predictions" / "partial", manifest, run / "evaluation" / "partial", split="test")
+    write_report(run, max_cases=2)
+    html = _html(run)
+    ct_table = _between(html, '<table id="per-organ-CT">', "</table>")
+    mr_table = _between(html, '<table id="per-organ-MR">', "</table>")
+    assert ">0.667<" in ct_table and ">1.000<" in ct_table  # livers 4/6 overlap, spleen exact
+    assert ">1.000<" in mr_table and "spleen" not in mr_table  # MR annotates the liver only
+    assert 'id="case-mr_test"' in html and 'id="case-ct_more"' in html  # two allowed: the worst CT and the MR
+    assert 'id="case-ct_test"' not in html

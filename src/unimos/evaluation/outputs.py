@@ -44,9 +44,27 @@ def _markdown(result: EvaluationResult) -> str:
             cases = sum(1 for s in result.case_sources.values() if s == name)
             out.write(f"| {name} | {cases} | {agg.n} | {_pair(agg.dsc, agg.median_dsc)} | "
                       f"{_pair(agg.nsd, agg.median_nsd)} | {_pair(agg.hd95, agg.median_hd95, 2)} |\n")
+    by_modality = result.modality_summary()
+    if len(by_modality) > 1:
+        out.write("\n## Per modality\n\nEach modality's mean is over its own structures (mean over its cases).\n\n"
+                  "| structure | " + " | ".join(f"{m} DSC | {m} NSD@{tol}mm" for m in by_modality) + " |\n"
+                  "|---|" + "---:|---:|" * len(by_modality) + "\n")
+        for name in result.per_structure:
+            cells = []
+            for entry in by_modality.values():
+                agg = entry["per_structure"].get(name, {})
+                cells += [_num(_finite(agg.get("dsc"))), _num(_finite(agg.get("nsd")))]
+            out.write(f"| {name} | " + " | ".join(cells) + " |\n")
+        out.write("| **mean over structures** | " + " | ".join(
+            f"{_num(_finite(e['dsc']))} | {_num(_finite(e['nsd']))}" for e in by_modality.values()) + " |\n")
+        out.write("| cases | " + " | ".join(f"{e['cases']} | " for e in by_modality.values()) + " |\n")
     if result.missing:
         out.write(f"\nNot scored (no prediction): {', '.join(result.missing)}\n")
     return out.getvalue()
+
+
+def _finite(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def _num(value: float, digits: int = 3) -> str:

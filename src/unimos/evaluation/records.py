@@ -96,6 +96,26 @@ class EvaluationResult:
     summary_md: Path
     case_sources: dict[str, str] = field(default_factory=dict)
 
+    def per_modality(self) -> dict[str, dict[str, Aggregate]]:
+        """Modality -> structure -> aggregate over that modality's cases (a CT+MR model is judged per modality)."""
+        modalities = list(dict.fromkeys(r.modality for r in self.records))
+        return {mod: {s: Aggregate.of(r for r in self.records if r.modality == mod and r.structure == s)
+                      for s in self.per_structure
+                      if any(r.modality == mod and r.structure == s and r.scored for r in self.records)}
+                for mod in modalities}
+
+    def modality_summary(self) -> dict[str, Any]:
+        """Per modality: its cases, the mean over its structures of their per-structure means (as `mean` is for all
+        cases), and its per-structure aggregates."""
+        out = {}
+        for modality, structures in self.per_modality().items():
+            cases = {r.case_id for r in self.records if r.modality == modality}
+            mean = {m: json_float(nan_stat(np.mean, np.array([getattr(a, m) for a in structures.values()],
+                                                              dtype=np.float64))) for m in METRICS}
+            out[modality] = {"cases": len(cases), "structures": len(structures), **mean,
+                             "per_structure": {s: a.to_json() for s, a in structures.items()}}
+        return out
+
     def summary(self) -> dict[str, Any]:
         """The content of summary.json (NaN as None)."""
         return {
@@ -109,6 +129,7 @@ class EvaluationResult:
                 "cases": sum(1 for s in self.case_sources.values() if s == name),
                 "per_structure": {s: a.to_json() for s, a in self.per_source_structure[name].items()}}
                 for name, agg in self.per_source.items()},
+            "per_modality": self.modality_summary(),
             "per_case": {case_id: {"source": self.case_sources.get(case_id)} | agg.to_json()
                          for case_id, agg in self.per_case.items()},
         }

@@ -142,16 +142,26 @@ def train_and_score(name: str, cache_dir: Path, plan: Plan, manifest: Manifest, 
     seconds = time.perf_counter() - clock
     model = load_model(result.checkpoint, device=runtime.device)
     pred_dir = out / "predictions" / name
-    test_images = sorted({c.image_paths[0] for c in manifest.split(score_split)})
-    modalities = sorted({c.modality for c in manifest.split(score_split)})
-    options = PredictOptions(modality=modalities[0] if len(modalities) == 1 else None, precision=runtime.precision_name)
-    records = predict_files(model, test_images, pred_dir, options, progress=step(f"predict {name}"), overwrite=True)
+    records = []
+    for modality, test_images in images_by_modality(manifest, score_split).items():
+        # each case is read with the normalisation of the modality its manifest declares (what --modality says)
+        options = PredictOptions(modality=modality, precision=runtime.precision_name)
+        records += predict_files(model, test_images, pred_dir, options, progress=step(f"predict {name} {modality}"),
+                                 overwrite=True)
     failed = [r.error for r in records if r.error]
     if failed:
         raise UnimosError(pred_dir, f"prediction failed for {len(failed)} test case(s): {failed[0]}",
                           "see the message above; the demo data may be damaged, run the demo again")
     evaluate_predictions(pred_dir, manifest, out / "evaluation" / name, split=score_split)
     return json.loads((out / "evaluation" / name / "summary.json").read_text()), seconds
+
+
+def images_by_modality(manifest: Manifest, split: str) -> dict[str, list[Path]]:
+    """The first image of every case of `split`, grouped by the modality its source declares (sorted)."""
+    groups: dict[str, set[Path]] = {}
+    for case in manifest.split(split):
+        groups.setdefault(case.modality, set()).add(Path(case.image_paths[0]))
+    return {modality: sorted(groups[modality]) for modality in sorted(groups)}
 
 
 def resolved_precision_name(precision: str, device: str) -> str:

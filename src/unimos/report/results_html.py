@@ -44,6 +44,10 @@ def results_section(run: RunFolder, figures: Path) -> str:
             parts.append(note(f"{escape(method.name)}: no prediction for {escape(', '.join(missing))} "
                                "(not scored)."))
     parts.append("<h3>Per organ</h3>\n" + _per_organ_table(run.methods, structures, tolerance))
+    for modality in _modalities(run.methods):  # a CT+MR model is judged on each modality's own cases
+        views = [_modality_view(m.summary, modality) for m in run.methods]
+        parts.append(f"<h3>Per organ, {escape(modality)} cases</h3>\n"
+                     + _per_organ_table(run.methods, structures, tolerance, views, f"per-organ-{safe_name(modality)}"))
     if structures and any(m.scores for m in run.methods):
         dsc_distribution_figure(run.methods, structures, figures / "dsc_per_case.png")
         parts.append(figure_html("dsc_per_case.png", "DSC per case, one panel per organ (in its colour), one box per "
@@ -57,22 +61,39 @@ def results_section(run: RunFolder, figures: Path) -> str:
     return "\n".join(parts)
 
 
-def _per_organ_table(methods: Sequence[MethodResult], structures: Sequence[str], tolerance: float) -> str:
+def _modalities(methods: Sequence[MethodResult]) -> list[str]:
+    """The modalities of the scored cases when there are several (none otherwise: the overall table says it all)."""
+    found = list(dict.fromkeys(mod for m in methods for mod in (m.summary.get("per_modality") or {})))
+    return found if len(found) > 1 else []
+
+
+def _modality_view(summary: dict[str, Any], modality: str) -> dict[str, Any]:
+    """A summary.json's per-modality entry in the shape of the whole summary (per_structure, mean)."""
+    entry = (summary.get("per_modality") or {}).get(modality) or {}
+    return {"per_structure": entry.get("per_structure") or {}, "mean": entry}
+
+
+def _per_organ_table(methods: Sequence[MethodResult], structures: Sequence[str], tolerance: float,
+                     summaries: Sequence[dict[str, Any]] | None = None, table_id: str = "per-organ") -> str:
+    """Organs x methods (n, DSC, NSD) from each method's summary.json, or from `summaries` (one per method)."""
+    summaries = [m.summary for m in methods] if summaries is None else summaries
     colors = {name: rgb_hex(rgb) for name, rgb in color_table(structures).items()}
     head = ("<tr><th rowspan=\"2\">organ</th>" + "".join(f'<th colspan="3">{escape(m.name)}</th>' for m in methods)
             + "</tr>\n<tr>" + f"<th>n</th><th>DSC</th><th>NSD@{tolerance:g}mm</th>" * len(methods) + "</tr>")
     rows = []
     for structure in structures:
-        entries = [m.summary.get("per_structure", {}).get(structure) or {} for m in methods]
+        entries = [summary.get("per_structure", {}).get(structure) or {} for summary in summaries]
+        if not any(entries) and table_id != "per-organ":
+            continue
         best = best_index([as_float(e.get("dsc")) for e in entries])
         cells = "".join(f"<td>{e.get('n', '–')}</td><td{BEST_CLASS if i == best else ''}>{num(e.get('dsc'))}</td>"
                         f"<td>{num(e.get('nsd'))}</td>" for i, e in enumerate(entries))
         rows.append(f"<tr><td>{swatch(colors[structure])}{escape(structure)}</td>{cells}</tr>")
-    means = [m.summary.get("mean") or {} for m in methods]
+    means = [summary.get("mean") or {} for summary in summaries]
     cells = "".join(f"<td>{e.get('structures', '–')}</td><td>{num(e.get('dsc'))}</td><td>{num(e.get('nsd'))}</td>"
                     for e in means)
     rows.append(f"<tr><td><b>mean over organs</b></td>{cells}</tr>")
-    return f'<table id="per-organ">{head}\n' + "\n".join(rows) + "</table>"
+    return f'<table id="{table_id}">{head}\n' + "\n".join(rows) + "</table>"
 
 
 def _group_table(methods: Sequence[MethodResult], label: str, keys: Callable[[MethodResult], Iterable[str]],
@@ -114,7 +135,7 @@ def cases_section(run: RunFolder, figures: Path, max_cases: int) -> str:
         return note("Missing: case views need an evaluation (which cases were scored, and how well).")
     drawn_by = run.methods[0]
     order = _worst_first(run)
-    shown = order[:max_cases]
+    shown = shown_cases(order, {r.case_id: r.modality for r in drawn_by.scores}, max_cases)
     parts = [(f"<p>The evaluated cases, worst first by the mean DSC of <b>{escape(drawn_by.name)}</b> over the "
               "organs each case annotates; the views show that method's prediction.</p>")]
     if len(order) > len(shown):
@@ -158,6 +179,21 @@ def _case_article(run: RunFolder, rank: int, case_id: str, case: Case | None, st
         parts.append(note(f"{escape(case_id)} is not in the manifest {escape(str(run.manifest.path))}: no view."))
     parts.append("</article>")
     return "\n".join(parts)
+
+
+def shown_cases(order: Sequence[str], modality_of: dict[str, str], max_cases: int) -> list[str]:
+    """The first `max_cases` of `order` (worst first), with the worst case of every modality among them: a CT+MR
+    report always draws an MR case, however well the MR cases scored. Kept in `order`'s order."""
+    firsts = list(dict.fromkeys(next(c for c in order if modality_of.get(c) == mod)
+                                for mod in dict.fromkeys(modality_of[c] for c in order if c in modality_of)))
+    if max_cases <= 0:
+        return []
+    chosen = set(firsts[:max_cases])
+    for case_id in order:
+        if len(chosen) >= max_cases:
+            break
+        chosen.add(case_id)
+    return [c for c in order if c in chosen]
 
 
 def _worst_first(run: RunFolder) -> list[str]:
