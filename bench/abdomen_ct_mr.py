@@ -53,6 +53,7 @@ from _common import (
     write_kept_label,
 )
 from _common import write_manifests as write_manifest_files
+from btcv_partial import case_entry
 
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
@@ -66,14 +67,6 @@ ROW_SETUP = {  # row -> (collection, loss, sampler)
     "ct_mr_mdc": ("ct_mr", "partial", "mdc"),
 }
 TEST_SOURCES = {"CT": "btcv_validation", "MR": "chaos_validation"}
-
-
-def _case(folder: Path, case_id: str, label: Path | None, split: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"id": case_id, "image": str((folder / "imagesTr" / f"{case_id}_0000.nii.gz").resolve())}
-    if label is not None:
-        entry["label"] = str(label.resolve())
-    entry["split"] = split
-    return entry
 
 
 def _dataset(folder: Path) -> tuple[dict[int, str], dict[str, list[str]]]:
@@ -92,24 +85,24 @@ def write_manifests(btcv: Path, chaos: Path, out: Path, seed: int) -> dict[str, 
     ct_label = {cid: btcv / "labelsTr" / f"{cid}.nii.gz" for cid in [*ct_splits["train"], *ct_splits["validation"]]}
     mr_label = {cid: chaos / "labelsTr" / f"{cid}.nii.gz" for cid in [*mr_splits["train"], *mr_splits["validation"]]}
     ct_sources = [{"name": "full_src", "modality": "CT", "kind": "full", "labels": ct_labels,
-                   "cases": [_case(btcv, cid, ct_label[cid], "train") for cid in sources["full_src"]]}]
+                   "cases": [case_entry(btcv, cid, ct_label[cid], "train") for cid in sources["full_src"]]}]
     for name, organs in btcv_partial.SOURCE_ORGANS.items():
         keep = [value_of[o] for o in organs]
         ct_sources.append({"name": name, "modality": "CT", "kind": "partial",
                            "labels": {value_of[o]: o for o in organs},
-                           "cases": [_case(btcv, cid, write_kept_label(ct_label[cid], keep,
-                                                                       label_dir / f"{cid}.nii.gz"), "train")
+                           "cases": [case_entry(btcv, cid, write_kept_label(ct_label[cid], keep,
+                                                                            label_dir / f"{cid}.nii.gz"), "train")
                                      for cid in sources[name]]})
 
     def mr_train(kind: str) -> dict[str, Any]:
         return {"name": "chaos_mr", "modality": "MR", "kind": kind, "labels": mr_labels,
-                "cases": [_case(chaos, cid, mr_label[cid], "train") for cid in mr_splits["train"]]}
+                "cases": [case_entry(chaos, cid, mr_label[cid], "train") for cid in mr_splits["train"]]}
 
     def test(modality: str, kind: str = "full") -> dict[str, Any]:
         folder, labels, splits, label_of = ((btcv, ct_labels, ct_splits, ct_label) if modality == "CT"
                                             else (chaos, mr_labels, mr_splits, mr_label))
         return {"name": TEST_SOURCES[modality], "modality": modality, "kind": kind, "labels": labels,
-                "cases": [_case(folder, cid, label_of[cid], "test") for cid in splits["validation"]]}
+                "cases": [case_entry(folder, cid, label_of[cid], "test") for cid in splits["validation"]]}
 
     all_classes = [ct_labels[v] for v in sorted(ct_labels)]
     # CHAOS annotates 4 of the 13 classes: in a 13-class project its sources are partial (its validation cases are

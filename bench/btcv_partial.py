@@ -79,7 +79,8 @@ def unlabeled_variant(sources: dict[str, list[str]]) -> dict[str, list[str]]:
     return variant
 
 
-def _case(data: Path, case_id: str, label: Path | None, split: str) -> dict[str, Any]:
+def case_entry(data: Path, case_id: str, label: Path | None, split: str) -> dict[str, Any]:
+    """A manifest case of a folder in the nnU-Net raw layout (imagesTr/ID_0000.nii.gz), its label if any."""
     entry: dict[str, Any] = {"id": case_id, "image": str((data / "imagesTr" / f"{case_id}_0000.nii.gz").resolve())}
     if label is not None:
         entry["label"] = str(label.resolve())
@@ -107,7 +108,7 @@ def write_manifests(data: Path, out: Path, seed: int) -> dict[str, Any]:
         if labels is not None:
             spec["labels"] = labels
         label_of = derived if kind == "partial" else original
-        spec["cases"] = [_case(data, cid, label_of[cid] if kind != "unlabeled" else None, split) for cid in ids]
+        spec["cases"] = [case_entry(data, cid, label_of[cid] if kind != "unlabeled" else None, split) for cid in ids]
         return spec
 
     def partial_sources(assignment: dict[str, list[str]]) -> list[dict]:
