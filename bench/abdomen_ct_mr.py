@@ -299,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(args.out / "ct_mr_extra.json", extra)
 
     normalisation = "; ".join(
-        f"{m}: {v.scheme}" + (f" (clip {list(v.clip)} HU, then mean {v.mean:.1f}, std {v.std:.1f})" if v.clip else "")
+        f"{m}: {v.scheme}"
+        + (f" (clip {list(v.clip)} in the scans' units, then mean {v.mean:.1f}, std {v.std:.1f})" if v.clip else "")
         for m, v in plans["ct_mr"].normalisation.items())
     header = (f"Abdominal CT+MR benchmark, {machine_line()} (device {args.device}); seed {args.seed}; plan "
               f"`{args.preset}`: {plans['ct_mr'].target_spacing_mm} mm, patch {plans['ct_mr'].patch_size}, batch "
