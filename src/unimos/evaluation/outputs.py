@@ -53,22 +53,19 @@ def _markdown(result: EvaluationResult) -> str:
             cells = []
             for entry in by_modality.values():
                 agg = entry["per_structure"].get(name, {})
-                cells += [_num(_finite(agg.get("dsc"))), _num(_finite(agg.get("nsd")))]
+                cells += [_num(agg.get("dsc")), _num(agg.get("nsd"))]
             out.write(f"| {name} | " + " | ".join(cells) + " |\n")
         out.write("| **mean over structures** | " + " | ".join(
-            f"{_num(_finite(e['dsc']))} | {_num(_finite(e['nsd']))}" for e in by_modality.values()) + " |\n")
+            f"{_num(e['dsc'])} | {_num(e['nsd'])}" for e in by_modality.values()) + " |\n")
         out.write("| cases | " + " | ".join(f"{e['cases']} | " for e in by_modality.values()) + " |\n")
     if result.missing:
         out.write(f"\nNot scored (no prediction): {', '.join(result.missing)}\n")
     return out.getvalue()
 
 
-def _finite(value: float | None) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _num(value: float, digits: int = 3) -> str:
-    return "–" if not math.isfinite(value) else f"{value:.{digits}f}"
+def _num(value: float | None, digits: int = 3) -> str:
+    """A score with `digits` decimals; "–" for a missing one (None in summary.json, NaN in an aggregate)."""
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
 def _pair(mean: float, median: float, digits: int = 3) -> str:

@@ -47,7 +47,8 @@ def results_section(run: RunFolder, figures: Path) -> str:
     for modality in _modalities(run.methods):  # a CT+MR model is judged on each modality's own cases
         views = [_modality_view(m.summary, modality) for m in run.methods]
         parts.append(f"<h3>Per organ, {escape(modality)} cases</h3>\n"
-                     + _per_organ_table(run.methods, structures, tolerance, views, f"per-organ-{safe_name(modality)}"))
+                     + _per_organ_table(run.methods, structures, tolerance, views, f"per-organ-{safe_name(modality)}",
+                                        skip_unscored=True))
     if structures and any(m.scores for m in run.methods):
         dsc_distribution_figure(run.methods, structures, figures / "dsc_per_case.png")
         parts.append(figure_html("dsc_per_case.png", "DSC per case, one panel per organ (in its colour), one box per "
@@ -74,8 +75,10 @@ def _modality_view(summary: dict[str, Any], modality: str) -> dict[str, Any]:
 
 
 def _per_organ_table(methods: Sequence[MethodResult], structures: Sequence[str], tolerance: float,
-                     summaries: Sequence[dict[str, Any]] | None = None, table_id: str = "per-organ") -> str:
-    """Organs x methods (n, DSC, NSD) from each method's summary.json, or from `summaries` (one per method)."""
+                     summaries: Sequence[dict[str, Any]] | None = None, table_id: str = "per-organ",
+                     skip_unscored: bool = False) -> str:
+    """Organs x methods (n, DSC, NSD) from each method's summary.json, or from `summaries` (one per method);
+    `skip_unscored` leaves out organs no method scored (an MR table of a CT+MR project)."""
     summaries = [m.summary for m in methods] if summaries is None else summaries
     colors = {name: rgb_hex(rgb) for name, rgb in color_table(structures).items()}
     head = ("<tr><th rowspan=\"2\">organ</th>" + "".join(f'<th colspan="3">{escape(m.name)}</th>' for m in methods)
@@ -83,7 +86,7 @@ def _per_organ_table(methods: Sequence[MethodResult], structures: Sequence[str],
     rows = []
     for structure in structures:
         entries = [summary.get("per_structure", {}).get(structure) or {} for summary in summaries]
-        if not any(entries) and table_id != "per-organ":
+        if skip_unscored and not any(entries):
             continue
         best = best_index([as_float(e.get("dsc")) for e in entries])
         cells = "".join(f"<td>{e.get('n', '–')}</td><td{BEST_CLASS if i == best else ''}>{num(e.get('dsc'))}</td>"
@@ -184,11 +187,13 @@ def _case_article(run: RunFolder, rank: int, case_id: str, case: Case | None, st
 def shown_cases(order: Sequence[str], modality_of: dict[str, str], max_cases: int) -> list[str]:
     """The first `max_cases` of `order` (worst first), with the worst case of every modality among them: a CT+MR
     report always draws an MR case, however well the MR cases scored. Kept in `order`'s order."""
-    firsts = list(dict.fromkeys(next(c for c in order if modality_of.get(c) == mod)
-                                for mod in dict.fromkeys(modality_of[c] for c in order if c in modality_of)))
     if max_cases <= 0:
         return []
-    chosen = set(firsts[:max_cases])
+    worst_of: dict[str, str] = {}
+    for case_id in order:
+        if case_id in modality_of:
+            worst_of.setdefault(modality_of[case_id], case_id)
+    chosen = set(list(worst_of.values())[:max_cases])
     for case_id in order:
         if len(chosen) >= max_cases:
             break
