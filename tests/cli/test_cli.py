@@ -128,3 +128,16 @@ def test_a_bare_tumour_label_is_refused_naming_the_file_the_label_value_and_the_
     assert result.exit_code == 1 and "Traceback" not in out
     assert "m.yaml (source 'flare_like'), label value 2" in out and "'Tumor'" in out
     assert "{name: tumor, parent: [liver, kidney_right, kidney_left, pancreas]}" in out
+
+
+def test_bfloat16_on_a_cpu_that_would_emulate_it_is_warned_about_before_any_work(monkeypatch, tmp_path):
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    # --ssl with --progressive is refused after the precision checks: nothing is made
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--ssl", "--progressive",
+                                 "--precision", "bfloat16", "--device", "cpu"])
+    assert result.exit_code != 0
+    assert "bfloat16 autocast is emulated" in result.output
+    assert not (tmp_path / "demo").exists()

@@ -9,7 +9,13 @@ from unimos.errors import UnimosError
 from unimos.inference.sliding import predict_probabilities
 from unimos.networks.registry import build_network
 from unimos.training.config import TrainConfig
-from unimos.utils.precision import cpu_bfloat16_unit, cpu_has_native_bfloat16, precision_name, resolve_precision
+from unimos.utils.precision import (
+    cpu_bfloat16_unit,
+    cpu_has_native_bfloat16,
+    emulated_precision_warning,
+    precision_name,
+    resolve_precision,
+)
 
 
 def test_explicit_precisions_resolve_to_their_dtype_on_the_cpu():
@@ -30,6 +36,18 @@ def test_auto_picks_bfloat16_on_amx_and_on_avx512_bf16_cpus(monkeypatch, amx, av
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     assert cpu_bfloat16_unit() == unit
     assert resolve_precision("auto", "cpu") is auto
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_explicit_bfloat16_is_warned_about_only_where_the_cpu_would_emulate_it(monkeypatch, native):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    warning = emulated_precision_warning("bfloat16", "cpu")
+    assert (warning is None) is native
+    if not native:
+        assert "emulated" in warning and "--precision auto or float32" in warning
+    for name in ("auto", "float32"):
+        assert emulated_precision_warning(name, "cpu") is None
 
 
 def test_float16_on_the_cpu_and_unknown_names_are_refused_with_the_choices():

@@ -33,7 +33,7 @@ from unimos.training.config import TrainConfig
 from unimos.training.loop import check_config
 from unimos.utils.device import resolve_device
 from unimos.utils.folders import check_output_folder, refuse_output_inside_inputs
-from unimos.utils.precision import check_precision
+from unimos.utils.precision import check_precision, emulated_precision_warning
 
 
 def plan(*, manifest: Path, out: Path, preset: str, seed: int, workers: int, overwrite: bool) -> None:
@@ -58,6 +58,13 @@ def preprocess(*, manifest: Path, plan: Path, cache: Path, workers: int, allow_o
                                             progress=bars("preprocess"))
     console.print(f"preprocessed {done} case(s), {skipped} already cached, in "
                   f"[bold]{cache_root(cache, loaded_plan)}[/]")
+
+
+def warn_if_emulated(precision: str, device: str) -> None:
+    """One warning line when the precision asked for would be emulated on this device (utils/precision.py)."""
+    warning = emulated_precision_warning(precision, resolve_device(device))
+    if warning:
+        err_console.print(f"[yellow]warning:[/] --precision {precision}: {warning}", soft_wrap=True)
 
 
 def train(
@@ -108,6 +115,7 @@ def train(
                          validate_every=validate_every, checkpoint_every=checkpoint_every, log_every=log_every,
                          tensorboard=tensorboard)
     check_config(config)
+    warn_if_emulated(precision, device)
     with progress_bars(err_console) as bars:
         loaded, _ = checked_manifest(manifest, workers=workers, progress=bars("inspect"))
         inputs = manifest_input_folders(loaded)
@@ -151,6 +159,7 @@ def predict(
                              precision=precision, force=force)
 
     resolve_device(device)  # a missing GPU is the user's to fix, named before the model is read
+    warn_if_emulated(precision, device)
     model = load_model(checkpoint, device)
     first_stage = load_model(coarse, device) if coarse is not None else None
     with progress_bars(err_console) as bars:
@@ -194,6 +203,7 @@ def demo(
 ) -> None:
     """`unimos demo` (its options and help: cli/main.py)."""
     check_precision(precision)
+    warn_if_emulated(precision, device)
     if every and not ssl:
         raise UnimosError("--all", "chooses the rows of the semi-supervised comparison only",
                           "add --ssl, or drop --all")
