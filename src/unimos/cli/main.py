@@ -304,7 +304,7 @@ def demo_command(
     One recipe on every machine, so that the numbers do not depend on the CPU: 700 iterations per row, 48 x 48 x
     48 patches at 3 mm, batch 2, a 16-128 DynUNet with deep supervision. With --precision auto (bfloat16 on AMX
     and AVX-512 BF16 CPUs) it took 10.2-10.7 minutes on 2 cores of an Intel Xeon with AMX; about 14 minutes are
-    expected on an AMD EPYC with AVX-512 BF16 (a 1.4 times slower step; not yet measured there); 32.6 minutes on 2
+    expected on an AMD EPYC with AVX-512 BF16 (a 1.4 times slower step; not yet measured there); 32.3 minutes on 2
     cores of an AMD EPYC without AVX-512 (Zen 3: float32, 0.9 s a step; bfloat16 would be emulated, 48 times
     slower), with the same scores within 0.012. --progressive adds about 6 minutes with AMX. Times: bench/README.md,
     "The demo's recipe".
