@@ -8,11 +8,12 @@ patch mode's overlap in voxels at every seam, the one with the least compute who
 and falls back to the plan's patch when nothing larger fits.
 
 The windows are still run by MONAI's `sliding_window_inference` (Gaussian weighting, per-axis overlap); only their
-size and overlap change. A network with instance normalisation (DynUNet) computes its statistics over the window it
-sees, so larger windows change what the network computes, not only the borders: on the demo model and the BTCV
-model of bench/btcv_partial.py (both trained on 48^3 patches, whole-volume windows 4-11 times larger), "auto"
-lowered the mean DSC by 0.04 and 0.06. That is why "patch" stays the default; check "auto" on your own model (and
-prefer models trained on patches close to the volume's size) before using it.
+size and overlap change. A larger window changes what the network computes, not only the borders: on the demo
+model and the BTCV model of bench/btcv_partial.py (both trained on 48^3 patches, whole-volume windows 4-11 times
+larger), "auto" lowered the mean DSC by 0.03 and 0.06. The cause is the context the deeper levels see beyond a
+training patch, not the instance norm's statistics: normalising with patch-scale statistics did not recover it
+(bench/README.md, "Faster inference without losing accuracy"). That is why "patch" stays the default; check "auto"
+on your own model (bench/inference_agreement.py) before using it.
 """
 
 from __future__ import annotations
