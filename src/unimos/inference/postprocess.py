@@ -15,6 +15,9 @@ from scipy import ndimage
 
 from unimos.data.taxonomy import Taxonomy
 
+# Voxels of removed pieces handled per batch of whole pieces, to bound the memory of their neighbour pairs (26 each).
+PIECE_BATCH_VOXELS = 1 << 20
+
 
 def largest_component_per_class(labels: np.ndarray, taxonomy: Taxonomy | None = None) -> np.ndarray:
     """Keep each organ's largest component (26-connectivity, lesions inside joining its pieces, the piece with the
@@ -29,19 +32,51 @@ def largest_component_per_class(labels: np.ndarray, taxonomy: Taxonomy | None = 
         if count <= 1:
             continue
         sizes = np.bincount(components[labels == cls], minlength=count + 1)
-        boxes = cc3d.statistics(components)["bounding_boxes"]
-        for piece in range(1, count + 1):
-            if piece != int(np.argmax(sizes)):
-                _reassign(out, components, piece, boxes[piece], cls)
+        keep = int(np.argmax(sizes))
+        fill = shell_majority(out, components, count, keep)
+        moved = (components > 0) & (components != keep) & (out == cls)
+        out[moved] = fill[components[moved]]
     return out
 
 
-def _reassign(out: np.ndarray, components: np.ndarray, piece: int, box: tuple[slice, ...], cls: int) -> None:
-    """Give the `cls` voxels of one removed piece the most common label on the piece's one-voxel shell."""
-    fill = surrounding_label(out, components, piece, box)
-    grown = _grown(box, out.shape)
-    view = out[grown]
-    view[(components[grown] == piece) & (view == cls)] = fill
+def shell_majority(labels: np.ndarray, components: np.ndarray, count: int, keep: int) -> np.ndarray:
+    """Per component 1..count of `components` except `keep`: the most common value of `labels` on its one-voxel
+    shell (its 26-neighbours outside it, each counted once; ties to the smaller value; 0 without a shell).
+
+    Entries 0 and `keep` are 0. Every piece at once, as a noisy map has thousands. The shell of a piece never holds
+    another piece (they would be connected), so reassigning the pieces one at a time would read the same shells."""
+    fill = np.zeros(count + 1, dtype=labels.dtype)
+    flat_components, flat_labels = components.ravel(), labels.ravel()
+    voxels = np.flatnonzero((flat_components > 0) & (flat_components != keep))
+    if voxels.size == 0:
+        return fill
+    voxels = voxels[np.argsort(flat_components[voxels], kind="stable")]
+    pieces = flat_components[voxels].astype(np.int64)
+    coords = np.unravel_index(voxels, labels.shape)
+    offsets = [o for o in np.ndindex(*(3,) * labels.ndim) if any(v != 1 for v in o)]
+    n_values = int(flat_labels.max()) + 1
+    cuts = [0]  # batches of whole pieces, about PIECE_BATCH_VOXELS voxels each
+    for start in np.flatnonzero(pieces[1:] != pieces[:-1]) + 1:
+        if start - cuts[-1] >= PIECE_BATCH_VOXELS:
+            cuts.append(int(start))
+    cuts.append(voxels.size)
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        own = pieces[lo:hi]
+        pairs = []
+        for offset in offsets:
+            neighbour = [c[lo:hi] + (o - 1) for c, o in zip(coords, offset)]
+            valid = np.ones(hi - lo, dtype=bool)
+            for axis, n in enumerate(labels.shape):
+                valid &= (neighbour[axis] >= 0) & (neighbour[axis] < n)
+            index = np.ravel_multi_index([a[valid] for a in neighbour], labels.shape)
+            outside = flat_components[index] != own[valid]
+            pairs.append(own[valid][outside] * labels.size + index[outside])
+        owner, where = np.divmod(np.unique(np.concatenate(pairs)), labels.size)  # each (piece, shell voxel) once
+        counts = np.zeros((count + 1, n_values), dtype=np.int64)
+        np.add.at(counts, (owner, flat_labels[where].astype(np.int64)), 1)
+        present = np.unique(own)
+        fill[present] = counts[present].argmax(axis=1)
+    return fill
 
 
 def surrounding_label(labels: np.ndarray, components: np.ndarray, piece: int, box: tuple[slice, ...],
