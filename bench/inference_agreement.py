@@ -45,6 +45,7 @@ from unimos.inference.model import load_model
 from unimos.inference.predictor import PredictOptions, predict_files
 from unimos.pipelines.project import checked_manifest
 from unimos.pipelines.run import images_by_modality
+from unimos.training.validate import dice_per_class
 from unimos.utils.atomic import write_text_atomic
 
 REFERENCE = "patch_float32"
@@ -109,9 +110,10 @@ def patch_statistics(network: nn.Module, patch: Sequence[int]) -> Iterator[None]
 
 def mean_dice(a: np.ndarray, b: np.ndarray) -> float:
     """Mean Dice over the labels > 0 that either map holds (1.0 for two empty maps)."""
-    values = [2 * np.count_nonzero((a == c) & (b == c)) / (np.count_nonzero(a == c) + np.count_nonzero(b == c))
-              for c in np.union1d(np.unique(a), np.unique(b)) if c > 0]
-    return float(np.mean(values)) if values else 1.0
+    classes = [int(c) for c in np.union1d(np.unique(a), np.unique(b)) if c > 0]
+    if not classes:
+        return 1.0
+    return float(np.mean(list(dice_per_class(a, b, np.ones(a.shape, dtype=bool), classes).values())))
 
 
 def run_set(name: str, checkpoint: Path, manifest_path: Path, split: str, out: Path) -> dict[str, Any]:
@@ -159,7 +161,7 @@ def markdown(sets: dict[str, Any], header: str) -> str:
         for mode, row in entry["modes"].items():
             counts = sorted(set(row["windows"]))
             lines.append(f"| {name} ({entry['cases']} cases, patch {entry['patch']}) | {mode} | {row['precision']} | "
-                         f"{'-'.join(str(c) for c in (counts[0], counts[-1])) if len(counts) > 1 else counts[0]} | "
+                         f"{counts[0] if len(counts) == 1 else f'{counts[0]}-{counts[-1]}'} | "
                          f"{row['network_s']:.1f} | {row['organ_mean_dsc']:.4f} | {row['dsc_change']:+.4f} | "
                          f"{row['agreement']:.4f} | {row['agreement_min_case']:.4f} |")
     return "\n".join(lines)
@@ -174,7 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--summary-key", default="inference_agreement")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     sets = {}
     for name, checkpoint, manifest in args.set:
         clock = time.perf_counter()

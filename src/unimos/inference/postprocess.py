@@ -60,6 +60,7 @@ def shell_majority(labels: np.ndarray, components: np.ndarray, count: int, keep:
         if start - cuts[-1] >= PIECE_BATCH_VOXELS:
             cuts.append(int(start))
     cuts.append(voxels.size)
+    counts = np.zeros((count + 1, n_values), dtype=np.int64)  # piece x label: shell voxels
     for lo, hi in zip(cuts[:-1], cuts[1:]):
         own = pieces[lo:hi]
         pairs = []
@@ -72,7 +73,6 @@ def shell_majority(labels: np.ndarray, components: np.ndarray, count: int, keep:
             outside = flat_components[index] != own[valid]
             pairs.append(own[valid][outside] * labels.size + index[outside])
         owner, where = np.divmod(np.unique(np.concatenate(pairs)), labels.size)  # each (piece, shell voxel) once
-        counts = np.zeros((count + 1, n_values), dtype=np.int64)
         np.add.at(counts, (owner, flat_labels[where].astype(np.int64)), 1)
         present = np.unique(own)
         fill[present] = counts[present].argmax(axis=1)
