@@ -206,6 +206,9 @@ def predict_command(
         "Checkpoint of a coarse model (plan preset 'coarse', same manifest): it finds the organs' region on the "
         "whole scan and CHECKPOINT runs only inside it (coarse-to-fine cascade)."))] = None,
     roi_margin_mm: Annotated[float, typer.Option(min=0.0, help="With --coarse: margin around the region (mm).")] = 20.0,
+    lesion_model: Annotated[Optional[Path], PathOption(help=(
+        "Checkpoint of a lesion stage (`unimos train --strategy lesion_crops`, same manifest and plan): it labels "
+        "the lesions inside every organ CHECKPOINT finds that has lesion classes."))] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     precision: PrecisionOpt = "auto",
     force: Annotated[bool, typer.Option("--force", help=(
@@ -218,6 +221,7 @@ def predict_command(
 
     Example:  unimos predict work/run/checkpoint_final scans/ --out predictions/
               unimos predict work/run/checkpoint_final scans/ --coarse work/run_coarse/checkpoint_final
+              unimos predict work/run/checkpoint_final scans/ --lesion-model work/lesions/checkpoint_final
     """
     _model_commands().predict(**locals())
 

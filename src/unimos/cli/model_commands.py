@@ -144,6 +144,7 @@ def predict(
     window: str,
     coarse: Optional[Path],
     roi_margin_mm: float,
+    lesion_model: Optional[Path],
     device: str,
     precision: str,
     force: bool,
@@ -162,9 +163,11 @@ def predict(
     warn_if_emulated(precision, device)
     model = load_model(checkpoint, device)
     first_stage = load_model(coarse, device) if coarse is not None else None
+    lesions = load_model(lesion_model, device) if lesion_model is not None else None
     with progress_bars(err_console) as bars:
         records = predict_files(model, files, out, options, skip_existing=skip_existing, progress=bars("predict"),
-                                coarse=first_stage, roi_margin_mm=roi_margin_mm, overwrite=overwrite)
+                                coarse=first_stage, roi_margin_mm=roi_margin_mm, overwrite=overwrite,
+                                lesion_model=lesions)
     failed = [r for r in records if r.error]
     for record in records:
         if record.stages.get("skipped"):

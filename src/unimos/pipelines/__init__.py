@@ -10,7 +10,7 @@ inference, below the CLI.
   `multi_round = True` in strategies/) plus one import line below; `run.train_from_cache` runs it in place of one
   training."""
 
-from unimos.pipelines import progressive, self_training  # noqa: F401  (registers)
+from unimos.pipelines import lesion_crops, progressive, self_training  # noqa: F401  (registers)
 from unimos.pipelines.registry import PIPELINES
 
 __all__ = ["PIPELINES"]

@@ -140,20 +140,30 @@ def train_and_score(name: str, cache_dir: Path, plan: Plan, manifest: Manifest, 
     result = train_from_cache(cache_dir, plan, config, out / "runs" / name, resume=resume, overwrite=not resume,
                               progress=train_progress(name) if train_progress else None, runtime=runtime)
     seconds = time.perf_counter() - clock
-    model = load_model(result.checkpoint, device=runtime.device)
+    summary = predict_and_score(name, result.checkpoint, manifest, out, runtime, step, score_split)
+    return summary, seconds
+
+
+def predict_and_score(name: str, checkpoint: Path, manifest: Manifest, out: Path, runtime: Runtime,
+                      step: Callable[[str], Progress | None] = lambda _label: None, score_split: str = "test",
+                      lesion_checkpoint: Path | None = None) -> dict:
+    """Predict the manifest's `score_split` cases with a checkpoint (and a lesion-stage model, if given) into
+    OUT/predictions/NAME and score them into OUT/evaluation/NAME; returns the evaluation summary."""
+    model = load_model(checkpoint, device=runtime.device)
+    lesion_model = None if lesion_checkpoint is None else load_model(lesion_checkpoint, device=runtime.device)
     pred_dir = out / "predictions" / name
     records = []
     for modality, test_images in images_by_modality(manifest, score_split).items():
         # each case is read with the normalisation of the modality its manifest declares (what --modality says)
         options = PredictOptions(modality=modality, precision=runtime.precision_name)
         records += predict_files(model, test_images, pred_dir, options, progress=step(f"predict {name} {modality}"),
-                                 overwrite=True)
+                                 overwrite=True, lesion_model=lesion_model)
     failed = [r.error for r in records if r.error]
     if failed:
         raise UnimosError(pred_dir, f"prediction failed for {len(failed)} test case(s): {failed[0]}",
                           "see the message above; the demo data may be damaged, run the demo again")
     evaluate_predictions(pred_dir, manifest, out / "evaluation" / name, split=score_split)
-    return json.loads((out / "evaluation" / name / "summary.json").read_text()), seconds
+    return json.loads((out / "evaluation" / name / "summary.json").read_text())
 
 
 def images_by_modality(manifest: Manifest, split: str) -> dict[str, list[Path]]:

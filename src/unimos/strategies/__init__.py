@@ -3,6 +3,7 @@
 from unimos.strategies import (  # noqa: F401  (registers)
     cps,
     guided_cps,
+    lesion_crops,
     mean_teacher,
     progressive,
     self_training,

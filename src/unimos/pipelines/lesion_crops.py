@@ -1,0 +1,194 @@
+"""The lesion stage on organ crops (paper 001, 2.2, coarse-to-fine; paper 004, organs before lesions): a second
+network learns a project's lesion classes from crops around their parent organs only.
+
+Why a separate stage: trained jointly with the organs on the whole abdomen, the demo's lesions (0.1-0.5% of the
+voxels) stayed at 0 DSC at every budget that fits the demo, the upper bound included; the same data cut into crops
+around each lesion's organ is learned in a few hundred steps (bench/README.md, "The demo's lesions").
+
+Training cases (cache format, `lesion_crop_cases`): for every labeled case with whole-volume labels and every
+organ that is the parent of a lesion class the case annotates, the organ's bounding box grown by `margin_mm` and at
+least one training patch large, with the organ's mask as one more input channel. Their classes are the organ and
+lesion slots (`lesion_crop_taxonomy`): slot j is the j-th lesion class of the crop's organ, everything else in a
+crop is background, and a lesion of the crop's organ that the case does not annotate stays open through the candidate
+table (data/labels.py). At prediction (inference/lesion_stage.py) the organ model's labels give the
+crops, and the lesion model's labels are written inside each crop for the lesions of its organ.
+
+Status: experimental. A plain loop on such crops learns the demo's liver tumours (bench/lesion_crop_probe.py); this
+stage, trained by the ordinary training loop, does not yet (bench/README.md, "The demo's lesions: learned from
+organ crops"), so the demo does not use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unimos.data.labels import candidate_table
+from unimos.data.plan_spec import ClassSpec, Plan
+from unimos.data.taxonomy import ClassDef, Taxonomy
+from unimos.errors import UnimosError
+from unimos.inference.lesion_stage import (
+    DEFAULT_LESION_MARGIN_MM,
+    organ_crop_box,
+    organ_mask_channel,
+    parents_with_lesions,
+)
+from unimos.pipelines.registry import PIPELINES
+from unimos.preprocess.cache import CachedCase, write_cached_case
+from unimos.preprocess.plan import plan_taxonomy, with_hashes
+from unimos.strategies.base import resolve_options
+from unimos.strategies.lesion_crops import LesionCrops
+from unimos.training.config import TrainConfig
+from unimos.training.loop import TrainResult, train
+from unimos.utils.atomic import write_json_atomic
+from unimos.utils.runtime import Runtime
+
+DEFAULT_CROP_MARGIN_MM = DEFAULT_LESION_MARGIN_MM  # the crops at prediction use the same margin
+DEFAULT_LESION_PATCH = 32  # voxels per axis: a 3 mm grid's liver crop holds a few such patches
+DEFAULT_LESION_ITERATIONS = 300
+
+Box = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def lesion_crop_taxonomy(taxonomy: Taxonomy) -> Taxonomy:
+    """The lesion stage's classes: `organ` (the crop's organ), then one lesion slot per lesion class an organ can
+    have: `lesion` (or `lesion_1`, `lesion_2`, ... where an organ has several). Slot j of a crop is the j-th lesion
+    class of the crop's organ in project order (`parents_with_lesions`): one network learns what sets a lesion apart
+    from the organ around it, from every organ's lesions together (one class per lesion on the demo's few crops, it
+    took one organ's lesions for another's). The organ class makes the class-balanced sampler centre as many
+    patches on organ voxels, the lesions' hardest neighbours, as on lesions (bench/README.md, "The demo's
+    lesions")."""
+    slots = max((len(own) for own in parents_with_lesions(taxonomy).values()), default=0)
+    if not slots:
+        raise UnimosError("project classes", "the project has no lesion class (a class inside an organ, e.g. "
+                          "liver_tumor)", "add the lesion classes to project.classes, or train without a lesion stage")
+    names = ["lesion"] if slots == 1 else [f"lesion_{j}" for j in range(1, slots + 1)]
+    return Taxonomy((ClassDef("organ"), *(ClassDef(n, ("organ",)) for n in names)))
+
+
+def box_slices(box: Box) -> tuple[slice, ...]:
+    return tuple(slice(lo, hi) for lo, hi in zip(*box))
+
+
+def spacing_of(affine: Sequence[Sequence[float]]) -> list[float]:
+    """Voxel spacing (mm per axis) of a 4x4 affine."""
+    matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
+    return [float(v) for v in np.linalg.norm(matrix, axis=0)]
+
+
+def shifted_affine(affine: Sequence[Sequence[float]], low: Sequence[int]) -> list[list[float]]:
+    """The affine of a crop starting at voxel `low`: every voxel keeps its world position."""
+    matrix = np.asarray(affine, dtype=np.float64).copy()
+    matrix[:3, 3] = matrix[:3, :3] @ np.asarray(low, dtype=np.float64) + matrix[:3, 3]
+    return matrix.tolist()
+
+
+def crop_labels(label: np.ndarray, parent: int, own: Sequence[int], num_classes: int) -> np.ndarray:
+    """Project labels -> lesion-stage labels of a crop of organ `parent` whose lesion classes are `own` (project
+    indices, in slot order): the organ 1, its j-th lesion class 1 + j, everything else 0."""
+    lookup = np.zeros(num_classes, dtype=np.uint8)
+    lookup[parent] = 1
+    for slot, index in enumerate(own, start=2):
+        lookup[index] = slot
+    return lookup[np.asarray(label, dtype=np.int64)]
+
+
+def lesion_crop_cases(cases: Sequence[CachedCase], taxonomy: Taxonomy, folder: Path, patch_size: Sequence[int],
+                      margin_mm: float = DEFAULT_CROP_MARGIN_MM) -> list[CachedCase]:
+    """The lesion stage's training cases, written under `folder` (one per case and parent organ; see module doc).
+
+    Each crop's image is the case's channels plus the organ's mask (`organ_mask_channel`); its labels are the organ
+    and its lesion slots (`crop_labels`), and a slot whose lesion class the case does not annotate stays open in the
+    candidate table (the slots lie inside `organ`: an organ voxel may be that lesion). Another organ, and its
+    lesions, is background: a crop is read for its own organ's lesions only. Cases without labels, sparse cases (a
+    region that is not the whole volume) and organs that the case does not annotate together with one of their
+    lesions give no crop: there the crop could not say
+    where a lesion is not."""
+    lesions = lesion_crop_taxonomy(taxonomy)
+    by_parent = parents_with_lesions(taxonomy)
+    out = []
+    for case in cases:
+        label, region = case.label(), case.region()
+        if label is None or (region is not None and not bool(np.all(region))):
+            continue
+        label = np.asarray(label)
+        annotated = {int(i) for i in case.meta.get("annotated_classes", [])}
+        spacing = spacing_of(case.meta["affine"])
+        for parent, own in by_parent.items():
+            if parent not in annotated or not annotated.intersection(own):
+                continue
+            organ = np.isin(label, [parent, *own])
+            box = organ_crop_box(organ, spacing, margin_mm, patch_size)
+            if box is None:
+                continue
+            cut = box_slices(box)
+            crop_id = f"{case.case_id}__{taxonomy.names[parent]}"
+            known = ["organ"] + [lesions.names[slot] for slot, index in enumerate(own, start=2) if index in annotated]
+            meta = {k: v for k, v in case.meta.items() if k not in ("input_signature", "plan_cache_key")}
+            meta.update({"case_id": crop_id, "crop_of": case.case_id, "crop_organ": taxonomy.names[parent],
+                         "crop_box": [list(box[0]), list(box[1])], "shape": [hi - lo for lo, hi in zip(*box)],
+                         "affine": shifted_affine(case.meta["affine"], box[0]), "kind": "full", "has_label": True,
+                         "annotated_classes": [lesions.index(n) for n in known],
+                         "candidate_table": candidate_table(lesions, known).astype(int).tolist(),
+                         "annotated_slices": None})
+            image = np.concatenate([np.asarray(case.image())[(slice(None), *cut)],
+                                    organ_mask_channel(organ[cut])[None]]).astype(np.float32)
+            crop_label = crop_labels(label[cut], parent, own, taxonomy.num_classes)
+            out.append(write_cached_case(folder / crop_id, meta, {
+                "image": image, "label": crop_label, "region": np.ones(crop_label.shape, dtype=bool)}))
+    return out
+
+
+def lesion_crop_plan(plan: Plan, taxonomy: Taxonomy, patch: int = DEFAULT_LESION_PATCH) -> Plan:
+    """The lesion stage's plan: the project plan's grid, normalisation and network, the lesion classes only and a
+    smaller patch (new hashes)."""
+    classes = [ClassSpec(name=c.name, parents=list(c.parents)) for c in lesion_crop_taxonomy(taxonomy).classes]
+    size = [min(patch, int(s)) for s in plan.patch_size]
+    return with_hashes(plan.model_copy(update={"classes": classes, "patch_size": size}))
+
+
+@PIPELINES.register("lesion_crops")
+def run_lesion_crops(cases: Sequence[CachedCase], plan: Plan, config: TrainConfig, run_dir: str | Path,
+                     validation_cases: Sequence[CachedCase] = (), resume: bool = False,
+                     progress: Callable[[int, int, float], None] | None = None,
+                     runtime: Runtime | None = None) -> TrainResult:
+    """`unimos train --strategy lesion_crops`: the lesion stage on the project's training cases (its options:
+    strategies/lesion_crops.py). Validation cases are not cropped: the stage is scored with its organ model."""
+    options = resolve_options("LesionCrops", LesionCrops.defaults, config.strategy_options, LesionCrops.limits)
+    run_dir = Path(run_dir)
+    if resume and (run_dir / "checkpoint_final.json").exists():
+        return TrainResult(run_dir, run_dir / "checkpoint_final", 0, 0.0, 0.0)
+    return train_lesion_stage(cases, plan, replace(config, strategy="supervised", strategy_options={}), run_dir,
+                              float(options["margin_mm"]), int(options["patch"]), progress, runtime,
+                              resume=resume and (run_dir / "checkpoint_latest.json").exists())
+
+
+def train_lesion_stage(cases: Sequence[CachedCase], plan: Plan, config: TrainConfig, run_dir: str | Path,
+                       margin_mm: float = DEFAULT_CROP_MARGIN_MM, patch: int = DEFAULT_LESION_PATCH,
+                       progress: Callable[[int, int, float], None] | None = None,
+                       runtime: Runtime | None = None, resume: bool = False) -> TrainResult:
+    """Cut the lesion crops of `cases` (the project's cache) and train the lesion network on them; RUN/lesion_stage.json
+    records the crops, the margin and the classes. `config` is used as given (its method, iterations, seed)."""
+    run_dir = Path(run_dir)
+    taxonomy = plan_taxonomy(plan)
+    stage_plan = lesion_crop_plan(plan, taxonomy, patch)
+    crops = lesion_crop_cases([c for c in cases if c.meta["has_label"]], taxonomy, run_dir / "lesion_crops",
+                              stage_plan.patch_size, margin_mm)
+    if not any(np.isin(np.asarray(c.label()), np.arange(1, 256)).any() for c in crops):
+        raise UnimosError("lesion stage", "no training case annotates a lesion voxel inside a whole-volume label map",
+                          "add a source that annotates the project's lesion classes (e.g. liver + liver_tumor)")
+    result = train(crops, stage_plan, config, run_dir, resume=resume, progress=progress, within_pipeline=True,
+                   runtime=runtime)
+    record: dict[str, Any] = {"margin_mm": margin_mm, "patch_size": stage_plan.patch_size,
+                              "classes": lesion_crop_taxonomy(taxonomy).names[1:],
+                              "slots": {taxonomy.names[p]: [taxonomy.names[i] for i in own]
+                                        for p, own in parents_with_lesions(taxonomy).items()},
+                              "crops": [{"case": c.meta["crop_of"], "organ": c.meta["crop_organ"],
+                                         "box": c.meta["crop_box"]} for c in crops],
+                              "checkpoint": str(result.checkpoint)}
+    write_json_atomic(run_dir / "lesion_stage.json", record)
+    return result
