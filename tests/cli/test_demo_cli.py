@@ -59,9 +59,9 @@ def test_broken_copy_lists_every_problem(demo_data, tmp_path):
 
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory):
-    """`unimos demo --quick --progressive` run once for the tests below: (out folder, CLI result)."""
+    """`unimos demo --quick --progressive --lesion-stage` run once for the tests below: (out folder, CLI result)."""
     out = tmp_path_factory.mktemp("quick") / "run"
-    return out, runner.invoke(app, ["demo", "--out", str(out), "--quick", "--progressive"])
+    return out, runner.invoke(app, ["demo", "--out", str(out), "--quick", "--progressive", "--lesion-stage"])
 
 
 def test_demo_quick_runs_end_to_end_and_writes_the_results_table(quick_demo):
@@ -73,7 +73,7 @@ def test_demo_quick_runs_end_to_end_and_writes_the_results_table(quick_demo):
     organs = ["liver", "spleen", "kidney_right", "kidney_left", "pancreas", "aorta", "inferior_vena_cava",
               "stomach", "gallbladder"]
     lesions = ["liver_tumor", "kidney_tumor", "pancreas_tumor"]
-    assert sorted(results) == ["naive", "partial", "progressive", "upper_bound"]
+    assert sorted(results) == ["naive", "partial", "partial+lesion_stage", "progressive", "upper_bound"]
     for method, rows in results.items():
         assert list(rows) == [*organs, "mean", *lesions, "lesion_mean"]
         for name in rows:
@@ -92,7 +92,12 @@ def test_demo_quick_runs_end_to_end_and_writes_the_results_table(quick_demo):
     assert "kidney_right" in html and "http://" not in html and "https://" not in html
     for method in results:  # the progressive pipeline's model is its organ + lesion stage
         run = out / "runs" / method / ("stage_2" if method == "progressive" else "")
-        assert (run / "checkpoint_final.safetensors").exists()
+        if method == "partial+lesion_stage":  # one network per lesion group, beside the partial row's organs
+            groups = json.loads((run / "lesion_stage.json").read_text())["groups"]
+            assert sorted(groups) == ["kidney_tumor", "liver_tumor", "pancreas_tumor"]
+            assert all((run / g["checkpoint"]).with_suffix(".safetensors").exists() for g in groups.values())
+        else:
+            assert (run / "checkpoint_final.safetensors").exists()
         assert len(list((out / "predictions" / method).glob("*.nii.gz"))) == len(meta["test_cases"])
 
 
@@ -127,6 +132,12 @@ def test_the_demo_recipe_is_the_same_on_every_machine_and_in_every_precision():
 def test_demo_progressive_with_ssl_is_refused_before_any_work(tmp_path):
     result = runner.invoke(app, ["demo", "--ssl", "--progressive", "--out", str(tmp_path / "d"), "--quick"])
     assert result.exit_code != 0 and "--progressive" in result.output
+    assert not (tmp_path / "d").exists()
+
+
+def test_demo_lesion_stage_with_ssl_is_refused_before_any_work(tmp_path):
+    result = runner.invoke(app, ["demo", "--ssl", "--lesion-stage", "--out", str(tmp_path / "d"), "--quick"])
+    assert result.exit_code != 0 and "--lesion-stage" in result.output
     assert not (tmp_path / "d").exists()
 
 

@@ -9,7 +9,16 @@ import torch
 
 from unimos.data.taxonomy import ClassDef, Taxonomy
 from unimos.errors import UnimosError
-from unimos.inference.lesion_stage import add_lesions, check_lesion_pair, organ_crop_box, organ_mask_channel
+from unimos.inference.lesion_stage import (
+    LesionGroup,
+    LesionStage,
+    add_lesions,
+    check_lesion_pair,
+    lesion_groups,
+    lesions_read_as_organs,
+    organ_crop_box,
+    organ_mask_channel,
+)
 
 ORGANS = Taxonomy((ClassDef("liver"), ClassDef("spleen"), ClassDef("liver_tumor", ("liver",))))
 
@@ -24,10 +33,11 @@ class BrightIsLesion(torch.nn.Module):
         return torch.cat([torch.zeros_like(lesion), organ, lesion + 4], dim=1)
 
 
-def _lesion_model(names=("organ", "lesion"), in_channels=2, spacing=(3.0, 3.0, 3.0)):
+def _stage(organs=("liver",), lesions=("liver_tumor",), in_channels=2, spacing=(3.0, 3.0, 3.0)):
     plan = SimpleNamespace(patch_size=[8, 8, 8], target_spacing_mm=list(spacing), normalisation={"CT": {}})
-    return SimpleNamespace(network=BrightIsLesion(), class_names=["background", *names], plan=plan,
-                           meta={"in_channels": in_channels, "patch_size": [8, 8, 8]})
+    model = SimpleNamespace(network=BrightIsLesion(), class_names=["background", "organ", "lesion"], plan=plan,
+                            meta={"in_channels": in_channels, "patch_size": [8, 8, 8]})
+    return LesionStage([LesionGroup("+".join(lesions), model, list(organs), list(lesions))], margin_mm=3.0)
 
 
 def test_organ_crop_box_grows_by_the_margin_and_to_the_patch():
@@ -57,8 +67,7 @@ def test_lesions_are_written_inside_their_organ_crop_only():
     image[0, 0, 14, 14, 14] = 1.0  # inside the liver's crop but given to the spleen: not overwritten
     labels[14, 14, 14] = 2
     options = SimpleNamespace(overlap=0.5, mirror=False, sw_batch_size=2)
-    out, crops = add_lesions(labels, torch.from_numpy(image), ORGANS, _lesion_model(), (3.0, 3.0, 3.0), options,
-                             None, margin_mm=3.0)
+    out, crops = add_lesions(labels, torch.from_numpy(image), ORGANS, _stage(), (3.0, 3.0, 3.0), options, None)
     expected = labels.copy()
     expected[8:10, 8:10, 8:10] = 3
     expected[12, 12, 12] = 1
@@ -70,9 +79,34 @@ def test_lesions_are_written_inside_their_organ_crop_only():
 def test_a_lesion_model_that_does_not_fit_the_organ_model_is_refused_with_every_reason():
     organ_model = SimpleNamespace(taxonomy=ORGANS, meta={"in_channels": 1},
                                   plan=SimpleNamespace(target_spacing_mm=[3.0, 3.0, 3.0], normalisation={"CT": {}}))
-    check_lesion_pair(organ_model, _lesion_model())
+    check_lesion_pair(organ_model, _stage())
     with pytest.raises(UnimosError) as caught:
-        check_lesion_pair(organ_model, _lesion_model(("liver", "spleen"), in_channels=1, spacing=(1.5, 1.5, 3.0)))
+        check_lesion_pair(organ_model, _stage(("liver", "kidney_left"), ("spleen",), in_channels=1,
+                                              spacing=(1.5, 1.5, 3.0)))
     message = str(caught.value)
-    for part in ("not a lesion-stage model", "reads 1 channels", "1.5"):
+    for part in ("'spleen', not a lesion class of the organ model's 'liver'", "crops 'kidney_left', which the organ "
+                 "model does not segment", "reads 1 channels", "1.5"):
         assert part in message
+
+
+def test_organs_with_the_same_lesion_classes_share_one_group():
+    taxonomy = Taxonomy((ClassDef("liver"), ClassDef("kidney_right"), ClassDef("kidney_left"),
+                         ClassDef("liver_tumor", ("liver",)), ClassDef("liver_cyst", ("liver",)),
+                         ClassDef("kidney_tumor", ("kidney_right", "kidney_left"))))
+    assert lesion_groups(taxonomy) == {"liver_tumor+liver_cyst": ([1], [4, 5]), "kidney_tumor": ([2, 3], [6])}
+
+
+def test_the_organ_models_lesions_are_read_as_the_organ_around_them_before_cropping():
+    kidneys = Taxonomy((ClassDef("kidney_right"), ClassDef("kidney_left"), ClassDef("liver"),
+                        ClassDef("kidney_tumor", ("kidney_right", "kidney_left")), ClassDef("liver_tumor", ("liver",))))
+    labels = np.zeros((20, 20, 20), np.uint8)
+    labels[2:8, 2:8, 2:8] = 1  # kidney_right
+    labels[4:6, 4:6, 4:6] = 4  # a kidney tumour inside it
+    labels[12:18, 2:8, 2:8] = 2  # kidney_left
+    labels[10:12, 4:6, 4:6] = 4  # a kidney tumour touching the left kidney only
+    labels[2:4, 15:17, 15:17] = 4  # a kidney tumour touching neither kidney: stays a lesion
+    labels[12:16, 12:16, 12:16] = 5  # a liver tumour alone: its only parent
+    out = lesions_read_as_organs(labels, kidneys)
+    assert (out[4:6, 4:6, 4:6] == 1).all() and (out[10:12, 4:6, 4:6] == 2).all()
+    assert (out[2:4, 15:17, 15:17] == 4).all() and (out[12:16, 12:16, 12:16] == 3).all()
+    assert np.array_equal(out[labels < 4], labels[labels < 4])

@@ -28,12 +28,11 @@ def _case(folder, case_id, annotated, *, region=None):
     return write_cached_case(folder / case_id, meta, arrays)
 
 
-def test_lesion_stage_classes_are_the_organ_and_as_many_slots_as_an_organ_has_lesions():
-    stage = lesion_crop_taxonomy(TAXONOMY)
-    assert stage.names == ["background", "organ", "lesion_1", "lesion_2"]  # the liver has two lesion classes
+def test_a_group_networks_classes_are_the_organ_and_one_slot_per_lesion_class():
+    stage = lesion_crop_taxonomy(2)  # the liver of TAXONOMY: liver_tumor and liver_cyst
+    assert stage.names == ["background", "organ", "lesion_1", "lesion_2"]
     assert stage.parents_of(2) == [1] and stage.parents_of(3) == [1]
-    one_each = Taxonomy((ClassDef("liver"), ClassDef("liver_tumor", ("liver",))))
-    assert lesion_crop_taxonomy(one_each).names == ["background", "organ", "lesion"]
+    assert lesion_crop_taxonomy(1).names == ["background", "organ", "lesion"]
 
 
 def test_crop_labels_are_the_organ_and_its_lesion_slots_and_the_rest_background():
@@ -49,6 +48,7 @@ def test_one_crop_per_organ_whose_lesion_the_case_annotates(tmp_path):
              _case(tmp_path / "cache", "sparse", [1, 2, 3], region=sparse_region)]  # not a whole-volume label map
     crops = lesion_crop_cases(cases, TAXONOMY, tmp_path / "crops", (8, 8, 8), margin_mm=3.0)
     assert [c.case_id for c in crops] == ["lits__liver"]
+    assert lesion_crop_cases(cases, TAXONOMY, tmp_path / "kidney", (8, 8, 8), 3.0, organs=[2]) == []
     crop = crops[0]
     # liver voxels 5..14 per axis, grown by 3 mm = 1 voxel: 4..15
     assert crop.meta["crop_box"] == [[4, 4, 4], [16, 16, 16]]
@@ -81,6 +81,7 @@ def test_the_lesion_stage_trains_on_crops_and_predicts_with_its_organ_model(tmp_
     from tests.conftest import tiny_training_plan
     from tests.pipelines.test_progressive import _tiny_lesion_collection
     from unimos.data.manifest import load_manifest
+    from unimos.inference.lesion_stage import load_lesion_stage
     from unimos.inference.model import load_model
     from unimos.inference.predictor import PredictOptions, predict_files
     from unimos.networks.checkpoint import read_checkpoint_meta
@@ -99,14 +100,15 @@ def test_the_lesion_stage_trains_on_crops_and_predicts_with_its_organ_model(tmp_
                                                       device="cpu", seed=1, threads=1, augment=False,
                                                       strategy_options={"patch": 8}), tmp_path / "lesions")
     record = json.loads((tmp_path / "lesions" / "lesion_stage.json").read_text())
+    group = record["groups"]["liver_tumor"]
     # full_0, full_1, lits_0 and lits_empty annotate liver_tumor; organs_0 does not, unl_0 has no label
-    assert sorted(c["case"] for c in record["crops"]) == ["full_0", "full_1", "lits_0", "lits_empty"]
-    assert record["slots"] == {"liver": ["liver_tumor"]}
-    meta = read_checkpoint_meta(stage.checkpoint)
+    assert sorted(c["case"] for c in group["crops"]) == ["full_0", "full_1", "lits_0", "lits_empty"]
+    assert group["organs"] == ["liver"] and group["lesions"] == ["liver_tumor"] and stage.steps == 2
+    meta = read_checkpoint_meta(tmp_path / "lesions" / group["checkpoint"])
     assert [c["name"] for c in meta["classes"]] == ["organ", "lesion"] and meta["in_channels"] == 2
 
     image = tmp_path / "images" / "full_0_0000.nii.gz"
     records = predict_files(load_model(organs.checkpoint), [image], tmp_path / "pred", PredictOptions(),
-                            lesion_model=load_model(stage.checkpoint))
+                            lesion_stage=load_lesion_stage(tmp_path / "lesions"))
     assert records[0].error is None and (tmp_path / "pred" / "full_0.nii.gz").exists()
     assert "lesions" in records[0].stages

@@ -207,7 +207,7 @@ def predict_command(
         "whole scan and CHECKPOINT runs only inside it (coarse-to-fine cascade)."))] = None,
     roi_margin_mm: Annotated[float, typer.Option(min=0.0, help="With --coarse: margin around the region (mm).")] = 20.0,
     lesion_model: Annotated[Optional[Path], PathOption(help=(
-        "Checkpoint of a lesion stage (`unimos train --strategy lesion_crops`, same manifest and plan): it labels "
+        "Run folder of a lesion stage (`unimos train --strategy lesion_crops`, same manifest and plan): it labels "
         "the lesions inside every organ CHECKPOINT finds that has lesion classes."))] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     precision: PrecisionOpt = "auto",
@@ -221,7 +221,7 @@ def predict_command(
 
     Example:  unimos predict work/run/checkpoint_final scans/ --out predictions/
               unimos predict work/run/checkpoint_final scans/ --coarse work/run_coarse/checkpoint_final
-              unimos predict work/run/checkpoint_final scans/ --lesion-model work/lesions/checkpoint_final
+              unimos predict work/run/checkpoint_final scans/ --lesion-model work/lesions
     """
     _model_commands().predict(**locals())
 
@@ -289,6 +289,9 @@ def demo_command(
     progressive: Annotated[bool, typer.Option("--progressive", help=(
         "Also train the organ -> lesion pipeline of paper 004 (`--strategy progressive`: two trainings, each of "
         "the row's iterations; about 1.7 times as long)."))] = False,
+    lesion_stage: Annotated[bool, typer.Option("--lesion-stage", help=(
+        "Also score the `partial` organ model with a lesion stage trained on the same labels (`--strategy "
+        "lesion_crops`: one small network per lesion group on organ crops, 300 iterations each)."))] = False,
     ssl: Annotated[bool, typer.Option("--ssl", help=(
         "Compare semi-supervised training instead, where labels are scarce (1 labeled CT, 12 unlabeled): "
         "supervised, unimatch and the all_labeled ceiling."))] = False,
@@ -310,8 +313,8 @@ def demo_command(
     and AVX-512 BF16 CPUs) it took 10.2-10.7 minutes on 2 cores of an Intel Xeon with AMX; about 14 minutes are
     expected on an AMD EPYC with AVX-512 BF16 (a 1.4 times slower step; not yet measured there); 32.3 minutes on 2
     cores of an AMD EPYC without AVX-512 (Zen 3: float32, 0.9 s a step; bfloat16 would be emulated, 48 times
-    slower), with the same scores within 0.012. --progressive adds about 6 minutes with AMX. Times: bench/README.md,
-    "The demo's recipe".
+    slower), with the same scores within 0.012. --progressive adds about 6 minutes with AMX; --lesion-stage 4 minutes
+    on the Zen 3 AMD EPYC (3 networks of 300 iterations). Times: bench/README.md, "The demo's recipe".
 
     With --ssl: 1 labeled CT, 12 unlabeled CTs and 5 test CTs of the same phantom distribution; trains
     supervised-only, unimatch and `all_labeled` (the unlabeled CTs with their true labels: the ceiling of what they

@@ -12,10 +12,12 @@ from unimos.cli.console import console, err_console, parse_key_values
 from unimos.cli.render import coverage_table, progress_bars, results_table, strategy_table
 from unimos.data.io import list_inputs
 from unimos.errors import UnimosError
+from unimos.inference.lesion_stage import load_lesion_stage
 from unimos.inference.model import load_model
 from unimos.inference.predictor import PredictOptions, predict_files
 from unimos.pipelines.demo import (
     DEMO_METHODS,
+    LESION_STAGE_ROW,
     PROGRESSIVE_ROW,
     SSL_ALL_ROWS,
     SSL_DEFAULT_ROWS,
@@ -163,11 +165,11 @@ def predict(
     warn_if_emulated(precision, device)
     model = load_model(checkpoint, device)
     first_stage = load_model(coarse, device) if coarse is not None else None
-    lesions = load_model(lesion_model, device) if lesion_model is not None else None
+    lesions = load_lesion_stage(lesion_model, device) if lesion_model is not None else None
     with progress_bars(err_console) as bars:
         records = predict_files(model, files, out, options, skip_existing=skip_existing, progress=bars("predict"),
                                 coarse=first_stage, roi_margin_mm=roi_margin_mm, overwrite=overwrite,
-                                lesion_model=lesions)
+                                lesion_stage=lesions)
     failed = [r for r in records if r.error]
     for record in records:
         if record.stages.get("skipped"):
@@ -199,6 +201,7 @@ def demo(
     iterations: Optional[int],
     ssl: bool,
     progressive: bool,
+    lesion_stage: bool,
     every: bool,
     device: str,
     precision: str,
@@ -210,9 +213,10 @@ def demo(
     if every and not ssl:
         raise UnimosError("--all", "chooses the rows of the semi-supervised comparison only",
                           "add --ssl, or drop --all")
-    if progressive and ssl:
-        raise UnimosError("--progressive", "adds a row to the partial-label comparison, not to --ssl's",
-                          "drop --ssl, or drop --progressive")
+    for flag, given in (("--progressive", progressive), ("--lesion-stage", lesion_stage)):
+        if given and ssl:
+            raise UnimosError(flag, "adds a row to the partial-label comparison, not to --ssl's",
+                              f"drop --ssl, or drop {flag}")
     with progress_bars(err_console) as bars:
         def train_bar(method: str):
             return bars(f"train {method}")
@@ -220,10 +224,11 @@ def demo(
         common = dict(quick=quick, seed=seed, workers=workers, iterations=iterations, device=device,
                       precision=precision, progress_factory=bars, train_progress=train_bar)
         rows = SSL_ALL_ROWS if every else SSL_DEFAULT_ROWS
-        result = run_ssl_demo(out, strategies=rows, **common) if ssl else run_demo(out, progressive=progressive,
-                                                                                     **common)
+        result = run_ssl_demo(out, strategies=rows, **common) if ssl else \
+            run_demo(out, progressive=progressive, lesion_stage=lesion_stage, **common)
     console.print(coverage_table(result.report))
-    console.print(results_table(result.results, list(rows if ssl else (*DEMO_METHODS, PROGRESSIVE_ROW))))
+    console.print(results_table(result.results,
+                                list(rows if ssl else (*DEMO_METHODS, PROGRESSIVE_ROW, LESION_STAGE_ROW))))
     name = "ssl_results.json" if ssl else "demo_results.json"
 
     console.print(f"results: [bold]{result.out / name}[/]   stages: {' -> '.join(result.stages_done)}")

@@ -1,25 +1,73 @@
 """The lesion stage at prediction (pipelines/lesion_crops.py trains it): the organ model's labels give a crop
-around every organ that is the parent of one of the lesion model's classes; the lesion model labels the crop, and
-its labels of that organ's lesions replace the organ model's there.
+around every organ that has lesion classes; the network of that organ's group labels the crop, and its lesions
+replace the organ model's there.
 
-Both models work on the organ model's plan grid (same spacing and normalisation, checked by `check_lesion_pair`),
-so the lesion stage adds no resampling: it runs on the prepared image the organ model saw, plus the organ's mask
-as one more channel (`organ_mask_channel`).
+A lesion stage is a folder: RUN/lesion_stage.json names its groups (organs with the same lesion classes, e.g. both
+kidneys for kidney_tumor) and each group's checkpoint. Every network works on the organ model's plan grid (same
+spacing and normalisation, checked by `check_lesion_pair`), so the stage adds no resampling: it runs on the
+prepared image the organ model saw, plus the organ's mask as one more channel (`organ_mask_channel`).
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import cc3d
 import numpy as np
 import torch
 from scipy import ndimage
 
 from unimos.data.taxonomy import Taxonomy
 from unimos.errors import UnimosError
+from unimos.inference.model import LoadedModel, load_model
+from unimos.inference.postprocess import surrounding_label
 from unimos.inference.sliding import predict_probabilities
 
 DEFAULT_LESION_MARGIN_MM = 15.0
+STAGE_FILE = "lesion_stage.json"
+
+
+@dataclass
+class LesionGroup:
+    """One network of a lesion stage: the organs it crops and, per organ, its lesion classes in slot order."""
+
+    name: str
+    model: LoadedModel
+    organs: list[str]
+    lesions: list[str]
+
+
+@dataclass
+class LesionStage:
+    """A trained lesion stage: its groups and the crop margin it was trained with (mm)."""
+
+    groups: list[LesionGroup]
+    margin_mm: float
+
+
+def lesion_groups(taxonomy: Taxonomy) -> dict[str, tuple[list[int], list[int]]]:
+    """Group name -> (parent organs, their lesion classes in slot order), project indices: organs with the same
+    lesion classes share one network; the name is the lesion classes joined by '+'."""
+    by_lesions: dict[tuple[int, ...], list[int]] = {}
+    for parent, own in parents_with_lesions(taxonomy).items():
+        by_lesions.setdefault(tuple(own), []).append(parent)
+    return {"+".join(taxonomy.names[i] for i in own): (parents, list(own)) for own, parents in by_lesions.items()}
+
+
+def load_lesion_stage(folder: str | Path, device: torch.device | str = "cpu") -> LesionStage:
+    """A lesion stage's networks from its run folder (or its lesion_stage.json)."""
+    path = Path(folder)
+    path = path if path.name == STAGE_FILE else path / STAGE_FILE
+    if not path.is_file():
+        raise UnimosError(path.parent, f"holds no {STAGE_FILE}: it is not a lesion stage's run folder",
+                          "give the folder `unimos train --strategy lesion_crops` wrote (its --out)")
+    record = json.loads(path.read_text())
+    groups = [LesionGroup(name, load_model(path.parent / group["checkpoint"], device), list(group["organs"]),
+                          list(group["lesions"])) for name, group in record["groups"].items()]
+    return LesionStage(groups, float(record["margin_mm"]))
 
 
 def organ_crop_box(organ: np.ndarray, spacing_mm: Any, margin_mm: float,
@@ -60,62 +108,89 @@ def parents_with_lesions(taxonomy: Taxonomy) -> dict[int, list[int]]:
     return out
 
 
-def check_lesion_pair(organ_model: Any, lesion_model: Any) -> None:
-    """The lesion model must have a slot for every lesion class of an organ of the organ model and read its grid
-    and channels plus the organ mask; every mismatch is named at once."""
-    own = parents_with_lesions(organ_model.taxonomy)
-    slots = len(lesion_model.class_names) - 2
+def check_lesion_pair(organ_model: Any, stage: LesionStage) -> None:
+    """Every group of the stage must crop organs of the organ model for lesion classes the organ model has inside
+    them, and read its grid and channels plus the organ mask; every mismatch is named at once."""
+    taxonomy: Taxonomy = organ_model.taxonomy
     problems = []
-    if not own:
-        problems.append("the organ model has no lesion class (a class inside an organ)")
-    most = max((len(v) for v in own.values()), default=0)
-    names = lesion_model.class_names[1:]
-    if slots < most or names[:1] != ["organ"] or not all(n.startswith("lesion") for n in names[1:]):
-        problems.append(f"it is not a lesion-stage model with {most} lesion slot(s) (its classes: "
-                        f"{lesion_model.class_names[1:]})")
-    if int(lesion_model.meta["in_channels"]) != int(organ_model.meta["in_channels"]) + 1:
-        problems.append(f"it reads {lesion_model.meta['in_channels']} channels, not the organ model's "
-                        f"{organ_model.meta['in_channels']} plus the organ mask")
-    if list(lesion_model.plan.target_spacing_mm) != list(organ_model.plan.target_spacing_mm):
-        problems.append(f"its grid ({lesion_model.plan.target_spacing_mm} mm) is not the organ model's "
-                        f"({organ_model.plan.target_spacing_mm} mm)")
-    if lesion_model.plan.normalisation != organ_model.plan.normalisation:
-        problems.append("it normalises intensities differently")
+    for group in stage.groups:
+        for organ in group.organs:
+            if organ not in taxonomy.names:
+                problems.append(f"group '{group.name}' crops '{organ}', which the organ model does not segment")
+                continue
+            for lesion in group.lesions:
+                if lesion not in taxonomy.names or taxonomy.index(organ) not in taxonomy.parents_of(
+                        taxonomy.index(lesion)):
+                    problems.append(f"group '{group.name}' finds '{lesion}', not a lesion class of the organ "
+                                    f"model's '{organ}'")
+        model = group.model
+        if int(model.meta["in_channels"]) != int(organ_model.meta["in_channels"]) + 1:
+            problems.append(f"group '{group.name}' reads {model.meta['in_channels']} channels, not the organ "
+                            f"model's {organ_model.meta['in_channels']} plus the organ mask")
+        if list(model.plan.target_spacing_mm) != list(organ_model.plan.target_spacing_mm):
+            problems.append(f"group '{group.name}' works at {model.plan.target_spacing_mm} mm, the organ model at "
+                            f"{organ_model.plan.target_spacing_mm} mm")
+        if model.plan.normalisation != organ_model.plan.normalisation:
+            problems.append(f"group '{group.name}' normalises intensities differently")
     if problems:
         raise UnimosError("--lesion-model", "does not fit the organ model: " + "; ".join(problems),
                           "train the lesion stage on the organ model's project and plan "
                           "(`unimos train --strategy lesion_crops`)")
 
 
-def add_lesions(labels: np.ndarray, image: torch.Tensor, organ_taxonomy: Taxonomy, lesion_model: Any,
-                spacing_mm: Any, options: Any, precision: torch.dtype | None,
-                margin_mm: float = DEFAULT_LESION_MARGIN_MM) -> tuple[np.ndarray, dict[str, Any]]:
-    """`labels` (organ model's classes, plan grid) with the lesion model's lesions written into each parent organ's
-    crop -> (labels, {organ: crop box}). `image` is the prepared (1, C, *spatial) input on the same grid.
-
-    Inside a crop, a voxel the lesion model puts in lesion slot j becomes the organ's j-th lesion class unless the organ
-    model gave it to another organ; a voxel the organ model called one of the organ's lesions and the lesion model
-    does not is the organ again."""
+def lesions_read_as_organs(labels: np.ndarray, taxonomy: Taxonomy) -> np.ndarray:
+    """The organ model's lesion labels given back to their organ, so that the lesion stage alone decides lesions: a
+    lesion class with one parent becomes it; each piece of a lesion class with several parents (a kidney tumour)
+    takes the parent on most of its shell, and stays a lesion where it touches none of them. A partially trained
+    organ model may call a whole organ its lesion (an organ voxel of a source without lesion labels may be either)."""
     out = np.array(labels, copy=True)
-    slots = len(lesion_model.class_names) - 2  # background, organ, then the lesion slots
-    patch = lesion_model.meta.get("patch_size", lesion_model.plan.patch_size)
-    crops: dict[str, Any] = {}
-    for parent, own in sorted(parents_with_lesions(organ_taxonomy).items()):
-        own = own[:slots]
-        organ = np.isin(labels, [parent, *own])
-        box = organ_crop_box(organ, spacing_mm, margin_mm, patch)
-        if box is None:
+    for index in range(1, taxonomy.num_classes):
+        parents = taxonomy.parents_of(index)
+        mask = labels == index
+        if not parents or not mask.any():
             continue
-        cut = tuple(slice(lo, hi) for lo, hi in zip(*box))
-        mask = torch.from_numpy(organ_mask_channel(organ[cut]))[None, None].to(image.device, image.dtype)
-        crop = torch.cat([image[(slice(None), slice(None), *cut)], mask], dim=1)
-        probs = predict_probabilities(lesion_model.network, crop, patch, options.overlap, options.mirror,
-                                      options.sw_batch_size, precision=precision)
-        found = probs.argmax(1)[0].cpu().numpy()
-        region = out[cut]
-        writable = np.isin(region, [0, parent, *own])
-        region[writable & np.isin(region, own) & (found < 2)] = parent
-        for slot, index in enumerate(own, start=2):
-            region[writable & (found == slot)] = index
-        crops[organ_taxonomy.names[parent]] = [list(box[0]), list(box[1])]
+        if len(parents) == 1:
+            out[mask] = parents[0]
+            continue
+        around = np.where(np.isin(labels, parents), labels, 0)
+        components, count = cc3d.connected_components(mask, connectivity=26, return_N=True)
+        boxes = cc3d.statistics(components)["bounding_boxes"]
+        for piece in range(1, count + 1):
+            parent = surrounding_label(around, components, piece, boxes[piece], foreground_only=True)
+            if parent:
+                out[components == piece] = parent
+    return out
+
+
+def add_lesions(labels: np.ndarray, image: torch.Tensor, organ_taxonomy: Taxonomy, stage: LesionStage,
+                spacing_mm: Any, options: Any, precision: torch.dtype | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """`labels` (organ model's classes, plan grid) with the stage's lesions written into each organ's crop ->
+    (labels, {organ: crop box}). `image` is the prepared (1, C, *spatial) input on the same grid.
+
+    The organ model's own lesion labels are first read as their organs (`lesions_read_as_organs`); inside each crop
+    a voxel the group's network puts in lesion slot j (class 1 + j; class 1 is the organ) becomes the j-th lesion
+    class, unless the organ model gave it to another organ."""
+    labels = lesions_read_as_organs(labels, organ_taxonomy)
+    out = labels.copy()
+    crops: dict[str, Any] = {}
+    for group in stage.groups:
+        patch = group.model.meta.get("patch_size", group.model.plan.patch_size)
+        own = [organ_taxonomy.index(n) for n in group.lesions]
+        for name in group.organs:
+            parent = organ_taxonomy.index(name)
+            organ = labels == parent
+            box = organ_crop_box(organ, spacing_mm, stage.margin_mm, patch)
+            if box is None:
+                continue
+            cut = tuple(slice(lo, hi) for lo, hi in zip(*box))
+            mask = torch.from_numpy(organ_mask_channel(organ[cut]))[None, None].to(image.device, image.dtype)
+            crop = torch.cat([image[(slice(None), slice(None), *cut)], mask], dim=1)
+            probs = predict_probabilities(group.model.network, crop, patch, options.overlap, options.mirror,
+                                          options.sw_batch_size, precision=precision)
+            found = probs.argmax(1)[0].cpu().numpy()
+            region = out[cut]
+            writable = np.isin(labels[cut], [0, parent, *own])
+            for slot, index in enumerate(own, start=2):
+                region[writable & (found == slot)] = index
+            crops[name] = [list(box[0]), list(box[1])]
     return out, crops

@@ -48,7 +48,7 @@ from unimos.inference.batch_files import (
     write_labels_json,
 )
 from unimos.inference.cascade import DEFAULT_MARGIN_MM, check_cascade_pair, predict_cascade
-from unimos.inference.lesion_stage import add_lesions, check_lesion_pair
+from unimos.inference.lesion_stage import LesionStage, add_lesions, check_lesion_pair
 from unimos.inference.memory import UsageMeter, current_rss_mib
 from unimos.inference.model import LoadedModel
 from unimos.inference.postprocess import largest_component_per_class
@@ -143,11 +143,11 @@ def window_plan(model: LoadedModel, image_shape: Sequence[int], options: Predict
 
 def predict_volume(model: LoadedModel, channels: list[Volume], options: PredictOptions,
                    stages: dict[str, float] | None = None, window: dict[str, Any] | None = None,
-                   lesion_model: LoadedModel | None = None, lesion_crops: dict[str, Any] | None = None) -> Volume:
+                   lesion_stage: LesionStage | None = None, lesion_crops: dict[str, Any] | None = None) -> Volume:
     """Label map (project class indices) for one input, on the input's grid with its affine.
 
     `stages` receives the seconds of each step, `window` the summary of the windows used (both optional). With a
-    `lesion_model` (pipelines/lesion_crops.py), its lesions replace the model's inside each parent organ's crop
+    `lesion_stage` (pipelines/lesion_crops.py), its lesions replace the model's inside each parent organ's crop
     (inference/lesion_stage.py; `lesion_crops` receives the crops). The input
     is not checked here (the cascade also calls it on crops): `predict_files` runs `check_input` on the whole scan
     first; call it too when predicting volumes directly.
@@ -171,9 +171,9 @@ def predict_volume(model: LoadedModel, channels: list[Volume], options: PredictO
     labels = probs.argmax(1)[0].to(torch.uint8).cpu().numpy()
     del probs
     timings["network"] = time.perf_counter() - clock
-    if lesion_model is not None:
+    if lesion_stage is not None:
         clock = time.perf_counter()
-        labels, crops = add_lesions(labels, tensor, model.taxonomy, lesion_model, model.plan.target_spacing_mm,
+        labels, crops = add_lesions(labels, tensor, model.taxonomy, lesion_stage, model.plan.target_spacing_mm,
                                     options, precision)
         if lesion_crops is not None:
             lesion_crops.update(crops)
@@ -272,7 +272,7 @@ def shape_warnings(model: LoadedModel, channel: Volume, where: str | Path) -> li
 def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Path, options: PredictOptions,
                   skip_existing: bool = False, progress: Callable[[int, int], None] | None = None,
                   coarse: LoadedModel | None = None, roi_margin_mm: float | None = None,
-                  overwrite: bool = False, lesion_model: LoadedModel | None = None) -> list[CaseRecord]:
+                  overwrite: bool = False, lesion_stage: LesionStage | None = None) -> list[CaseRecord]:
     """Predict every input into `out_dir/<case_id>.nii.gz` (or the chosen viewer format); a failing case is recorded
     and the batch goes on; what a killed earlier run left half-written is removed first.
 
@@ -282,14 +282,14 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
     (labels.json, predict_log.json, the folder it created); files that were there before are never touched.
 
     With a `coarse` model, each case goes through the coarse-to-fine cascade (inference/cascade.py): `model` then
-    runs only inside the region the coarse model found, grown by `roi_margin_mm`. With a `lesion_model`, its
+    runs only inside the region the coarse model found, grown by `roi_margin_mm`. With a `lesion_stage`, its
     lesions replace `model`'s inside each parent organ (inference/lesion_stage.py)."""
     out_dir = Path(out_dir)
     resolve_precision(options.precision, model.device)  # float16 on a CPU fails here, before any case
     if coarse is not None:
         check_cascade_pair(coarse, model)
-    if lesion_model is not None:
-        check_lesion_pair(model, lesion_model)
+    if lesion_stage is not None:
+        check_lesion_pair(model, lesion_stage)
     modality = _modality(model, options)
     n_channels = int(model.meta["in_channels"])
     refuse_colliding_inputs(list(inputs), n_channels, out_dir, options.output_format)
@@ -323,7 +323,7 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
                         def one_volume(stage: LoadedModel, *args: Any, **kwargs: Any) -> Volume:
                             if stage is not model:  # the coarse stage finds the region, not lesions
                                 return predict_volume(stage, *args, **kwargs)
-                            return predict_volume(stage, *args, **kwargs, lesion_model=lesion_model,
+                            return predict_volume(stage, *args, **kwargs, lesion_stage=lesion_stage,
                                                   lesion_crops=record.lesion_crops)
 
                         if coarse is None:

@@ -16,11 +16,12 @@ from unimos.errors import OutputError, UnimosError
 from unimos.phantoms import SOURCES, SSL_SOURCES, DemoSource, make_demo_data
 from unimos.pipelines.lesion_stages import organ_taxonomy
 from unimos.pipelines.project import Progress, checked_manifest, plan_manifest
-from unimos.pipelines.run import resolved_precision_name, train_and_score
+from unimos.pipelines.run import predict_and_score, resolved_precision_name, train_and_score, train_from_cache
 from unimos.preprocess.cache import preprocess_manifest
 from unimos.training.config import TrainConfig
 from unimos.utils.atomic import write_json_atomic
 from unimos.utils.device import cpu_model
+from unimos.utils.runtime import resolve_runtime
 
 DEMO_METHODS = ("partial", "naive", "upper_bound")
 PROGRESSIVE_ROW = "progressive"
@@ -31,6 +32,30 @@ PROGRESSIVE_ROW = "progressive"
 # 13.4 minutes with an Intel Xeon's AMX (0.27 s a step), 700 took 10.2-10.7, and an AMD EPYC's bfloat16 step is
 # about 1.4 times slower (bench/README.md, "The demo's recipe").
 DEMO_ITERATIONS = {"default": 700, "quick": 40}
+LESION_STAGE_ROW = "partial+lesion_stage"
+"""`unimos demo --lesion-stage`: the `partial` row's organ model with a lesion stage (pipelines/lesion_crops.py)
+trained on the same labels, LESION_STAGE_ITERATIONS per lesion group."""
+LESION_STAGE_ITERATIONS = {"default": 300, "quick": 10}
+
+
+def add_lesion_stage_row(out: Path, cache_dir: Path, plan: Plan, manifest: Manifest, seed: int, quick: bool,
+                         device: str, precision: str, step: Callable[[str], Progress | None] = lambda _label: None,
+                         train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None,
+                         ) -> tuple[dict[str, Any], float]:
+    """Train the lesion stage on a demo's cache beside its finished `partial` row (OUT/runs/partial) and score the
+    pair on the test set as OUT/{runs,predictions,evaluation}/partial+lesion_stage; (summary, training s)."""
+    clock = time.perf_counter()
+    runtime = resolve_runtime(device, precision)
+    config = TrainConfig(method="partial", strategy="lesion_crops", seed=seed, device=device, precision=precision,
+                         iterations=LESION_STAGE_ITERATIONS["quick" if quick else "default"], checkpoint_every=0,
+                         deep_supervision=True)
+    run_dir = out / "runs" / LESION_STAGE_ROW
+    train_from_cache(cache_dir, plan, config, run_dir, runtime=runtime,
+                     progress=train_progress(LESION_STAGE_ROW) if train_progress else None)
+    seconds = time.perf_counter() - clock
+    summary = predict_and_score(LESION_STAGE_ROW, out / "runs" / "partial" / "checkpoint_final", manifest, out,
+                                runtime, step, lesion_stage=run_dir)
+    return summary, seconds
 
 
 def demo_iterations(quick: bool) -> int:
@@ -118,13 +143,14 @@ def complete_label_cache(out: Path, plan: Plan, workers: int = 2,
 
 
 def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int = 2, iterations: int | None = None,
-             device: str = "auto", precision: str = "auto", progressive: bool = False,
+             device: str = "auto", precision: str = "auto", progressive: bool = False, lesion_stage: bool = False,
              progress_factory: Callable[[str], Progress] | None = None,
              train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None) -> DemoResult:
     """The whole pipeline on built-in data: make data -> inspect -> plan -> preprocess -> train partial, naive and
     the complete-label upper bound with one recipe -> predict the held-out test set -> evaluate -> one table of
     organ and lesion scores. `progressive`: also the organ -> lesion pipeline (paper 004), each of its two stages
-    trained for the same iterations as a row."""
+    trained for the same iterations as a row. `lesion_stage`: also the `partial` organ model with a lesion stage
+    (`add_lesion_stage_row`)."""
     out = Path(out)
     step = progress_factory or (lambda _label: None)
     started = time.perf_counter()
@@ -142,6 +168,10 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
         cache = complete if method == "upper_bound" else prepared.cache_dir
         summaries[method], timings[f"train_{method}_s"] = train_and_score(
             method, cache, prepared.plan, prepared.manifest, config, out, step, train_progress)
+    if lesion_stage:
+        summaries[LESION_STAGE_ROW], timings[f"train_{LESION_STAGE_ROW}_s"] = add_lesion_stage_row(
+            out, prepared.cache_dir, prepared.plan, prepared.manifest, seed, quick, device, precision, step,
+            train_progress)
     manifest, plan = prepared.manifest, prepared.plan
     results = demo_results_table(summaries, *organs_and_lesions(manifest))
     write_json_atomic(out / "demo_results.json", results)
@@ -158,6 +188,9 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
         **({PROGRESSIVE_ROW: "stage 1 (organs, lesions read as their organ) and stage 2 (organs + lesions on the "
                              "fused organ pseudo-labels), each trained for iterations_per_method"}
            if progressive else {}),
+        **({LESION_STAGE_ROW: f"the partial row's organ model with a lesion stage (one network per lesion group "
+                              f"on organ crops, {LESION_STAGE_ITERATIONS['quick' if quick else 'default']} "
+                              f"iterations each, 32^3 patches)"} if lesion_stage else {}),
         "device": device, "precision": resolved_precision_name(precision, device), "cpu": cpu_model(),
         "seconds": {**timings, "total_s": time.perf_counter() - started},
     })

@@ -1,25 +1,24 @@
-"""The lesion stage on organ crops (paper 001, 2.2, coarse-to-fine; paper 004, organs before lesions): a second
-network learns a project's lesion classes from crops around their parent organs only.
+"""The lesion stage on organ crops (paper 001, 2.2, coarse-to-fine; paper 004, organs before lesions): small
+networks learn a project's lesion classes from crops around their parent organs only.
 
 Why a separate stage: trained jointly with the organs on the whole abdomen, the demo's lesions (0.1-0.5% of the
 voxels) stayed at 0 DSC at every budget that fits the demo, the upper bound included; the same data cut into crops
-around each lesion's organ is learned in a few hundred steps (bench/README.md, "The demo's lesions").
+around each lesion's organ is learned in a few hundred steps (bench/README.md, "The demo's lesions: learned from
+organ crops").
 
-Training cases (cache format, `lesion_crop_cases`): for every labeled case with whole-volume labels and every
-organ that is the parent of a lesion class the case annotates, the organ's bounding box grown by `margin_mm` and at
-least one training patch large, with the organ's mask as one more input channel. Their classes are the organ and
-lesion slots (`lesion_crop_taxonomy`): slot j is the j-th lesion class of the crop's organ, everything else in a
-crop is background, and a lesion of the crop's organ that the case does not annotate stays open through the candidate
-table (data/labels.py). At prediction (inference/lesion_stage.py) the organ model's labels give the
-crops, and the lesion model's labels are written inside each crop for the lesions of its organ.
-
-Status: experimental. A plain loop on such crops learns the demo's liver tumours (bench/lesion_crop_probe.py); this
-stage, trained by the ordinary training loop, does not yet (bench/README.md, "The demo's lesions: learned from
-organ crops"), so the demo does not use it.
+One network per lesion group (`lesion_groups`: organs with the same lesion classes, e.g. both kidneys for
+kidney_tumor), trained on crops (cache format, `lesion_crop_cases`): for every labeled case with whole-volume
+labels and every organ of the group that the case annotates together with one of its lesions, the organ's bounding
+box grown by `margin_mm` and at least one training patch large, with the organ's mask as one more input channel.
+Their classes are the organ and its lesion slots (`lesion_crop_taxonomy`); everything else in a crop is
+background, and a lesion of the crop's organ that the case does not annotate stays open through the candidate
+table (data/labels.py). At prediction (inference/lesion_stage.py) the organ model's labels give the crops, and
+each group's lesions are written inside its organs.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +32,8 @@ from unimos.data.taxonomy import ClassDef, Taxonomy
 from unimos.errors import UnimosError
 from unimos.inference.lesion_stage import (
     DEFAULT_LESION_MARGIN_MM,
+    STAGE_FILE,
+    lesion_groups,
     organ_crop_box,
     organ_mask_channel,
     parents_with_lesions,
@@ -54,18 +55,10 @@ DEFAULT_LESION_ITERATIONS = 300
 Box = tuple[tuple[int, ...], tuple[int, ...]]
 
 
-def lesion_crop_taxonomy(taxonomy: Taxonomy) -> Taxonomy:
-    """The lesion stage's classes: `organ` (the crop's organ), then one lesion slot per lesion class an organ can
-    have: `lesion` (or `lesion_1`, `lesion_2`, ... where an organ has several). Slot j of a crop is the j-th lesion
-    class of the crop's organ in project order (`parents_with_lesions`): one network learns what sets a lesion apart
-    from the organ around it, from every organ's lesions together (one class per lesion on the demo's few crops, it
-    took one organ's lesions for another's). The organ class makes the class-balanced sampler centre as many
-    patches on organ voxels, the lesions' hardest neighbours, as on lesions (bench/README.md, "The demo's
-    lesions")."""
-    slots = max((len(own) for own in parents_with_lesions(taxonomy).values()), default=0)
-    if not slots:
-        raise UnimosError("project classes", "the project has no lesion class (a class inside an organ, e.g. "
-                          "liver_tumor)", "add the lesion classes to project.classes, or train without a lesion stage")
+def lesion_crop_taxonomy(slots: int) -> Taxonomy:
+    """A lesion group network's classes: `organ` (the crop's organ), then its lesion slots, `lesion` (or `lesion_1`,
+    `lesion_2`, ... for an organ with several lesion classes), inside the organ. The organ class makes the
+    class-balanced sampler centre as many patches on organ voxels, the lesions' hardest neighbours, as on lesions."""
     names = ["lesion"] if slots == 1 else [f"lesion_{j}" for j in range(1, slots + 1)]
     return Taxonomy((ClassDef("organ"), *(ClassDef(n, ("organ",)) for n in names)))
 
@@ -98,8 +91,10 @@ def crop_labels(label: np.ndarray, parent: int, own: Sequence[int], num_classes:
 
 
 def lesion_crop_cases(cases: Sequence[CachedCase], taxonomy: Taxonomy, folder: Path, patch_size: Sequence[int],
-                      margin_mm: float = DEFAULT_CROP_MARGIN_MM) -> list[CachedCase]:
-    """The lesion stage's training cases, written under `folder` (one per case and parent organ; see module doc).
+                      margin_mm: float = DEFAULT_CROP_MARGIN_MM,
+                      organs: Sequence[int] | None = None) -> list[CachedCase]:
+    """The training cases of a lesion group's network, written under `folder`: one per case and parent organ among
+    `organs` (project indices; None: every organ with lesion classes).
 
     Each crop's image is the case's channels plus the organ's mask (`organ_mask_channel`); its labels are the organ
     and its lesion slots (`crop_labels`), and a slot whose lesion class the case does not annotate stays open in the
@@ -108,8 +103,7 @@ def lesion_crop_cases(cases: Sequence[CachedCase], taxonomy: Taxonomy, folder: P
     region that is not the whole volume) and organs that the case does not annotate together with one of their
     lesions give no crop: there the crop could not say
     where a lesion is not."""
-    lesions = lesion_crop_taxonomy(taxonomy)
-    by_parent = parents_with_lesions(taxonomy)
+    by_parent = {p: own for p, own in parents_with_lesions(taxonomy).items() if organs is None or p in organs}
     out = []
     for case in cases:
         label, region = case.label(), case.region()
@@ -121,6 +115,7 @@ def lesion_crop_cases(cases: Sequence[CachedCase], taxonomy: Taxonomy, folder: P
         for parent, own in by_parent.items():
             if parent not in annotated or not annotated.intersection(own):
                 continue
+            lesions = lesion_crop_taxonomy(len(own))
             organ = np.isin(label, [parent, *own])
             box = organ_crop_box(organ, spacing, margin_mm, patch_size)
             if box is None:
@@ -143,10 +138,10 @@ def lesion_crop_cases(cases: Sequence[CachedCase], taxonomy: Taxonomy, folder: P
     return out
 
 
-def lesion_crop_plan(plan: Plan, taxonomy: Taxonomy, patch: int = DEFAULT_LESION_PATCH) -> Plan:
-    """The lesion stage's plan: the project plan's grid, normalisation and network, the lesion classes only and a
-    smaller patch (new hashes)."""
-    classes = [ClassSpec(name=c.name, parents=list(c.parents)) for c in lesion_crop_taxonomy(taxonomy).classes]
+def lesion_crop_plan(plan: Plan, slots: int, patch: int = DEFAULT_LESION_PATCH) -> Plan:
+    """A lesion group network's plan: the project plan's grid, normalisation and network, the group's classes
+    (`lesion_crop_taxonomy`) and a smaller patch (new hashes)."""
+    classes = [ClassSpec(name=c.name, parents=list(c.parents)) for c in lesion_crop_taxonomy(slots).classes]
     size = [min(patch, int(s)) for s in plan.patch_size]
     return with_hashes(plan.model_copy(update={"classes": classes, "patch_size": size}))
 
@@ -157,38 +152,55 @@ def run_lesion_crops(cases: Sequence[CachedCase], plan: Plan, config: TrainConfi
                      progress: Callable[[int, int, float], None] | None = None,
                      runtime: Runtime | None = None) -> TrainResult:
     """`unimos train --strategy lesion_crops`: the lesion stage on the project's training cases (its options:
-    strategies/lesion_crops.py). Validation cases are not cropped: the stage is scored with its organ model."""
+    strategies/lesion_crops.py), `config.iterations` per group network. Validation cases are not cropped: the stage
+    is scored with its organ model (`unimos predict --lesion-model RUN`)."""
     options = resolve_options("LesionCrops", LesionCrops.defaults, config.strategy_options, LesionCrops.limits)
-    run_dir = Path(run_dir)
-    if resume and (run_dir / "checkpoint_final.json").exists():
-        return TrainResult(run_dir, run_dir / "checkpoint_final", 0, 0.0, 0.0)
     return train_lesion_stage(cases, plan, replace(config, strategy="supervised", strategy_options={}), run_dir,
-                              float(options["margin_mm"]), int(options["patch"]), progress, runtime,
-                              resume=resume and (run_dir / "checkpoint_latest.json").exists())
+                              float(options["margin_mm"]), int(options["patch"]), progress, runtime, resume)
 
 
 def train_lesion_stage(cases: Sequence[CachedCase], plan: Plan, config: TrainConfig, run_dir: str | Path,
                        margin_mm: float = DEFAULT_CROP_MARGIN_MM, patch: int = DEFAULT_LESION_PATCH,
                        progress: Callable[[int, int, float], None] | None = None,
                        runtime: Runtime | None = None, resume: bool = False) -> TrainResult:
-    """Cut the lesion crops of `cases` (the project's cache) and train the lesion network on them; RUN/lesion_stage.json
-    records the crops, the margin and the classes. `config` is used as given (its method, iterations, seed)."""
+    """One network per lesion group (`lesion_groups`: organs with the same lesion classes), each trained on its
+    organs' crops of `cases` (the project's cache) for `config.iterations` in RUN/<group>/; RUN/lesion_stage.json
+    names the groups, their checkpoints, the margin and the crops. One network for every organ's lesions learned
+    none of them on the demo's development collection at three times the iterations (bench/README.md, "The demo's
+    lesions: learned from organ crops"). A group whose crops hold no lesion voxel is refused."""
     run_dir = Path(run_dir)
     taxonomy = plan_taxonomy(plan)
-    stage_plan = lesion_crop_plan(plan, taxonomy, patch)
-    crops = lesion_crop_cases([c for c in cases if c.meta["has_label"]], taxonomy, run_dir / "lesion_crops",
-                              stage_plan.patch_size, margin_mm)
-    if not any(np.isin(np.asarray(c.label()), np.arange(1, 256)).any() for c in crops):
-        raise UnimosError("lesion stage", "no training case annotates a lesion voxel inside a whole-volume label map",
-                          "add a source that annotates the project's lesion classes (e.g. liver + liver_tumor)")
-    result = train(crops, stage_plan, config, run_dir, resume=resume, progress=progress, within_pipeline=True,
-                   runtime=runtime)
-    record: dict[str, Any] = {"margin_mm": margin_mm, "patch_size": stage_plan.patch_size,
-                              "classes": lesion_crop_taxonomy(taxonomy).names[1:],
-                              "slots": {taxonomy.names[p]: [taxonomy.names[i] for i in own]
-                                        for p, own in parents_with_lesions(taxonomy).items()},
-                              "crops": [{"case": c.meta["crop_of"], "organ": c.meta["crop_organ"],
-                                         "box": c.meta["crop_box"]} for c in crops],
-                              "checkpoint": str(result.checkpoint)}
-    write_json_atomic(run_dir / "lesion_stage.json", record)
-    return result
+    groups = lesion_groups(taxonomy)
+    if not groups:
+        raise UnimosError("project classes", "the project has no lesion class (a class inside an organ, e.g. "
+                          "liver_tumor)", "add the lesion classes to project.classes, or train without a lesion stage")
+    labeled = [c for c in cases if c.meta["has_label"]]
+    record: dict[str, Any] = {"margin_mm": margin_mm, "patch": patch, "groups": {}}
+    begun, steps, results = time.perf_counter(), 0, []
+    for number, (name, (organs, own)) in enumerate(groups.items()):
+        stage_plan = lesion_crop_plan(plan, len(own), patch)
+        group_dir = run_dir / name
+        crops = lesion_crop_cases(labeled, taxonomy, run_dir / "lesion_crops" / name, stage_plan.patch_size,
+                                  margin_mm, organs)
+        if not any(np.asarray(c.label()).max() > 1 for c in crops):
+            raise UnimosError("lesion stage", f"no training case annotates a voxel of {name} inside a whole-volume "
+                              "label map", f"add a source that annotates {name} with its organ, or leave the class "
+                              "out of project.classes")
+        report = None if progress is None else \
+            (lambda done, total, loss, offset=number * config.iterations:
+             progress(offset + done, len(groups) * config.iterations, loss))
+        if resume and (group_dir / "checkpoint_final.json").exists():
+            result = TrainResult(group_dir, group_dir / "checkpoint_final", 0, 0.0, 0.0)
+        else:
+            result = train(crops, stage_plan, config, group_dir, progress=report, within_pipeline=True,
+                           runtime=runtime, resume=resume and (group_dir / "checkpoint_latest.json").exists())
+        steps += result.steps
+        results.append(result)
+        record["groups"][name] = {
+            "organs": [taxonomy.names[i] for i in organs], "lesions": [taxonomy.names[i] for i in own],
+            "classes": stage_plan.to_json()["classes"], "checkpoint": f"{name}/checkpoint_final",
+            "crops": [{"case": c.meta["crop_of"], "organ": c.meta["crop_organ"], "box": c.meta["crop_box"]}
+                      for c in crops]}
+    write_json_atomic(run_dir / STAGE_FILE, record)
+    return TrainResult(run_dir, run_dir / STAGE_FILE, steps, time.perf_counter() - begun,
+                       float(np.mean([r.data_wait_share for r in results])))

@@ -13,6 +13,7 @@ from unimos.data.manifest import Manifest
 from unimos.data.plan_spec import Plan
 from unimos.errors import OutputError, UnimosError
 from unimos.evaluation.evaluate import evaluate_predictions
+from unimos.inference.lesion_stage import load_lesion_stage
 from unimos.inference.model import load_model
 from unimos.inference.predictor import PredictOptions, predict_files
 from unimos.networks.checkpoint import read_checkpoint_meta
@@ -146,18 +147,18 @@ def train_and_score(name: str, cache_dir: Path, plan: Plan, manifest: Manifest, 
 
 def predict_and_score(name: str, checkpoint: Path, manifest: Manifest, out: Path, runtime: Runtime,
                       step: Callable[[str], Progress | None] = lambda _label: None, score_split: str = "test",
-                      lesion_checkpoint: Path | None = None) -> dict:
-    """Predict the manifest's `score_split` cases with a checkpoint (and a lesion-stage model, if given) into
+                      lesion_stage: Path | None = None) -> dict:
+    """Predict the manifest's `score_split` cases with a checkpoint (and a lesion stage's folder, if given) into
     OUT/predictions/NAME and score them into OUT/evaluation/NAME; returns the evaluation summary."""
     model = load_model(checkpoint, device=runtime.device)
-    lesion_model = None if lesion_checkpoint is None else load_model(lesion_checkpoint, device=runtime.device)
+    lesions = None if lesion_stage is None else load_lesion_stage(lesion_stage, device=runtime.device)
     pred_dir = out / "predictions" / name
     records = []
     for modality, test_images in images_by_modality(manifest, score_split).items():
         # each case is read with the normalisation of the modality its manifest declares (what --modality says)
         options = PredictOptions(modality=modality, precision=runtime.precision_name)
         records += predict_files(model, test_images, pred_dir, options, progress=step(f"predict {name} {modality}"),
-                                 overwrite=True, lesion_model=lesion_model)
+                                 overwrite=True, lesion_stage=lesions)
     failed = [r.error for r in records if r.error]
     if failed:
         raise UnimosError(pred_dir, f"prediction failed for {len(failed)} test case(s): {failed[0]}",
