@@ -50,7 +50,6 @@ from unimos.utils.runtime import Runtime
 
 DEFAULT_CROP_MARGIN_MM = DEFAULT_LESION_MARGIN_MM  # the crops at prediction use the same margin
 DEFAULT_LESION_PATCH = 32  # voxels per axis: a 3 mm grid's liver crop holds a few such patches
-DEFAULT_LESION_ITERATIONS = 300
 
 Box = tuple[tuple[int, ...], tuple[int, ...]]
 
