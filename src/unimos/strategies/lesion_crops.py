@@ -25,8 +25,8 @@ class LesionCrops(Supervised):
     limits: dict[str, Any] = {"margin_mm": NON_NEGATIVE, "patch": Limit(8, 256)}
     summary = ("The lesion stage: one small network per organ group learns its lesions from crops around the "
                "organs (the organ's mask as an extra channel); `unimos predict ORGAN_CHECKPOINT --lesion-model "
-               "RUN` writes its lesions inside the organs the organ model finds. On the demo (seeds 0, 1) it "
-               "finds liver tumours (DSC 0.26, 0.46, from 0) but calls part of the kidneys tumour (bench/README.md, "
+               "RUN` writes its lesions inside the organs the organ model finds. On the demo (3 seeds) it "
+               "finds liver tumours (mean DSC 0.24, from 0) but calls part of the organs tumour (bench/README.md, "
                "\"The demo's lesions: learned from organ crops\").")
     source = "paper 001, 2.2 (coarse-to-fine cascade); paper 004 (organs before lesions)"
     option_help = {
