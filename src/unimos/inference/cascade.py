@@ -37,9 +37,14 @@ def crop_volume(volume: Volume, box: Box) -> Volume:
     """The voxels inside `box`, with the affine moved so that every voxel keeps its world position."""
     low, high = box
     array = np.ascontiguousarray(volume.array[tuple(slice(lo, hi) for lo, hi in zip(low, high))])
-    affine = volume.affine.copy()
-    affine[:3, 3] = volume.affine[:3, :3] @ np.asarray(low, dtype=np.float64) + volume.affine[:3, 3]
-    return Volume(array, affine, volume.path)
+    return Volume(array, crop_affine(volume.affine, low), volume.path)
+
+
+def crop_affine(affine: Any, low: Sequence[int]) -> np.ndarray:
+    """The affine of a crop starting at voxel `low`: every voxel keeps its world position."""
+    matrix = np.asarray(affine, dtype=np.float64).copy()
+    matrix[:3, 3] = matrix[:3, :3] @ np.asarray(low, dtype=np.float64) + matrix[:3, 3]
+    return matrix
 
 
 def paste(inner: Volume, box: Box, full: Volume) -> Volume:

@@ -11,6 +11,7 @@ prepared image the organ model saw, plus the organ's mask as one more channel (`
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,11 @@ def organ_crop_box(organ: np.ndarray, spacing_mm: Any, margin_mm: float,
         low.append(lo)
         high.append(hi)
     return tuple(low), tuple(high)
+
+
+def box_slices(box: tuple[Sequence[int], Sequence[int]]) -> tuple[slice, ...]:
+    """The index of a (low, high exclusive) voxel box."""
+    return tuple(slice(lo, hi) for lo, hi in zip(*box))
 
 
 def organ_mask_channel(organ: np.ndarray) -> np.ndarray:
@@ -182,7 +188,7 @@ def add_lesions(labels: np.ndarray, image: torch.Tensor, organ_taxonomy: Taxonom
             box = organ_crop_box(organ, spacing_mm, stage.margin_mm, patch)
             if box is None:
                 continue
-            cut = tuple(slice(lo, hi) for lo, hi in zip(*box))
+            cut = box_slices(box)
             mask = torch.from_numpy(organ_mask_channel(organ[cut]))[None, None].to(image.device, image.dtype)
             crop = torch.cat([image[(slice(None), slice(None), *cut)], mask], dim=1)
             probs = predict_probabilities(group.model.network, crop, patch, options.overlap, options.mirror,

@@ -30,9 +30,11 @@ from unimos.data.labels import candidate_table
 from unimos.data.plan_spec import ClassSpec, Plan
 from unimos.data.taxonomy import ClassDef, Taxonomy
 from unimos.errors import UnimosError
+from unimos.inference.cascade import crop_affine
 from unimos.inference.lesion_stage import (
     DEFAULT_LESION_MARGIN_MM,
     STAGE_FILE,
+    box_slices,
     lesion_groups,
     organ_crop_box,
     organ_mask_channel,
@@ -51,9 +53,6 @@ from unimos.utils.runtime import Runtime
 DEFAULT_CROP_MARGIN_MM = DEFAULT_LESION_MARGIN_MM  # the crops at prediction use the same margin
 DEFAULT_LESION_PATCH = 32  # voxels per axis: a 3 mm grid's liver crop holds a few such patches
 
-Box = tuple[tuple[int, ...], tuple[int, ...]]
-
-
 def lesion_crop_taxonomy(slots: int) -> Taxonomy:
     """A lesion group network's classes: `organ` (the crop's organ), then its lesion slots, `lesion` (or `lesion_1`,
     `lesion_2`, ... for an organ with several lesion classes), inside the organ. The organ class makes the
@@ -62,21 +61,10 @@ def lesion_crop_taxonomy(slots: int) -> Taxonomy:
     return Taxonomy((ClassDef("organ"), *(ClassDef(n, ("organ",)) for n in names)))
 
 
-def box_slices(box: Box) -> tuple[slice, ...]:
-    return tuple(slice(lo, hi) for lo, hi in zip(*box))
-
-
 def spacing_of(affine: Sequence[Sequence[float]]) -> list[float]:
     """Voxel spacing (mm per axis) of a 4x4 affine."""
     matrix = np.asarray(affine, dtype=np.float64)[:3, :3]
     return [float(v) for v in np.linalg.norm(matrix, axis=0)]
-
-
-def shifted_affine(affine: Sequence[Sequence[float]], low: Sequence[int]) -> list[list[float]]:
-    """The affine of a crop starting at voxel `low`: every voxel keeps its world position."""
-    matrix = np.asarray(affine, dtype=np.float64).copy()
-    matrix[:3, 3] = matrix[:3, :3] @ np.asarray(low, dtype=np.float64) + matrix[:3, 3]
-    return matrix.tolist()
 
 
 def crop_labels(label: np.ndarray, parent: int, own: Sequence[int], num_classes: int) -> np.ndarray:
@@ -125,7 +113,7 @@ def lesion_crop_cases(cases: Sequence[CachedCase], taxonomy: Taxonomy, folder: P
             meta = {k: v for k, v in case.meta.items() if k not in ("input_signature", "plan_cache_key")}
             meta.update({"case_id": crop_id, "crop_of": case.case_id, "crop_organ": taxonomy.names[parent],
                          "crop_box": [list(box[0]), list(box[1])], "shape": [hi - lo for lo, hi in zip(*box)],
-                         "affine": shifted_affine(case.meta["affine"], box[0]), "kind": "full", "has_label": True,
+                         "affine": crop_affine(case.meta["affine"], box[0]).tolist(), "kind": "full", "has_label": True,
                          "annotated_classes": [lesions.index(n) for n in known],
                          "candidate_table": candidate_table(lesions, known).astype(int).tolist(),
                          "annotated_slices": None})
