@@ -12,6 +12,7 @@ from unimos.errors import UnimosError
 from unimos.inference.lesion_stage import (
     LesionGroup,
     LesionStage,
+    Midline,
     add_lesions,
     check_lesion_pair,
     lesion_groups,
@@ -55,7 +56,7 @@ def test_organ_mask_channel_fills_a_lesion_the_organ_model_called_background():
     assert organ_mask_channel(organ).min() == 1.0
 
 
-def test_lesions_are_written_inside_their_organ_crop_only():
+def test_lesions_are_written_inside_their_organ_only():
     labels = np.zeros((30, 30, 30), np.uint8)
     labels[5:15, 5:15, 5:15] = 1  # liver
     labels[20:24, 5:10, 5:10] = 2  # spleen
@@ -65,6 +66,7 @@ def test_lesions_are_written_inside_their_organ_crop_only():
     image[0, 0, 25:28, 25:28, 25:28] = 1.0  # far from the liver: outside its crop
     image[0, 0, 21, 6, 6] = 1.0  # inside the spleen, which has no lesion class
     image[0, 0, 14, 14, 14] = 1.0  # inside the liver's crop but given to the spleen: not overwritten
+    image[0, 0, 4, 4, 4] = 1.0  # inside the liver's crop, outside the liver: not a liver lesion
     labels[14, 14, 14] = 2
     options = SimpleNamespace(overlap=0.5, mirror=False, sw_batch_size=2)
     out, crops = add_lesions(labels, torch.from_numpy(image), ORGANS, _stage(), (3.0, 3.0, 3.0), options, None)
@@ -110,3 +112,23 @@ def test_the_organ_models_lesions_are_read_as_the_organ_around_them_before_cropp
     assert (out[4:6, 4:6, 4:6] == 1).all() and (out[10:12, 4:6, 4:6] == 2).all()
     assert (out[2:4, 15:17, 15:17] == 4).all() and (out[12:16, 12:16, 12:16] == 3).all()
     assert np.array_equal(out[labels < 4], labels[labels < 4])
+
+
+def test_a_kidney_tumour_takes_the_kidney_on_its_body_side_when_the_midline_is_known():
+    kidneys = Taxonomy((ClassDef("kidney_right"), ClassDef("kidney_left"),
+                        ClassDef("kidney_tumor", ("kidney_right", "kidney_left"))))
+    labels = np.zeros((20, 4, 4), np.uint8)
+    labels[12:16] = 1  # kidney_right, x 12..15 mm
+    labels[3:12] = 3  # a whole left kidney called tumour, joined to a tumour piece of the right kidney (x 10, 11)
+    midline = Midline(9.5, np.eye(4))  # world x = voxel index: x >= 10 is the patient's right
+    out = lesions_read_as_organs(labels, kidneys, midline)
+    assert (out[10:16] == 1).all() and (out[3:10] == 2).all() and (out[:3] == 0).all() and (out[16:] == 0).all()
+    # without the midline the joined piece goes to the only kidney on its shell
+    assert (lesions_read_as_organs(labels, kidneys)[3:16] == 1).all()
+
+
+def test_the_midline_reads_the_side_through_the_affine():
+    flipped = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flipped[0, 3] = 19.0  # world x = 19 - i: voxels 0..9 lie right of x = 9.5
+    right = Midline(9.5, flipped).right_side((20, 2, 2))
+    assert right[:10].all() and not right[10:].any()

@@ -36,8 +36,36 @@ def test_a_group_networks_classes_are_the_organ_and_one_slot_per_lesion_class():
 
 
 def test_crop_labels_are_the_organ_and_its_lesion_slots_and_the_rest_background():
-    # a liver crop (liver 1; its lesions liver_tumor 3, liver_cyst 4); kidney 2 and kidney_tumor 5 are background
-    assert crop_labels(np.array([0, 1, 2, 3, 4, 5]), 1, [3, 4], 6).tolist() == [0, 1, 0, 2, 3, 0]
+    # a liver crop (liver 1; its lesions liver_tumor 3, liver_cyst 4); kidney 2 and kidney_tumor 5 are background,
+    # and so is a liver_tumor voxel outside this organ (the last one)
+    label = np.array([0, 1, 2, 3, 4, 5, 3])
+    organ = np.array([False, True, False, True, True, False, False])
+    assert crop_labels(label, organ, [3, 4]).tolist() == [0, 1, 0, 2, 3, 0, 0]
+
+
+def test_a_kidney_crop_holds_its_own_kidneys_tumour_not_the_other_kidneys(tmp_path):
+    # kidney_tumor 3 lies in either kidney; this case has one in each
+    kidneys = Taxonomy((ClassDef("kidney_right"), ClassDef("kidney_left"),
+                        ClassDef("kidney_tumor", ("kidney_right", "kidney_left"))))
+    label = np.zeros((30, 12, 12), np.uint8)
+    label[2:8, 2:8, 2:8] = 1  # right kidney
+    label[4:6, 4:6, 4:6] = 3  # its tumour
+    label[20:26, 2:8, 2:8] = 2  # left kidney
+    label[22:24, 4:6, 4:6] = 3  # its tumour
+    meta = {"case_id": "kits", "source": "s", "modality": "CT", "kind": "partial", "split": "train",
+            "has_label": True, "annotated_classes": [1, 2, 3], "candidate_table": None, "annotated_slices": None,
+            "affine": np.diag([3.0, 3.0, 3.0, 1.0]).tolist(), "shape": list(label.shape)}
+    case = write_cached_case(tmp_path / "cache" / "kits", meta, {
+        "image": np.zeros((1, *label.shape), np.float32), "label": label, "region": np.ones(label.shape, bool)})
+    crops = lesion_crop_cases([case], kidneys, tmp_path / "crops", (4, 4, 4), margin_mm=3.0)
+    assert [c.case_id for c in crops] == ["kits__kidney_right", "kits__kidney_left"]
+    # each kidney 6 voxels grown by 1 per side: the right kidney's box does not reach the left kidney's tumour
+    assert crops[0].meta["crop_box"] == [[1, 1, 1], [9, 9, 9]]
+    assert crops[1].meta["crop_box"] == [[19, 1, 1], [27, 9, 9]]
+    for crop in crops:
+        crop_label, mask = np.asarray(crop.label()), np.asarray(crop.image())[1]
+        assert (crop_label == 2).sum() == 8 and (crop_label == 1).sum() == 6 ** 3 - 8
+        assert mask.sum() == 6 ** 3
 
 
 def test_one_crop_per_organ_whose_lesion_the_case_annotates(tmp_path):

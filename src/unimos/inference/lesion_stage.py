@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from unimos.data.catalogue import SIDED_PAIRS
 from unimos.data.taxonomy import Taxonomy
 from unimos.errors import UnimosError
 from unimos.inference.model import LoadedModel, load_model
@@ -144,11 +145,39 @@ def check_lesion_pair(organ_model: Any, stage: LesionStage) -> None:
                           "(`unimos train --strategy lesion_crops`)")
 
 
-def lesions_read_as_organs(labels: np.ndarray, taxonomy: Taxonomy) -> np.ndarray:
+@dataclass(frozen=True)
+class Midline:
+    """The body's left-right centre on a grid: its world x (mm, RAS+: the patient's right has larger x) and the
+    grid's affine."""
+
+    x_mm: float
+    affine: np.ndarray
+
+    def right_side(self, shape: Sequence[int]) -> np.ndarray:
+        """Boolean grid of the voxels on the patient's right of the midline."""
+        axes = np.ogrid[tuple(slice(0, int(n)) for n in shape)]
+        row = np.asarray(self.affine, dtype=np.float64)[0]
+        world_x = row[3] + sum(row[a] * axes[a] for a in range(len(shape)))
+        return np.broadcast_to(world_x > self.x_mm, tuple(int(n) for n in shape))
+
+
+def sided_parents(parents: Sequence[int], taxonomy: Taxonomy) -> tuple[int, int] | None:
+    """(right, left) project indices when `parents` are the two members of a sided pair (kidney_right and
+    kidney_left), else None."""
+    names = sorted(taxonomy.names[i] for i in parents)
+    for right, left in SIDED_PAIRS.values():
+        if names == sorted((right, left)):
+            return taxonomy.index(right), taxonomy.index(left)
+    return None
+
+
+def lesions_read_as_organs(labels: np.ndarray, taxonomy: Taxonomy, midline: Midline | None = None) -> np.ndarray:
     """The organ model's lesion labels given back to their organ, so that the lesion stage alone decides lesions: a
-    lesion class with one parent becomes it; each piece of a lesion class with several parents (a kidney tumour)
-    takes the parent on most of its shell, and stays a lesion where it touches none of them. A partially trained
-    organ model may call a whole organ its lesion (an organ voxel of a source without lesion labels may be either)."""
+    lesion class with one parent becomes it. A lesion class of the two organs of a sided pair (a kidney tumour)
+    takes the organ on its body side when the `midline` is known, the rule that splits a merged kidney label
+    (data/labels.split_sided): a partially trained organ model may call a whole kidney its tumour, and on a 3 mm
+    grid that kidney can touch a tumour piece of the other one. Otherwise each piece of a lesion class with several
+    parents takes the parent on most of its shell, and stays a lesion where it touches none of them."""
     out = np.array(labels, copy=True)
     for index in range(1, taxonomy.num_classes):
         parents = taxonomy.parents_of(index)
@@ -157,6 +186,12 @@ def lesions_read_as_organs(labels: np.ndarray, taxonomy: Taxonomy) -> np.ndarray
             continue
         if len(parents) == 1:
             out[mask] = parents[0]
+            continue
+        pair = sided_parents(parents, taxonomy)
+        if pair is not None and midline is not None:
+            right = midline.right_side(labels.shape)
+            out[mask & right] = pair[0]
+            out[mask & ~right] = pair[1]
             continue
         around = np.where(np.isin(labels, parents), labels, 0)
         components, count = cc3d.connected_components(mask, connectivity=26, return_N=True)
@@ -169,14 +204,18 @@ def lesions_read_as_organs(labels: np.ndarray, taxonomy: Taxonomy) -> np.ndarray
 
 
 def add_lesions(labels: np.ndarray, image: torch.Tensor, organ_taxonomy: Taxonomy, stage: LesionStage,
-                spacing_mm: Any, options: Any, precision: torch.dtype | None) -> tuple[np.ndarray, dict[str, Any]]:
+                spacing_mm: Any, options: Any, precision: torch.dtype | None,
+                midline: Midline | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """`labels` (organ model's classes, plan grid) with the stage's lesions written into each organ's crop ->
     (labels, {organ: crop box}). `image` is the prepared (1, C, *spatial) input on the same grid.
 
-    The organ model's own lesion labels are first read as their organs (`lesions_read_as_organs`); inside each crop
-    a voxel the group's network puts in lesion slot j (class 1 + j; class 1 is the organ) becomes the j-th lesion
-    class, unless the organ model gave it to another organ."""
-    labels = lesions_read_as_organs(labels, organ_taxonomy)
+    The organ model's own lesion labels are first read as their organs (`lesions_read_as_organs`, by body side
+    about `midline` for a sided pair's lesion); inside each crop a voxel of the organ (its mask channel: the organ
+    with its enclosed holes) that the group's network puts in lesion slot j (class 1 + j; class 1 is the organ)
+    becomes the j-th lesion class, unless the organ model gave it to another organ. Lesions are written inside the
+    organ only: on the development demo collection every lesion voxel the networks found outside it was a false
+    positive (bench/README.md, "The demo's lesions: learned from organ crops")."""
+    labels = lesions_read_as_organs(labels, organ_taxonomy, midline)
     out = labels.copy()
     crops: dict[str, Any] = {}
     for group in stage.groups:
@@ -189,13 +228,14 @@ def add_lesions(labels: np.ndarray, image: torch.Tensor, organ_taxonomy: Taxonom
             if box is None:
                 continue
             cut = box_slices(box)
-            mask = torch.from_numpy(organ_mask_channel(organ[cut]))[None, None].to(image.device, image.dtype)
+            inside = organ_mask_channel(organ[cut])
+            mask = torch.from_numpy(inside)[None, None].to(image.device, image.dtype)
             crop = torch.cat([image[(slice(None), slice(None), *cut)], mask], dim=1)
             probs = predict_probabilities(group.model.network, crop, patch, options.overlap, options.mirror,
                                           options.sw_batch_size, precision=precision)
             found = probs.argmax(1)[0].cpu().numpy()
             region = out[cut]
-            writable = np.isin(labels[cut], [0, parent, *own])
+            writable = (inside > 0) & np.isin(labels[cut], [0, parent, *own])  # never another organ
             for slot, index in enumerate(own, start=2):
                 region[writable & (found == slot)] = index
             crops[name] = [list(box[0]), list(box[1])]

@@ -33,6 +33,7 @@ from unimos.data.io import (
     read_volume,
     write_prediction,
 )
+from unimos.data.labels import body_midline_x
 from unimos.data.plan_spec import ModelPlan
 from unimos.data.validation import nonfinite_problem, spacing_problem
 from unimos.data.volume import Volume
@@ -48,7 +49,7 @@ from unimos.inference.batch_files import (
     write_labels_json,
 )
 from unimos.inference.cascade import DEFAULT_MARGIN_MM, check_cascade_pair, predict_cascade
-from unimos.inference.lesion_stage import LesionStage, add_lesions, check_lesion_pair
+from unimos.inference.lesion_stage import LesionStage, Midline, add_lesions, check_lesion_pair
 from unimos.inference.memory import UsageMeter, current_rss_mib
 from unimos.inference.model import LoadedModel
 from unimos.inference.postprocess import largest_component_per_class
@@ -173,8 +174,9 @@ def predict_volume(model: LoadedModel, channels: list[Volume], options: PredictO
     timings["network"] = time.perf_counter() - clock
     if lesion_stage is not None:
         clock = time.perf_counter()
+        midline = Midline(body_midline_x(channels[0], _modality(model, options)), geometry.cropped_affine)
         labels, crops = add_lesions(labels, tensor, model.taxonomy, lesion_stage, model.plan.target_spacing_mm,
-                                    options, precision)
+                                    options, precision, midline)
         if lesion_crops is not None:
             lesion_crops.update(crops)
         timings["lesions"] = time.perf_counter() - clock

@@ -36,6 +36,7 @@ from unimos.inference.lesion_stage import (
     STAGE_FILE,
     box_slices,
     lesion_groups,
+    lesions_read_as_organs,
     organ_crop_box,
     organ_mask_channel,
     parents_with_lesions,
@@ -67,14 +68,16 @@ def spacing_of(affine: Sequence[Sequence[float]]) -> list[float]:
     return [float(v) for v in np.linalg.norm(matrix, axis=0)]
 
 
-def crop_labels(label: np.ndarray, parent: int, own: Sequence[int], num_classes: int) -> np.ndarray:
-    """Project labels -> lesion-stage labels of a crop of organ `parent` whose lesion classes are `own` (project
-    indices, in slot order): the organ 1, its j-th lesion class 1 + j, everything else 0."""
-    lookup = np.zeros(num_classes, dtype=np.uint8)
-    lookup[parent] = 1
+def crop_labels(label: np.ndarray, organ: np.ndarray, own: Sequence[int]) -> np.ndarray:
+    """Project labels -> lesion-stage labels of a crop whose organ (with its own lesions) is the boolean `organ` and
+    whose lesion classes are `own` (project indices, in slot order): the organ 1, its j-th lesion class 1 + j,
+    everything else 0, including another organ's lesion (the other kidney's tumour)."""
+    organ = np.asarray(organ, dtype=bool)
+    label = np.asarray(label)
+    out = organ.astype(np.uint8)
     for slot, index in enumerate(own, start=2):
-        lookup[index] = slot
-    return lookup[np.asarray(label, dtype=np.int64)]
+        out[organ & (label == index)] = slot
+    return out
 
 
 def lesion_crop_cases(cases: Sequence[CachedCase], taxonomy: Taxonomy, folder: Path, patch_size: Sequence[int],
@@ -85,11 +88,11 @@ def lesion_crop_cases(cases: Sequence[CachedCase], taxonomy: Taxonomy, folder: P
 
     Each crop's image is the case's channels plus the organ's mask (`organ_mask_channel`); its labels are the organ
     and its lesion slots (`crop_labels`), and a slot whose lesion class the case does not annotate stays open in the
-    candidate table (the slots lie inside `organ`: an organ voxel may be that lesion). Another organ, and its
-    lesions, is background: a crop is read for its own organ's lesions only. Cases without labels, sparse cases (a
-    region that is not the whole volume) and organs that the case does not annotate together with one of their
-    lesions give no crop: there the crop could not say
-    where a lesion is not."""
+    candidate table (the slots lie inside `organ`: an organ voxel may be that lesion). Each lesion piece belongs to
+    the organ it lies in (`lesions_read_as_organs`: a right kidney's crop holds only its own tumours, as at
+    prediction). Another organ, and its lesions, is background: a crop is read for its own organ's lesions only.
+    Cases without labels, sparse cases (a region that is not the whole volume) and organs that the case does not
+    annotate together with one of their lesions give no crop: there the crop could not say where a lesion is not."""
     by_parent = {p: own for p, own in parents_with_lesions(taxonomy).items() if organs is None or p in organs}
     out = []
     for case in cases:
@@ -99,11 +102,12 @@ def lesion_crop_cases(cases: Sequence[CachedCase], taxonomy: Taxonomy, folder: P
         label = np.asarray(label)
         annotated = {int(i) for i in case.meta.get("annotated_classes", [])}
         spacing = spacing_of(case.meta["affine"])
+        parts = lesions_read_as_organs(label, taxonomy)  # each lesion piece -> the organ it lies in
         for parent, own in by_parent.items():
             if parent not in annotated or not annotated.intersection(own):
                 continue
             lesions = lesion_crop_taxonomy(len(own))
-            organ = np.isin(label, [parent, *own])
+            organ = parts == parent
             box = organ_crop_box(organ, spacing, margin_mm, patch_size)
             if box is None:
                 continue
@@ -119,7 +123,7 @@ def lesion_crop_cases(cases: Sequence[CachedCase], taxonomy: Taxonomy, folder: P
                          "annotated_slices": None})
             image = np.concatenate([np.asarray(case.image())[(slice(None), *cut)],
                                     organ_mask_channel(organ[cut])[None]]).astype(np.float32)
-            crop_label = crop_labels(label[cut], parent, own, taxonomy.num_classes)
+            crop_label = crop_labels(label[cut], organ[cut], own)
             out.append(write_cached_case(folder / crop_id, meta, {
                 "image": image, "label": crop_label, "region": np.ones(crop_label.shape, dtype=bool)}))
     return out
