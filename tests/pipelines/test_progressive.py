@@ -60,7 +60,7 @@ def test_stages_taxonomies_lesions_as_organs_and_fused_labels(lesion_cache, tmp_
     result = run_progressive(list(by_id.values()), plan, config, tmp_path / "run",
                              progress=lambda done, total, loss: steps.append((done, total)))
     run = tmp_path / "run"
-    assert steps[-1] == (6, 6)
+    assert steps[-1] == (9, 9)  # 3 iterations per stage; stage 3 has one lesion group (liver_tumor)
 
     # stage 1: no lesion class, and the full cases' tumour voxels are liver (organ-stage index 1)
     assert [c["name"] for c in read_checkpoint_meta(run / "stage_1" / "checkpoint_final")["classes"]] == \
@@ -75,7 +75,7 @@ def test_stages_taxonomies_lesions_as_organs_and_fused_labels(lesion_cache, tmp_
     assert [c["name"] for c in read_checkpoint_meta(result.checkpoint)["classes"]] == \
         ["liver", "spleen", "liver_tumor"]
     record = json.loads((run / "progressive.json").read_text())
-    assert [s["stage"] for s in record["stages"]] == [1, 2]
+    assert [s["stage"] for s in record["stages"]] == [1, 2, 3]
     second = record["stages"][1]
     assert second["abandoned_without_lesion"] == ["lits_empty"] and "lits_empty" not in second["cases"]
     assert sorted(second["pseudo_labeled"]) == ["lits_0", "organs_0", "unl_0"]
@@ -92,7 +92,14 @@ def test_stages_taxonomies_lesions_as_organs_and_fused_labels(lesion_cache, tmp_
     organs_meta = json.loads((run / "stage_2" / "pseudo_cache" / "organs_0" / "meta.json").read_text())
     assert organs_meta["candidate_table"][1] == [0, 1, 0, 1]
     assert organs_meta["candidate_table"][2] == [0, 0, 1, 0]
-    # the run report finds both stages' training curves
+    # stage 3: the lesion stage on liver crops of every case that annotates the liver with its tumour (the
+    # tumour-free LiTS-like case too: it shows a liver without a tumour); predict takes it with stage 2's organs
+    third = record["stages"][2]
+    assert record["lesion_stage"] == third["lesion_stage"] == str(run / "stage_3") == str(result.lesion_stage)
+    crops = json.loads((run / "stage_3" / "lesion_stage.json").read_text())["groups"]["liver_tumor"]["crops"]
+    assert sorted(c["case"] for c in crops) == ["full_0", "full_1", "lits_0", "lits_empty"]
+    assert (run / "stage_3" / "liver_tumor" / "checkpoint_final.safetensors").exists()
+    # the run report finds the stages' training curves
     assert [log.label for log in train_run_logs(run)] == ["run stage 1", "run stage 2"]
     page = write_report(run, tmp_path / "report").read_text()
     assert "Stages (progressive.json)" in page and "left out (lesion source without a lesion): lits_empty" in page
@@ -105,3 +112,14 @@ def test_a_project_without_lesion_classes_is_refused(tiny_cache, tmp_path):
     cases, plan = tiny_cache
     with pytest.raises(UnimosError, match="no lesion class"):
         run_progressive(cases, plan, TrainConfig(strategy="progressive", iterations=1), tmp_path / "run")
+
+
+def test_the_lesion_stage_is_an_option_of_the_progressive_pipeline(lesion_cache, tmp_path):
+    by_id, plan = lesion_cache
+    config = TrainConfig(strategy="progressive", iterations=1, checkpoint_every=0, device="cpu", seed=1,
+                         threads=1, augment=False, strategy_options={"lesion_stage": False})
+    result = run_progressive(list(by_id.values()), plan, config, tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "progressive.json").read_text())
+    assert [s["stage"] for s in record["stages"]] == [1, 2]
+    assert record["lesion_stage"] is None and result.lesion_stage is None
+    assert not (tmp_path / "run" / "stage_3").exists()

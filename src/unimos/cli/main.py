@@ -287,8 +287,9 @@ def demo_command(
     iterations: Annotated[Optional[int], typer.Option(
         help="Training steps per method (default 700 on every machine, quick 40; with --ssl 500 and 16).")] = None,
     progressive: Annotated[bool, typer.Option("--progressive", help=(
-        "Also train the organ -> lesion pipeline of paper 004 (`--strategy progressive`: two trainings, each of "
-        "the row's iterations; about 1.7 times as long)."))] = False,
+        "Also train the organ -> lesion pipeline of paper 004 (`--strategy progressive`: an organ stage and an "
+        "organ + lesion stage of the row's iterations each, then the lesion stage on organ crops, 300 iterations "
+        "per lesion group)."))] = False,
     lesion_stage: Annotated[bool, typer.Option("--lesion-stage", help=(
         "Also score the `partial` organ model with a lesion stage trained on the same labels (`--strategy "
         "lesion_crops`: one small network per lesion group on organ crops, 300 iterations each)."))] = False,

@@ -25,7 +25,8 @@ from unimos.utils.runtime import resolve_runtime
 
 DEMO_METHODS = ("partial", "naive", "upper_bound")
 PROGRESSIVE_ROW = "progressive"
-"""`unimos demo --progressive`: the organ -> lesion pipeline of paper 004 on the demo's labels (two trainings)."""
+"""`unimos demo --progressive`: the organ -> lesion pipeline of paper 004 on the demo's labels (organ stage, organ +
+lesion stage, then the lesion stage on organ crops)."""
 # One recipe on every machine (iterations; the 3mm-small plan gives 48^3 patches, batch 2, DynUNet 16-128 with
 # deep supervision): the result must not depend on the CPU. Chosen so that the default demo ends within 15 minutes
 # on 2 cores of either CPU kind with `--precision auto` (bfloat16 on AMX and on AVX-512 BF16): 900 iterations took
@@ -148,9 +149,9 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
              train_progress: Callable[[str], Callable[[int, int, float], None]] | None = None) -> DemoResult:
     """The whole pipeline on built-in data: make data -> inspect -> plan -> preprocess -> train partial, naive and
     the complete-label upper bound with one recipe -> predict the held-out test set -> evaluate -> one table of
-    organ and lesion scores. `progressive`: also the organ -> lesion pipeline (paper 004), each of its two stages
-    trained for the same iterations as a row. `lesion_stage`: also the `partial` organ model with a lesion stage
-    (`add_lesion_stage_row`)."""
+    organ and lesion scores. `progressive`: also the organ -> lesion pipeline (paper 004), its two whole-volume
+    stages trained for the same iterations as a row and its lesion stage as `lesion_stage` trains it.
+    `lesion_stage`: also the `partial` organ model with a lesion stage (`add_lesion_stage_row`)."""
     out = Path(out)
     step = progress_factory or (lambda _label: None)
     started = time.perf_counter()
@@ -163,8 +164,10 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
     for method in (*DEMO_METHODS, PROGRESSIVE_ROW) if progressive else DEMO_METHODS:
         loss = "naive" if method == "naive" else "partial"
         strategy = "progressive" if method == PROGRESSIVE_ROW else "supervised"
+        options = {"lesion_iterations": LESION_STAGE_ITERATIONS["quick" if quick else "default"]} \
+            if method == PROGRESSIVE_ROW else {}
         config = TrainConfig(method=loss, strategy=strategy, iterations=budget, seed=seed, device=device,
-                             precision=precision, checkpoint_every=0, deep_supervision=True)
+                             precision=precision, checkpoint_every=0, deep_supervision=True, strategy_options=options)
         cache = complete if method == "upper_bound" else prepared.cache_dir
         summaries[method], timings[f"train_{method}_s"] = train_and_score(
             method, cache, prepared.plan, prepared.manifest, config, out, step, train_progress)
@@ -186,7 +189,8 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
         "upper_bound_labels": "labels_complete (every organ and lesion of every training case, the unlabeled "
                               "set's too)",
         **({PROGRESSIVE_ROW: "stage 1 (organs, lesions read as their organ) and stage 2 (organs + lesions on the "
-                             "fused organ pseudo-labels), each trained for iterations_per_method"}
+                             "fused organ pseudo-labels), each trained for iterations_per_method, then stage 3 (the "
+                             "lesion stage on organ crops, as the partial+lesion_stage row trains it)"}
            if progressive else {}),
         **({LESION_STAGE_ROW: f"the partial row's organ model with a lesion stage (one network per lesion group "
                               f"on organ crops, {LESION_STAGE_ITERATIONS['quick' if quick else 'default']} "

@@ -6,7 +6,10 @@ that each case does not annotate, fused class by class with what the case does a
 label is never overridden), written as new cache-format cases whose candidate sets keep each organ's lesion open
 where the case did not annotate it (RUN/stage_2/pseudo_cache, NIfTI + provenance in RUN/stage_2/pseudo_labels).
 Lesion-source cases without a lesion voxel are left out (the paper abandons them). Stage 2 (organ + lesion stage,
-RUN/stage_2/) trains on the fused cases in the project's full taxonomy. RUN/progressive.json records both stages.
+RUN/stage_2/) trains on the fused cases in the project's full taxonomy. Stage 3 (option `lesion_stage`, on by
+default; RUN/stage_3/) is the lesion stage on organ crops (pipelines/lesion_crops.py) on the labeled training cases:
+trained on the whole abdomen, stage 2 finds none of the demo's lesions, the crops do (bench/README.md). Predict with
+`unimos predict RUN/stage_2/checkpoint_final --lesion-model RUN/stage_3`. RUN/progressive.json records the stages.
 
 The paper trains each stage twice and its organ stage with cross supervision; here each stage is one run of the
 training loop with the supervised step (candidate-set loss), a simplification stated in `unimos strategies`.
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,9 @@ import numpy as np
 from unimos.data.plan_spec import ClassSpec, Plan
 from unimos.data.taxonomy import Taxonomy
 from unimos.errors import UnimosError
+from unimos.inference.lesion_stage import lesion_groups
 from unimos.networks.checkpoint import read_checkpoint_meta
+from unimos.pipelines.lesion_crops import train_lesion_stage
 from unimos.pipelines.lesion_stages import (
     abandoned,
     lesion_stage_classes,
@@ -50,6 +55,7 @@ class ProgressiveResult(TrainResult):
     """The organ + lesion stage's result (its checkpoint is the run's model) and what each stage used."""
 
     stages: list[dict[str, Any]] = field(default_factory=list)
+    lesion_stage: Path | None = None  # RUN/stage_3 (the lesion stage's folder), when trained
 
 
 def progressive_options(config: TrainConfig) -> dict[str, Any]:
@@ -104,8 +110,10 @@ def run_progressive(cases: Sequence[CachedCase], plan: Plan, config: TrainConfig
     first_plan = organ_plan(plan, taxonomy)
     stage_dir = run_dir / "stage_1"
     first_cases = [organ_case(c, taxonomy, stage_dir / "organ_cache" / c.case_id) for c in cases]
+    lesion_iterations = int(options["lesion_iterations"]) or config.iterations
+    total = 2 * config.iterations + (len(lesion_groups(taxonomy)) * lesion_iterations if options["lesion_stage"] else 0)
     first = _stage(1, [c for c in first_cases if c.meta["has_label"]], first_plan, config, stage_dir, (),
-                   resume, progress, runtime)
+                   resume, progress, runtime, total)
 
     targets = {c.case_id for c in first_cases if needs_pseudo_label(c, True)}
     kept = [c for c in cases if not abandoned(c.label(), taxonomy, c.meta.get("annotated_classes", []))
@@ -120,7 +128,14 @@ def run_progressive(cases: Sequence[CachedCase], plan: Plan, config: TrainConfig
         known_of=lambda case: lesion_stage_classes(taxonomy, case.meta.get("annotated_classes", [])))
     fused = {record.case_id: case for record, case in pseudo if case is not None}
     second_cases = [fused.get(c.case_id, c) for c in kept]
-    second = _stage(2, second_cases, plan, config, second_dir, validation_cases, resume, progress, runtime)
+    second = _stage(2, second_cases, plan, config, second_dir, validation_cases, resume, progress, runtime, total)
+    third = None
+    if options["lesion_stage"]:
+        report = None if progress is None else \
+            (lambda done, _total, loss: progress(2 * config.iterations + done, total, loss))
+        third = train_lesion_stage(cases, plan, replace(config, iterations=lesion_iterations, strategy="supervised",
+                                                        strategy_options={}),
+                                   run_dir / "stage_3", progress=report, runtime=runtime, resume=resume)
 
     stages = [{"stage": 1, "name": "organs (lesions read as their organ)", "classes": first_plan.to_json()["classes"],
                "run_dir": str(first.run_dir), "checkpoint": str(first.checkpoint),
@@ -129,18 +144,28 @@ def run_progressive(cases: Sequence[CachedCase], plan: Plan, config: TrainConfig
                "run_dir": str(second.run_dir), "checkpoint": str(second.checkpoint),
                "cases": [c.case_id for c in second_cases], "pseudo_labeled": sorted(fused),
                "abandoned_without_lesion": dropped, "pseudo_labels": str(second_dir / "pseudo_labels")}]
+    if third is not None:
+        stages.append({"stage": 3, "name": "lesions on organ crops (the lesion stage)",
+                       "classes": [{"name": n} for n in lesion_groups(taxonomy)],
+                       "run_dir": str(third.run_dir), "lesion_stage": str(third.run_dir),
+                       "cases": [c.case_id for c in cases if c.meta["has_label"]],
+                       "iterations_per_group": lesion_iterations})
     if rank == 0:
-        write_json_atomic(run_dir / "progressive.json", {"options": options, "checkpoint": str(second.checkpoint),
-                                                         "stages": stages})
-    return ProgressiveResult(run_dir, second.checkpoint, first.steps + second.steps, time.perf_counter() - begun,
-                             second.data_wait_share, dict(second.val_dice), list(second.losses), stages)
+        write_json_atomic(run_dir / "progressive.json", {
+            "options": options, "checkpoint": str(second.checkpoint),
+            "lesion_stage": None if third is None else str(third.run_dir), "stages": stages})
+    steps = first.steps + second.steps + (third.steps if third is not None else 0)
+    return ProgressiveResult(run_dir, second.checkpoint, steps, time.perf_counter() - begun,
+                             second.data_wait_share, dict(second.val_dice), list(second.losses), stages,
+                             None if third is None else third.run_dir)
 
 
 def _stage(index: int, stage_cases: list[CachedCase], plan: Plan, config: TrainConfig, stage_dir: Path,
            validation_cases: Sequence[CachedCase], resume: bool,
-           progress: Callable[[int, int, float], None] | None, runtime: Runtime) -> TrainResult:
-    """One stage's training (reused when `resume` finds it finished); progress continues over both stages."""
-    offset, total = (index - 1) * config.iterations, 2 * config.iterations
+           progress: Callable[[int, int, float], None] | None, runtime: Runtime, total: int) -> TrainResult:
+    """One stage's training (reused when `resume` finds it finished); progress continues over the stages (`total`
+    iterations in all)."""
+    offset = (index - 1) * config.iterations
     final = stage_dir / "checkpoint_final"
     if resume and final.with_suffix(".json").exists():
         read_checkpoint_meta(final)  # refuses a damaged one

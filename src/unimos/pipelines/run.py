@@ -141,7 +141,9 @@ def train_and_score(name: str, cache_dir: Path, plan: Plan, manifest: Manifest, 
     result = train_from_cache(cache_dir, plan, config, out / "runs" / name, resume=resume, overwrite=not resume,
                               progress=train_progress(name) if train_progress else None, runtime=runtime)
     seconds = time.perf_counter() - clock
-    summary = predict_and_score(name, result.checkpoint, manifest, out, runtime, step, score_split)
+    # a pipeline that trained a lesion stage too (progressive's stage 3) is scored with it
+    summary = predict_and_score(name, result.checkpoint, manifest, out, runtime, step, score_split,
+                                lesion_stage=getattr(result, "lesion_stage", None))
     return summary, seconds
 
 

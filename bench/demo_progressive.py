@@ -1,0 +1,77 @@
+"""The progressive pipeline (paper 004: organ stage, organ + lesion stage, lesion stage on organ crops) beside a
+finished demo's `partial` row, with the demo's recipe: one table of organs and lesions (DSC), `partial` and, where
+the demo folder holds it, `partial+lesion_stage` beside it.
+
+The demo folder needs its cache and OUT/evaluation/partial (a finished `unimos demo`, or its partial row); the
+progressive run is kept under OUT/runs/progressive (stage_1, stage_2, stage_3) and scored with `unimos evaluate`'s
+code as `unimos demo --progressive` scores it.
+
+Example: .venv/bin/python bench/demo_progressive.py /work/demo_seed0 --name demo_progressive_seed0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import RESULTS, machine_line, merge_summary  # noqa: E402
+
+from unimos.data.manifest import load_manifest  # noqa: E402
+from unimos.data.plan_spec import Plan  # noqa: E402
+from unimos.pipelines.demo import (  # noqa: E402
+    LESION_STAGE_ITERATIONS,
+    LESION_STAGE_ROW,
+    PROGRESSIVE_ROW,
+    demo_iterations,
+    demo_results_table,
+    organs_and_lesions,
+)
+from unimos.pipelines.run import train_and_score  # noqa: E402
+from unimos.training.config import TrainConfig  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("demo", type=Path, help="a finished `unimos demo` folder (its partial row at least)")
+    parser.add_argument("--name", default="demo_progressive", help="key in bench/results/summary.json")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    args = parser.parse_args()
+    meta = json.loads((args.demo / "demo_meta.json").read_text())
+    seed, quick = int(meta["seed"]), bool(meta["quick"])
+    manifest = load_manifest(args.demo / "data" / "manifest.yaml")
+    plan = Plan.model_validate(json.loads((args.demo / "plan_3mm.json").read_text()))
+    lesion_iterations = LESION_STAGE_ITERATIONS["quick" if quick else "default"]
+    config = TrainConfig(method="partial", strategy="progressive", iterations=demo_iterations(quick), seed=seed,
+                         device=args.device, precision=args.precision, checkpoint_every=0, deep_supervision=True,
+                         strategy_options={"lesion_iterations": lesion_iterations})
+    summary, seconds = train_and_score(PROGRESSIVE_ROW, args.demo / "cache", plan, manifest, config, args.demo)
+    rows = {"partial": json.loads((args.demo / "evaluation" / "partial" / "summary.json").read_text())}
+    staged = args.demo / "evaluation" / LESION_STAGE_ROW / "summary.json"
+    if staged.is_file():
+        rows[LESION_STAGE_ROW] = json.loads(staged.read_text())
+    rows[PROGRESSIVE_ROW] = summary
+    table = demo_results_table(rows, *organs_and_lesions(manifest))
+    names = list(table)
+    lines = [f"Machine: {machine_line()}", "",
+             f"Demo {args.demo} (seed {seed}): the progressive pipeline (trained here in {seconds:.0f} s: "
+             f"{config.iterations} + {config.iterations} iterations, then {lesion_iterations} per lesion group) "
+             "beside the partial row. Held-out test CTs, DSC (0-1).", "",
+             "| class | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for name in table["partial"]:
+        lines.append(f"| {name} | " + " | ".join(f"{table[row][name]['dsc']:.3f}" for row in names) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.md").write_text(text)
+    merge_summary(args.name, {"demo": str(args.demo), "seed": seed, "machine": machine_line(),
+                              "progressive_train_s": seconds,
+                              "dsc": {row: {k: v["dsc"] for k, v in cols.items()} for row, cols in table.items()}})
+
+
+if __name__ == "__main__":
+    main()
