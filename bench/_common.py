@@ -185,3 +185,22 @@ def write_kept_label(source_label: Path, keep_values: Any, out: Path) -> Path:
     with atomic_path(out) as tmp:
         nib.save(nib.Nifti1Image(kept, image.affine, image.header), str(tmp))
     return out
+
+
+def finished_demo(description: str, default_name: str) -> tuple[Any, dict[str, Any], Any, Plan]:
+    """The command line of a script that adds a row beside a finished `unimos demo` folder (DEMO --name --device
+    --precision): (arguments, the demo's demo_meta.json, its manifest, its plan)."""
+    import argparse
+
+    from unimos.data.manifest import load_manifest
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("demo", type=Path, help="a finished `unimos demo` folder (its partial row at least)")
+    parser.add_argument("--name", default=default_name, help="key in bench/results/summary.json")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    args = parser.parse_args()
+    meta = json.loads((args.demo / "demo_meta.json").read_text())
+    manifest = load_manifest(args.demo / "data" / "manifest.yaml")
+    plan = Plan.model_validate(json.loads((args.demo / "plan_3mm.json").read_text()))
+    return args, meta, manifest, plan

@@ -10,30 +10,19 @@ Example: .venv/bin/python bench/demo_lesion_stage.py /work/demo_seed0 --name dem
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, machine_line, merge_summary  # noqa: E402
+from _common import RESULTS, finished_demo, machine_line, merge_summary  # noqa: E402
 
-from unimos.data.manifest import load_manifest  # noqa: E402
-from unimos.data.plan_spec import Plan  # noqa: E402
 from unimos.pipelines.demo import LESION_STAGE_ROW, add_lesion_stage_row, demo_results_table, organs_and_lesions  # noqa: E402,E501
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("demo", type=Path, help="a finished `unimos demo` folder")
-    parser.add_argument("--name", default="demo_lesion_stage", help="key in bench/results/summary.json")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
-    args = parser.parse_args()
-    meta = json.loads((args.demo / "demo_meta.json").read_text())
-    manifest = load_manifest(args.demo / "data" / "manifest.yaml")
-    plan = Plan.model_validate(json.loads((args.demo / "plan_3mm.json").read_text()))
+    args, meta, manifest, plan = finished_demo(__doc__.splitlines()[0], "demo_lesion_stage")
     summary, seconds = add_lesion_stage_row(args.demo, args.demo / "cache", plan, manifest, int(meta["seed"]),
                                             bool(meta["quick"]), args.device, args.precision)
     partial = json.loads((args.demo / "evaluation" / "partial" / "summary.json").read_text())

@@ -11,17 +11,14 @@ Example: .venv/bin/python bench/demo_progressive.py /work/demo_seed0 --name demo
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, machine_line, merge_summary  # noqa: E402
+from _common import RESULTS, finished_demo, machine_line, merge_summary  # noqa: E402
 
-from unimos.data.manifest import load_manifest  # noqa: E402
-from unimos.data.plan_spec import Plan  # noqa: E402
 from unimos.pipelines.demo import (  # noqa: E402
     LESION_STAGE_ITERATIONS,
     LESION_STAGE_ROW,
@@ -35,16 +32,8 @@ from unimos.training.config import TrainConfig  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("demo", type=Path, help="a finished `unimos demo` folder (its partial row at least)")
-    parser.add_argument("--name", default="demo_progressive", help="key in bench/results/summary.json")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
-    args = parser.parse_args()
-    meta = json.loads((args.demo / "demo_meta.json").read_text())
+    args, meta, manifest, plan = finished_demo(__doc__.splitlines()[0], "demo_progressive")
     seed, quick = int(meta["seed"]), bool(meta["quick"])
-    manifest = load_manifest(args.demo / "data" / "manifest.yaml")
-    plan = Plan.model_validate(json.loads((args.demo / "plan_3mm.json").read_text()))
     lesion_iterations = LESION_STAGE_ITERATIONS["quick" if quick else "default"]
     config = TrainConfig(method="partial", strategy="progressive", iterations=demo_iterations(quick), seed=seed,
                          device=args.device, precision=args.precision, checkpoint_every=0, deep_supervision=True,
