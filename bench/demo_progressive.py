@@ -35,7 +35,8 @@ def main() -> None:
     args, meta, manifest, plan = finished_demo(__doc__.splitlines()[0], "demo_progressive")
     seed, quick = int(meta["seed"]), bool(meta["quick"])
     lesion_iterations = LESION_STAGE_ITERATIONS["quick" if quick else "default"]
-    config = TrainConfig(method="partial", strategy="progressive", iterations=demo_iterations(quick), seed=seed,
+    iterations = int(meta.get("iterations_per_method") or demo_iterations(quick))  # what the demo's rows had
+    config = TrainConfig(method="partial", strategy="progressive", iterations=iterations, seed=seed,
                          device=args.device, precision=args.precision, checkpoint_every=0, deep_supervision=True,
                          strategy_options={"lesion_iterations": lesion_iterations})
     summary, seconds = train_and_score(PROGRESSIVE_ROW, args.demo / "cache", plan, manifest, config, args.demo)

@@ -90,7 +90,7 @@ def test_demo_quick_runs_end_to_end_and_writes_the_results_table(quick_demo):
     assert [s["stage"] for s in stages] == [1, 2, 3]
     # the progressive row is scored with its own lesion stage (stage 3)
     logged = json.loads((out / "predictions" / "progressive" / "predict_log.json").read_text())
-    assert all(case["lesion_crops"] and "lesions" in case["stages"] for case in logged)
+    assert logged and all(case["lesion_crops"] and "lesions" in case["stages"] for case in logged)
     html = (out / "report" / "index.html").read_text()
     assert "kidney_right" in html and "http://" not in html and "https://" not in html
     for method in results:  # the progressive pipeline's model is its organ + lesion stage

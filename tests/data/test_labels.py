@@ -1,7 +1,8 @@
 import numpy as np
 
-from unimos.data.labels import candidate_table, slice_region, split_sided
+from unimos.data.labels import body_midline_x, candidate_table, slice_region, split_sided
 from unimos.data.taxonomy import abdominal_taxonomy, build_taxonomy
+from unimos.data.volume import Volume
 
 
 def _set(table, taxonomy, label):
@@ -65,3 +66,14 @@ def test_organ_only_source_lets_each_organ_hold_a_lesion_of_several_organs():
     assert _set(table, taxonomy, "pancreas") == {"pancreas", "tumor"}
     # outside the annotated organs a voxel may still be a kidney, or a kidney's tumour
     assert _set(table, taxonomy, "background") == {"background", "kidney_right", "kidney_left", "tumor"}
+
+
+def test_body_midline_is_the_mean_x_of_the_body_voxels_in_world_mm():
+    image = np.full((10, 3, 2), -1000.0)
+    image[2:5, :, :] = 40.0  # body voxels at i = 2, 3, 4 ...
+    image[8, 0, 0] = 40.0  # ... and one at i = 8: mean i = (3 * 6 * 3 + 8) / 19 = 62 / 19
+    affine = np.diag([2.0, 1.0, 1.0, 1.0])
+    affine[0, 3] = -5.0  # x = 2 i - 5
+    assert abs(body_midline_x(Volume(image, affine), "CT") - (2 * 62 / 19 - 5)) < 1e-9
+    # no body at all: the volume's centre, i = 4.5
+    assert body_midline_x(Volume(np.full((10, 3, 2), -1000.0), affine), "CT") == 4.0

@@ -5,9 +5,11 @@ unannotated lesions. Cases and values are built by hand."""
 import json
 
 import numpy as np
+import pytest
 
 from unimos.data.taxonomy import ClassDef, Taxonomy
-from unimos.pipelines.lesion_crops import crop_labels, lesion_crop_cases, lesion_crop_taxonomy
+from unimos.errors import UnimosError
+from unimos.pipelines.lesion_crops import check_lesion_crops, crop_labels, lesion_crop_cases, lesion_crop_taxonomy
 from unimos.preprocess.cache import write_cached_case
 
 # liver 1, kidney_right 2, liver_tumor 3 (in liver), liver_cyst 4 (in liver), kidney_tumor 5 (in kidney_right)
@@ -140,3 +142,13 @@ def test_the_lesion_stage_trains_on_crops_and_predicts_with_its_organ_model(tmp_
                             lesion_stage=load_lesion_stage(tmp_path / "lesions"))
     assert records[0].error is None and (tmp_path / "pred" / "full_0.nii.gz").exists()
     assert "lesions" in records[0].stages
+
+
+def test_every_lesion_group_without_a_case_to_learn_from_is_named_before_training(tmp_path):
+    lits = _case(tmp_path / "cache", "lits", [1, 2, 3])  # the liver with a tumour voxel; kidney_tumor unannotated
+    organs = _case(tmp_path / "cache", "organs", [1, 2])
+    with pytest.raises(UnimosError, match="annotates a voxel of kidney_tumor with its organ") as caught:
+        check_lesion_crops([lits], TAXONOMY)
+    assert "liver_tumor" not in str(caught.value)
+    with pytest.raises(UnimosError, match="liver_tumor\\+liver_cyst, kidney_tumor"):
+        check_lesion_crops([organs], TAXONOMY)

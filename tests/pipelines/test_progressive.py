@@ -97,11 +97,12 @@ def test_stages_taxonomies_lesions_as_organs_and_fused_labels(lesion_cache, tmp_
     third = record["stages"][2]
     assert record["lesion_stage"] == third["lesion_stage"] == str(run / "stage_3") == str(result.lesion_stage)
     crops = json.loads((run / "stage_3" / "lesion_stage.json").read_text())["groups"]["liver_tumor"]["crops"]
-    assert sorted(c["case"] for c in crops) == ["full_0", "full_1", "lits_0", "lits_empty"]
+    assert sorted(c["case"] for c in crops) == third["cases"] == ["full_0", "full_1", "lits_0", "lits_empty"]
     assert (run / "stage_3" / "liver_tumor" / "checkpoint_final.safetensors").exists()
     # the run report finds the stages' training curves
-    assert [log.label for log in train_run_logs(run)] == ["run stage 1", "run stage 2"]
+    assert [log.label for log in train_run_logs(run)] == ["run stage 1", "run stage 2", "run stage 3 liver_tumor"]
     page = write_report(run, tmp_path / "report").read_text()
+    assert f"--lesion-model {run / 'stage_3'}" in page  # the page says how to predict with the lesion stage
     assert "Stages (progressive.json)" in page and "left out (lesion source without a lesion): lits_empty" in page
     # per-case provenance: the liver-only case's own labels annotate the liver, the pseudo-label completed its spleen
     row = re.search(r"<tr><td>organs_0</td>(.*?)</tr>", page).group(1)
@@ -123,3 +124,12 @@ def test_the_lesion_stage_is_an_option_of_the_progressive_pipeline(lesion_cache,
     assert [s["stage"] for s in record["stages"]] == [1, 2]
     assert record["lesion_stage"] is None and result.lesion_stage is None
     assert not (tmp_path / "run" / "stage_3").exists()
+
+
+def test_a_lesion_stage_without_a_case_to_learn_from_is_refused_before_the_first_stage(lesion_cache, tmp_path):
+    by_id, plan = lesion_cache
+    cases = [by_id[i] for i in ("lits_empty", "organs_0", "unl_0")]  # no case holds a liver_tumor voxel
+    config = TrainConfig(strategy="progressive", iterations=1, checkpoint_every=0, device="cpu", threads=1)
+    with pytest.raises(UnimosError, match="no training case annotates a voxel of liver_tumor"):
+        run_progressive(cases, plan, config, tmp_path / "run")
+    assert not (tmp_path / "run" / "stage_1").exists()

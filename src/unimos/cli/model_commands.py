@@ -129,6 +129,10 @@ def train(
     console.print(f"trained {result.steps} steps in {result.seconds:.0f} s "
                   f"(data wait {100 * result.data_wait_share:.1f}%"
                   f" of step time); checkpoint [bold]{result.checkpoint}[/]")
+    lesion_stage = getattr(result, "lesion_stage", None)  # the progressive pipeline's stage 3
+    if lesion_stage is not None:
+        console.print(f"lesion stage [bold]{lesion_stage}[/]: predict with both, `unimos predict {result.checkpoint} "
+                      f"IMAGES --out PREDICTIONS --lesion-model {lesion_stage}`")
 
 
 def predict(

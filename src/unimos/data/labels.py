@@ -45,11 +45,13 @@ def body_midline_x(image: Volume, modality: str) -> float:
     """World x (mm) of the body's left-right centre, from a body mask (CT: > -500 HU; MR: > 10% of p99)."""
     data = image.array
     threshold = -500.0 if modality == "CT" else 0.1 * float(np.percentile(data, 99))
-    body = np.argwhere(data > threshold)
-    if len(body) == 0:
+    body = data > threshold
+    total = int(np.count_nonzero(body))
+    if total == 0:
         centre = (np.array(image.shape) - 1) / 2.0
-    else:
-        centre = body.mean(axis=0)
+    else:  # the body voxels' mean index per axis, from per-axis counts (no list of every voxel's index)
+        centre = np.array([float(np.dot(np.count_nonzero(body, axis=tuple(a for a in range(body.ndim) if a != axis)),
+                                        np.arange(body.shape[axis]))) / total for axis in range(body.ndim)])
     return float((image.affine @ np.append(centre, 1.0))[0])
 
 

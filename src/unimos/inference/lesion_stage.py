@@ -171,6 +171,13 @@ def sided_parents(parents: Sequence[int], taxonomy: Taxonomy) -> tuple[int, int]
     return None
 
 
+def has_sided_lesions(taxonomy: Taxonomy) -> bool:
+    """Whether a lesion class of `taxonomy` lies in either organ of a sided pair (kidney_tumor): only then does the
+    lesion stage need the body's midline."""
+    return any(sided_parents(taxonomy.parents_of(i), taxonomy) is not None
+               for i in range(1, taxonomy.num_classes) if len(taxonomy.parents_of(i)) == 2)
+
+
 def lesions_read_as_organs(labels: np.ndarray, taxonomy: Taxonomy, midline: Midline | None = None) -> np.ndarray:
     """The organ model's lesion labels given back to their organ, so that the lesion stage alone decides lesions: a
     lesion class with one parent becomes it. A lesion class of the two organs of a sided pair (a kidney tumour)

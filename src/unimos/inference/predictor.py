@@ -49,7 +49,13 @@ from unimos.inference.batch_files import (
     write_labels_json,
 )
 from unimos.inference.cascade import DEFAULT_MARGIN_MM, check_cascade_pair, predict_cascade
-from unimos.inference.lesion_stage import LesionStage, Midline, add_lesions, check_lesion_pair
+from unimos.inference.lesion_stage import (
+    LesionStage,
+    Midline,
+    add_lesions,
+    check_lesion_pair,
+    has_sided_lesions,
+)
 from unimos.inference.memory import UsageMeter, current_rss_mib
 from unimos.inference.model import LoadedModel
 from unimos.inference.postprocess import largest_component_per_class
@@ -144,12 +150,14 @@ def window_plan(model: LoadedModel, image_shape: Sequence[int], options: Predict
 
 def predict_volume(model: LoadedModel, channels: list[Volume], options: PredictOptions,
                    stages: dict[str, float] | None = None, window: dict[str, Any] | None = None,
-                   lesion_stage: LesionStage | None = None, lesion_crops: dict[str, Any] | None = None) -> Volume:
+                   lesion_stage: LesionStage | None = None, lesion_crops: dict[str, Any] | None = None,
+                   midline_x_mm: float | None = None) -> Volume:
     """Label map (project class indices) for one input, on the input's grid with its affine.
 
     `stages` receives the seconds of each step, `window` the summary of the windows used (both optional). With a
     `lesion_stage` (pipelines/lesion_crops.py), its lesions replace the model's inside each parent organ's crop
-    (inference/lesion_stage.py; `lesion_crops` receives the crops). The input
+    (inference/lesion_stage.py; `lesion_crops` receives the crops; `midline_x_mm`: the whole scan's body midline,
+    world x in mm, for a kidney tumour's side, computed from `channels` if not given). The input
     is not checked here (the cascade also calls it on crops): `predict_files` runs `check_input` on the whole scan
     first; call it too when predicting volumes directly.
     """
@@ -174,7 +182,10 @@ def predict_volume(model: LoadedModel, channels: list[Volume], options: PredictO
     timings["network"] = time.perf_counter() - clock
     if lesion_stage is not None:
         clock = time.perf_counter()
-        midline = Midline(body_midline_x(channels[0], _modality(model, options)), geometry.cropped_affine)
+        midline = None
+        if has_sided_lesions(model.taxonomy):
+            x_mm = body_midline_x(channels[0], _modality(model, options)) if midline_x_mm is None else midline_x_mm
+            midline = Midline(x_mm, geometry.cropped_affine)
         labels, crops = add_lesions(labels, tensor, model.taxonomy, lesion_stage, model.plan.target_spacing_mm,
                                     options, precision, midline)
         if lesion_crops is not None:
@@ -322,11 +333,15 @@ def predict_files(model: LoadedModel, inputs: Sequence[Path], out_dir: str | Pat
                             record.warnings += [w for w in shape_warnings(coarse, channels[0], files[0])
                                                 if w not in record.warnings]
                         record.stages["read"] = time.perf_counter() - clock
+                        # a kidney tumour's side is read about the whole scan's midline, not a cascade crop's
+                        midline_x_mm = body_midline_x(channels[0], modality) if lesion_stage is not None and \
+                            has_sided_lesions(model.taxonomy) else None
+
                         def one_volume(stage: LoadedModel, *args: Any, **kwargs: Any) -> Volume:
                             if stage is not model:  # the coarse stage finds the region, not lesions
                                 return predict_volume(stage, *args, **kwargs)
                             return predict_volume(stage, *args, **kwargs, lesion_stage=lesion_stage,
-                                                  lesion_crops=record.lesion_crops)
+                                                  lesion_crops=record.lesion_crops, midline_x_mm=midline_x_mm)
 
                         if coarse is None:
                             prediction = one_volume(model, channels, options, record.stages, record.window)

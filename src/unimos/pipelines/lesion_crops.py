@@ -41,6 +41,7 @@ from unimos.inference.lesion_stage import (
     organ_mask_channel,
     parents_with_lesions,
 )
+from unimos.networks.checkpoint import read_checkpoint_meta
 from unimos.pipelines.registry import PIPELINES
 from unimos.preprocess.cache import CachedCase, write_cached_case
 from unimos.preprocess.plan import plan_taxonomy, with_hashes
@@ -89,10 +90,11 @@ def lesion_crop_cases(cases: Sequence[CachedCase], taxonomy: Taxonomy, folder: P
     Each crop's image is the case's channels plus the organ's mask (`organ_mask_channel`); its labels are the organ
     and its lesion slots (`crop_labels`), and a slot whose lesion class the case does not annotate stays open in the
     candidate table (the slots lie inside `organ`: an organ voxel may be that lesion). Each lesion piece belongs to
-    the organ it lies in (`lesions_read_as_organs`: a right kidney's crop holds only its own tumours, as at
-    prediction). Another organ, and its lesions, is background: a crop is read for its own organ's lesions only.
-    Cases without labels, sparse cases (a region that is not the whole volume) and organs that the case does not
-    annotate together with one of their lesions give no crop: there the crop could not say where a lesion is not."""
+    the organ it lies in (`lesions_read_as_organs`' shell rule: a right kidney's crop holds only its own tumours;
+    prediction reads the organ model's kidney tumours by body side). Another organ, and its lesions, is background:
+    a crop is read for its own organ's lesions only. Cases without labels, sparse cases (a region that is not the
+    whole volume) and organs that the case does not annotate together with one of their lesions give no crop: there
+    the crop could not say where a lesion is not."""
     by_parent = {p: own for p, own in parents_with_lesions(taxonomy).items() if organs is None or p in organs}
     out = []
     for case in cases:
@@ -129,6 +131,32 @@ def lesion_crop_cases(cases: Sequence[CachedCase], taxonomy: Taxonomy, folder: P
     return out
 
 
+def check_lesion_crops(cases: Sequence[CachedCase], taxonomy: Taxonomy) -> None:
+    """Refuse, before any training, a project whose lesion groups cannot all be learned from crops: every group needs
+    a labeled case with a whole-volume label map that annotates one of its organs with one of its lesions and holds
+    a voxel of that lesion. Every such group is named at once."""
+    missing = []
+    for name, (organs, own) in lesion_groups(taxonomy).items():
+        if not any(_teaches(case, organs, own) for case in cases):
+            missing.append(name)
+    if missing:
+        raise UnimosError("lesion stage", f"no training case annotates a voxel of {', '.join(missing)} with its "
+                          "organ inside a whole-volume label map (sparse slices do not say where a lesion is not)",
+                          "add a source that annotates these lesions with their organ, or leave them out of "
+                          "project.classes")
+
+
+def _teaches(case: CachedCase, organs: Sequence[int], own: Sequence[int]) -> bool:
+    """Whether `case` gives a lesion group's network a crop with one of its lesions (`lesion_crop_cases`' rule)."""
+    annotated = {int(i) for i in case.meta.get("annotated_classes", [])}
+    if not case.meta.get("has_label") or not annotated.intersection(organs) or not annotated.intersection(own):
+        return False
+    label, region = case.label(), case.region()
+    if label is None or (region is not None and not bool(np.all(region))):
+        return False
+    return bool(np.isin(np.asarray(label), [i for i in own if i in annotated]).any())
+
+
 def lesion_crop_plan(plan: Plan, slots: int, patch: int = DEFAULT_LESION_PATCH) -> Plan:
     """A lesion group network's plan: the project plan's grid, normalisation and network, the group's classes
     (`lesion_crop_taxonomy`) and a smaller patch (new hashes)."""
@@ -158,7 +186,8 @@ def train_lesion_stage(cases: Sequence[CachedCase], plan: Plan, config: TrainCon
     organs' crops of `cases` (the project's cache) for `config.iterations` in RUN/<group>/; RUN/lesion_stage.json
     names the groups, their checkpoints, the margin and the crops. One network for every organ's lesions learned
     none of them on the demo's development collection at three times the iterations (bench/README.md, "The demo's
-    lesions: learned from organ crops"). A group whose crops hold no lesion voxel is refused."""
+    lesions: learned from organ crops"). A group without a case to learn it from is refused before any training
+    (`check_lesion_crops`)."""
     run_dir = Path(run_dir)
     taxonomy = plan_taxonomy(plan)
     groups = lesion_groups(taxonomy)
@@ -166,6 +195,7 @@ def train_lesion_stage(cases: Sequence[CachedCase], plan: Plan, config: TrainCon
         raise UnimosError("project classes", "the project has no lesion class (a class inside an organ, e.g. "
                           "liver_tumor)", "add the lesion classes to project.classes, or train without a lesion stage")
     labeled = [c for c in cases if c.meta["has_label"]]
+    check_lesion_crops(labeled, taxonomy)
     record: dict[str, Any] = {"margin_mm": margin_mm, "patch": patch, "groups": {}}
     begun, steps, results = time.perf_counter(), 0, []
     for number, (name, (organs, own)) in enumerate(groups.items()):
@@ -173,14 +203,13 @@ def train_lesion_stage(cases: Sequence[CachedCase], plan: Plan, config: TrainCon
         group_dir = run_dir / name
         crops = lesion_crop_cases(labeled, taxonomy, run_dir / "lesion_crops" / name, stage_plan.patch_size,
                                   margin_mm, organs)
-        if not any(np.asarray(c.label()).max() > 1 for c in crops):
-            raise UnimosError("lesion stage", f"no training case annotates a voxel of {name} inside a whole-volume "
-                              "label map", f"add a source that annotates {name} with its organ, or leave the class "
-                              "out of project.classes")
         report = None if progress is None else \
             (lambda done, total, loss, offset=number * config.iterations:
              progress(offset + done, len(groups) * config.iterations, loss))
         if resume and (group_dir / "checkpoint_final.json").exists():
+            read_checkpoint_meta(group_dir / "checkpoint_final")  # refuses a damaged one
+            if report is not None:
+                report(config.iterations, config.iterations, float("nan"))
             result = TrainResult(group_dir, group_dir / "checkpoint_final", 0, 0.0, 0.0)
         else:
             result = train(crops, stage_plan, config, group_dir, progress=report, within_pipeline=True,

@@ -17,6 +17,7 @@ training loop with the supervised step (candidate-set loss), a simplification st
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,9 +29,9 @@ import numpy as np
 from unimos.data.plan_spec import ClassSpec, Plan
 from unimos.data.taxonomy import Taxonomy
 from unimos.errors import UnimosError
-from unimos.inference.lesion_stage import lesion_groups
+from unimos.inference.lesion_stage import STAGE_FILE, lesion_groups
 from unimos.networks.checkpoint import read_checkpoint_meta
-from unimos.pipelines.lesion_crops import train_lesion_stage
+from unimos.pipelines.lesion_crops import check_lesion_crops, train_lesion_stage
 from unimos.pipelines.lesion_stages import (
     abandoned,
     lesion_stage_classes,
@@ -94,7 +95,8 @@ def run_progressive(cases: Sequence[CachedCase], plan: Plan, config: TrainConfig
                     validation_cases: Sequence[CachedCase] = (), resume: bool = False,
                     progress: Callable[[int, int, float], None] | None = None,
                     runtime: Runtime | None = None) -> ProgressiveResult:
-    """Organ stage, fused organ pseudo-labels, organ + lesion stage (paper 004); `progress` counts both stages."""
+    """Organ stage, fused organ pseudo-labels, organ + lesion stage (paper 004), then the lesion stage on organ
+    crops (option `lesion_stage`); `progress` counts every stage's iterations."""
     options = progressive_options(config)
     run_dir = Path(run_dir)
     runtime = runtime or resolve_runtime(config.device, config.precision)
@@ -106,6 +108,8 @@ def run_progressive(cases: Sequence[CachedCase], plan: Plan, config: TrainConfig
     if world > 1:
         raise UnimosError("--strategy progressive", "runs on one process only for now",
                           "run it without torchrun")
+    if options["lesion_stage"]:  # refused now, not after the first two stages have trained
+        check_lesion_crops([c for c in cases if c.meta["has_label"]], taxonomy)
     begun = time.perf_counter()
     first_plan = organ_plan(plan, taxonomy)
     stage_dir = run_dir / "stage_1"
@@ -148,7 +152,7 @@ def run_progressive(cases: Sequence[CachedCase], plan: Plan, config: TrainConfig
         stages.append({"stage": 3, "name": "lesions on organ crops (the lesion stage)",
                        "classes": [{"name": n} for n in lesion_groups(taxonomy)],
                        "run_dir": str(third.run_dir), "lesion_stage": str(third.run_dir),
-                       "cases": [c.case_id for c in cases if c.meta["has_label"]],
+                       "cases": _cropped_cases(third.run_dir),
                        "iterations_per_group": lesion_iterations})
     if rank == 0:
         write_json_atomic(run_dir / "progressive.json", {
@@ -176,3 +180,9 @@ def _stage(index: int, stage_cases: list[CachedCase], plan: Plan, config: TrainC
     report = None if progress is None else (lambda done, _total, loss: progress(offset + done, total, loss))
     return train(stage_cases, plan, config, stage_dir, validation_cases=validation_cases, resume=again,
                  progress=report, within_pipeline=True, runtime=runtime)
+
+
+def _cropped_cases(stage_dir: Path) -> list[str]:
+    """The cases whose organ crops a lesion stage trained on (its lesion_stage.json)."""
+    record = json.loads((stage_dir / STAGE_FILE).read_text(encoding="utf-8"))
+    return sorted({crop["case"] for group in record["groups"].values() for crop in group["crops"]})

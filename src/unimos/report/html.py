@@ -168,11 +168,22 @@ def _train_header(run: RunFolder, train: TrainRun) -> str:
              ("network", str(config.get("network", "?"))), ("iterations", _progress(run, train))]
     final = train.folder / "checkpoint_final"
     when = "" if train.finished else " once it has finished"
+    stage = _lesion_stage_of(run.root)
+    lesions = f" --lesion-model {escape(stage)}" if stage else ""
     return ('<p class="meta">' + "<br>\n".join(f"<b>{escape(k)}</b>: {escape(v)}" for k, v in items) + "</p>\n"
             + note("A <code>unimos train</code> run: it holds no scores, so this page shows what the run was and "
                     f"its training curves. To score it{when}: <code>unimos predict "
-                    f"{escape(str(final))} IMAGES --out PREDICTIONS</code>, then <code>unimos evaluate PREDICTIONS "
-                    "MANIFEST</code>; that writes the results and case views."))
+                    f"{escape(str(final))} IMAGES --out PREDICTIONS{lesions}</code>, then <code>unimos evaluate "
+                    "PREDICTIONS MANIFEST</code>; that writes the results and case views."))
+
+
+def _lesion_stage_of(root: Path) -> str | None:
+    """The lesion stage a progressive run trained (RUN/progressive.json), to predict with its organ model."""
+    try:
+        stage = json.loads((root / "progressive.json").read_text(encoding="utf-8")).get("lesion_stage")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return stage if isinstance(stage, str) else None
 
 
 def _progress(run: RunFolder, train: TrainRun) -> str:

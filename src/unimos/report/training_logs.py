@@ -72,11 +72,24 @@ def train_run_logs(root: Path) -> tuple[TrainingLog, ...]:
 
 
 def _run_logs(label: str, folder: Path) -> list[TrainingLog]:
-    """The log.csv of one training run folder, or of each of its rounds or stages (round_<k>/, stage_<k>/)."""
+    """The log.csv of one training run folder, or of each of its rounds or stages (round_<k>/, stage_<k>/), or of
+    each network of a lesion stage (<group>/log.csv, also as a progressive run's stage 3)."""
     if (folder / LOG_FILE).is_file():
         return [_read_log(label, folder / LOG_FILE)]
-    return [_read_log(f"{label} {p.name.replace('_', ' ')}", p / LOG_FILE) for _k, p in round_folders(folder)
-            if (p / LOG_FILE).is_file()]
+    rounds = round_folders(folder)
+    if not rounds:
+        return _group_logs(label, folder)
+    logs = []
+    for _k, sub in rounds:
+        name = f"{label} {sub.name.replace('_', ' ')}"
+        logs += [_read_log(name, sub / LOG_FILE)] if (sub / LOG_FILE).is_file() else _group_logs(name, sub)
+    return logs
+
+
+def _group_logs(label: str, folder: Path) -> list[TrainingLog]:
+    """One log per lesion group network of a lesion stage's folder (<group>/log.csv), by group name."""
+    return [_read_log(f"{label} {sub.name}", sub / LOG_FILE) for sub in sorted(folder.iterdir())
+            if sub.is_dir() and (sub / LOG_FILE).is_file()]
 
 
 def _read_log(label: str, path: Path) -> TrainingLog:
