@@ -136,6 +136,13 @@ def test_the_lesion_stage_trains_on_crops_and_predicts_with_its_organ_model(tmp_
     assert group["organs"] == ["liver"] and group["lesions"] == ["liver_tumor"] and stage.steps == 2
     meta = read_checkpoint_meta(tmp_path / "lesions" / group["checkpoint"])
     assert [c["name"] for c in meta["classes"]] == ["organ", "lesion"] and meta["in_channels"] == 2
+    # --resume reuses the finished group: no step trained, the progress bar still reaches its end
+    reported = []
+    again = run_lesion_crops(cases, plan, TrainConfig(strategy="lesion_crops", iterations=2, checkpoint_every=0,
+                                                      device="cpu", seed=1, threads=1, augment=False,
+                                                      strategy_options={"patch": 8}), tmp_path / "lesions",
+                             resume=True, progress=lambda done, total, _loss: reported.append((done, total)))
+    assert again.steps == 0 and reported == [(2, 2)]
 
     image = tmp_path / "images" / "full_0_0000.nii.gz"
     records = predict_files(load_model(organs.checkpoint), [image], tmp_path / "pred", PredictOptions(),
