@@ -314,8 +314,10 @@ def demo_command(
     and AVX-512 BF16 CPUs) it took 10.2-10.7 minutes on 2 cores of an Intel Xeon with AMX; about 14 minutes are
     expected on an AMD EPYC with AVX-512 BF16 (a 1.4 times slower step; not yet measured there); 32.3 minutes on 2
     cores of an AMD EPYC without AVX-512 (Zen 3: float32, 0.9 s a step; bfloat16 would be emulated, 48 times
-    slower), with the same scores within 0.012. --progressive adds about 6 minutes with AMX; --lesion-stage 4 minutes
-    on the Zen 3 AMD EPYC (3 networks of 300 iterations). Times: bench/README.md, "The demo's recipe".
+    slower), with the same scores within 0.012. --progressive adds about 6 minutes with AMX for its two whole-volume
+    stages, and 28 minutes on the Zen 3 AMD EPYC with its lesion stage; --lesion-stage 4-5 minutes there (3 networks
+    of 300 iterations). Times: bench/README.md, "The demo's recipe" and "The progressive pipeline finds the demo's
+    lesions".
 
     With --ssl: 1 labeled CT, 12 unlabeled CTs and 5 test CTs of the same phantom distribution; trains
     supervised-only, unimatch and `all_labeled` (the unlabeled CTs with their true labels: the ceiling of what they
