@@ -98,16 +98,14 @@ def lesion_crop_cases(cases: Sequence[CachedCase], taxonomy: Taxonomy, folder: P
     by_parent = {p: own for p, own in parents_with_lesions(taxonomy).items() if organs is None or p in organs}
     out = []
     for case in cases:
-        label, region = case.label(), case.region()
-        if label is None or (region is not None and not bool(np.all(region))):
-            continue
-        label = np.asarray(label)
         annotated = {int(i) for i in case.meta.get("annotated_classes", [])}
+        cropped = {p: own for p, own in by_parent.items() if p in annotated and annotated.intersection(own)}
+        label = _whole_volume_label(case) if cropped else None
+        if label is None:
+            continue
         spacing = spacing_of(case.meta["affine"])
         parts = lesions_read_as_organs(label, taxonomy)  # each lesion piece -> the organ it lies in
-        for parent, own in by_parent.items():
-            if parent not in annotated or not annotated.intersection(own):
-                continue
+        for parent, own in cropped.items():
             lesions = lesion_crop_taxonomy(len(own))
             organ = parts == parent
             box = organ_crop_box(organ, spacing, margin_mm, patch_size)
@@ -151,10 +149,17 @@ def _teaches(case: CachedCase, organs: Sequence[int], own: Sequence[int]) -> boo
     annotated = {int(i) for i in case.meta.get("annotated_classes", [])}
     if not case.meta.get("has_label") or not annotated.intersection(organs) or not annotated.intersection(own):
         return False
+    label = _whole_volume_label(case)
+    return label is not None and bool(np.isin(label, [i for i in own if i in annotated]).any())
+
+
+def _whole_volume_label(case: CachedCase) -> np.ndarray | None:
+    """The case's label map when it labels the whole volume; None without labels or for a sparse case (there a
+    crop could not say where a lesion is not)."""
     label, region = case.label(), case.region()
     if label is None or (region is not None and not bool(np.all(region))):
-        return False
-    return bool(np.isin(np.asarray(label), [i for i in own if i in annotated]).any())
+        return None
+    return np.asarray(label)
 
 
 def lesion_crop_plan(plan: Plan, slots: int, patch: int = DEFAULT_LESION_PATCH) -> Plan:

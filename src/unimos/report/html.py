@@ -179,11 +179,17 @@ def _train_header(run: RunFolder, train: TrainRun) -> str:
 
 def _lesion_stage_of(root: Path) -> str | None:
     """The lesion stage a progressive run trained (RUN/progressive.json), to predict with its organ model."""
-    try:
-        stage = json.loads((root / "progressive.json").read_text(encoding="utf-8")).get("lesion_stage")
-    except (OSError, ValueError, AttributeError):
-        return None
+    stage = _progressive_record(root).get("lesion_stage")
     return stage if isinstance(stage, str) else None
+
+
+def _progressive_record(root: Path) -> dict[str, Any]:
+    """RUN/progressive.json of a progressive run; empty for other runs or an unreadable record."""
+    try:
+        record = json.loads((root / "progressive.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _progress(run: RunFolder, train: TrainRun) -> str:
@@ -231,10 +237,8 @@ def _run_section(train: TrainRun) -> str:
 def _stages_section(root: Path) -> str:
     """The stages of a progressive run (RUN/progressive.json): each stage's classes and cases, which cases its
     organ pseudo-labels completed and which lesion-source cases it left out; empty for other runs."""
-    path = root / "progressive.json"
-    try:
-        stages = json.loads(path.read_text(encoding="utf-8"))["stages"]
-    except (OSError, ValueError, KeyError, TypeError):
+    stages = _progressive_record(root).get("stages")
+    if not isinstance(stages, list):
         return ""
     rows = []
     for stage in stages:
