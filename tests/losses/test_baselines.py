@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 from monai.losses import MaskedDiceLoss
@@ -28,6 +29,27 @@ def test_naive_cross_entropy_part_is_plain_cross_entropy():
     with_identity = Targets(targets.labels, targets.region, identity_tables(2, 4))
     dice = build_loss("merged_dice")(logits, with_identity)
     torch.testing.assert_close(build_loss("naive")(logits, targets) - dice, F.cross_entropy(logits, targets.labels))
+
+
+def test_naive_focal_dice_treats_unannotated_as_background():
+    logits, targets = partial_sample()
+    with_identity = Targets(targets.labels, targets.region, identity_tables(2, 4))
+    naive = build_loss("naive_focal_dice")(logits, targets)
+    torch.testing.assert_close(naive, build_loss("partial_focal_dice")(logits, with_identity))
+    assert abs(naive.item() - build_loss("partial_focal_dice")(logits, targets).item()) > 1e-3
+
+
+def test_naive_focal_dice_is_focal_cross_entropy_plus_dice_by_hand():
+    """One voxel, two classes, logits (0, ln 3): p = (1/4, 3/4); label 1 gives focal -(1/4)^2 ln(3/4).
+    Dice (eps 1), per class: background (0 + 1) / (1/4 + 0 + 1) = 4/5, class 1 (3/2 + 1) / (3/4 + 1 + 1) = 10/11."""
+    import math
+
+    logits = torch.tensor([0.0, math.log(3.0)]).view(1, 2, 1, 1)
+    labels = torch.tensor([[[1]]])
+    targets = Targets(labels, torch.ones_like(labels, dtype=torch.bool), partial_table(2, {1}).unsqueeze(0))
+    focal = -(0.25 ** 2) * math.log(0.75)
+    dice = 1 - (4 / 5 + 10 / 11) / 2
+    assert build_loss("naive_focal_dice")(logits, targets).item() == pytest.approx(focal + dice, rel=1e-5)
 
 
 def test_ignore_skips_ambiguous_voxels():

@@ -8,12 +8,12 @@ from tests.losses.helpers import random_batch
 from unimos.errors import UnimosError
 from unimos.losses import LOSSES, build_loss
 
-COMPOUND = ["ignore", "naive", "partial", "partial_focal_dice"]
+COMPOUND = ["ignore", "naive", "naive_focal_dice", "partial", "partial_focal_dice"]
 
 
 def test_importing_losses_registers_every_method():
     assert set(LOSSES.names()) == {"partial_ce", "partial_focal", "merged_dice", "entropy", "exclusion",
-                                   "partial", "partial_focal_dice", "naive", "ignore"}
+                                   "partial", "partial_focal_dice", "naive", "naive_focal_dice", "ignore"}
 
 
 def test_unknown_loss_name_raises_a_readable_error():

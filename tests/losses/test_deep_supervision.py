@@ -20,7 +20,7 @@ def test_targets_are_downsampled_by_nearest_neighbour():
     assert torch.equal(half.tables, targets.tables)
 
 
-@pytest.mark.parametrize("name", ["partial", "partial_focal_dice", "naive", "ignore"])
+@pytest.mark.parametrize("name", ["partial", "partial_focal_dice", "naive", "naive_focal_dice", "ignore"])
 def test_deep_supervision_list_is_the_weighted_sum_over_levels(name):
     logits, targets = random_batch((8, 8, 4))
     levels = [logits, logits[:, :, ::2, ::2, ::2] * 0.5, logits[:, :, ::4, ::4, ::4] * 0.25]

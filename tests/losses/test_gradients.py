@@ -18,7 +18,7 @@ def test_voxels_off_annotated_slices_get_exactly_zero_gradient(name, spatial):
     assert (grad[targets.region] != 0).any()
 
 
-@pytest.mark.parametrize("name", ["partial", "partial_focal_dice", "naive", "ignore"])
+@pytest.mark.parametrize("name", ["partial", "partial_focal_dice", "naive", "naive_focal_dice", "ignore"])
 def test_exclusion_term_keeps_off_region_gradient_exactly_zero(name):
     logits, targets = random_batch((4, 5, 6))
     logits.requires_grad_(True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from unimos.losses.compound import CompoundLoss
+from unimos.losses.compound import CompoundLoss, PartialFocalDiceLoss
 from unimos.losses.cross_entropy import partial_cross_entropy
 from unimos.losses.registry import register_loss
 from unimos.losses.targets import Targets
@@ -40,3 +40,12 @@ class IgnoreLoss(CompoundLoss):
         # on singleton voxels the candidate set is the label itself, so this is plain CE there
         naive = targets.naive()
         return partial_cross_entropy(logits, naive, voxel_mask=known) + self.dice(logits, naive, voxel_mask=known)
+
+
+
+@register_loss("naive_focal_dice")
+class NaiveFocalDiceLoss(PartialFocalDiceLoss):
+    """Focal CE + Dice reading every unannotated class as background: the naive baseline of `partial_focal_dice`."""
+
+    def reading(self, targets: Targets) -> Targets:
+        return targets.naive()
