@@ -85,6 +85,11 @@ def test_demo_quick_runs_end_to_end_and_writes_the_results_table(quick_demo):
     assert meta["quick"] is True and meta["iterations_per_method"] == meta["recipe"]["iterations"] == 40
     assert meta["recipe"]["batch_size"] == 2 and meta["recipe"]["network"] == "dynunet"
     assert meta["precision"] in ("float32", "bfloat16") and meta["cpu"]
+    # paper 002's focal CE + merged Dice in every row; the naive row reads unannotated classes as background
+    methods = {row: json.loads((out / "runs" / row / "config.json").read_text())["method"]
+               for row in ("partial", "naive", "upper_bound")}
+    assert methods == {"partial": "partial_focal_dice", "naive": "naive_focal_dice",
+                       "upper_bound": "partial_focal_dice"}
     assert "Held-out test set" in result.output and "mean (lesions)" in result.output
     stages = json.loads((out / "runs" / "progressive" / "progressive.json").read_text())["stages"]
     assert [s["stage"] for s in stages] == [1, 2, 3]

@@ -310,7 +310,8 @@ def demo_command(
     nsd}, ..., mean, lesion_mean}}) and OUT/demo_meta.json (the recipe, CPU, precision, seconds).
 
     One recipe on every machine, so that the numbers do not depend on the CPU: 700 iterations per row, 48 x 48 x
-    48 patches at 3 mm, batch 2, a 16-128 DynUNet with deep supervision. With --precision auto (bfloat16 on AMX
+    48 patches at 3 mm, batch 2, a 16-128 DynUNet with deep supervision, every row trained with paper 002's focal
+    CE + merged Dice (naive: the same loss reading unannotated as background). With --precision auto (bfloat16 on AMX
     and AVX-512 BF16 CPUs) it took 10.2-10.7 minutes on 2 cores of an Intel Xeon with AMX; about 14 minutes are
     expected on an AMD EPYC with AVX-512 BF16 (a 1.4 times slower step; not yet measured there); 32.3 minutes on 2
     cores of an AMD EPYC without AVX-512 (Zen 3: float32, 0.9 s a step; bfloat16 would be emulated, 48 times
