@@ -54,9 +54,9 @@ def add_lesion_stage_row(out: Path, cache_dir: Path, plan: Plan, manifest: Manif
     pair on the test set as OUT/{runs,predictions,evaluation}/partial+lesion_stage; (summary, training s)."""
     clock = time.perf_counter()
     runtime = resolve_runtime(device, precision)
-    config = TrainConfig(method="partial", strategy="lesion_crops", seed=seed, device=device, precision=precision,
-                         iterations=LESION_STAGE_ITERATIONS["quick" if quick else "default"], checkpoint_every=0,
-                         deep_supervision=True)
+    config = TrainConfig(method=DEMO_LOSSES["partial"], strategy="lesion_crops", seed=seed, device=device,
+                         precision=precision, iterations=LESION_STAGE_ITERATIONS["quick" if quick else "default"],
+                         checkpoint_every=0, deep_supervision=True)
     run_dir = out / "runs" / LESION_STAGE_ROW
     train_from_cache(cache_dir, plan, config, run_dir, runtime=runtime,
                      progress=train_progress(LESION_STAGE_ROW) if train_progress else None)
