@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -187,9 +188,10 @@ def write_kept_label(source_label: Path, keep_values: Any, out: Path) -> Path:
     return out
 
 
-def finished_demo(description: str, default_name: str) -> tuple[Any, dict[str, Any], Any, Plan]:
+def finished_demo(description: str, default_name: str,
+                  extra: Callable[[Any], None] | None = None) -> tuple[Any, dict[str, Any], Any, Plan]:
     """The command line of a script that adds a row beside a finished `unimos demo` folder (DEMO --name --device
-    --precision): (arguments, the demo's demo_meta.json, its manifest, its plan)."""
+    --precision, and what `extra(parser)` adds): (arguments, the demo's demo_meta.json, its manifest, its plan)."""
     import argparse
 
     from unimos.data.manifest import load_manifest
@@ -199,8 +201,24 @@ def finished_demo(description: str, default_name: str) -> tuple[Any, dict[str, A
     parser.add_argument("--name", default=default_name, help="key in bench/results/summary.json")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
+    if extra is not None:
+        extra(parser)
     args = parser.parse_args()
     meta = json.loads((args.demo / "demo_meta.json").read_text())
     manifest = load_manifest(args.demo / "data" / "manifest.yaml")
     plan = Plan.model_validate(json.loads((args.demo / "plan_3mm.json").read_text()))
     return args, meta, manifest, plan
+
+
+def write_demo_table(name: str, header: list[str], table: dict[str, dict[str, Any]]) -> str:
+    """Header lines + a class x row table of DSC (`demo_results_table`'s layout), printed and written as
+    RESULTS/NAME.md; the text."""
+    rows = list(table)
+    lines = [*header, "", "| class | " + " | ".join(rows) + " |", "|---|" + "---:|" * len(rows)]
+    for cls in table[rows[0]]:
+        lines.append(f"| {cls} | " + " | ".join(f"{table[row][cls]['dsc']:.3f}" for row in rows) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.md").write_text(text)
+    return text

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, finished_demo, machine_line, merge_summary  # noqa: E402
+from _common import finished_demo, machine_line, merge_summary, write_demo_table  # noqa: E402
 
 from unimos.pipelines.demo import (  # noqa: E402
     LESION_STAGE_ITERATIONS,
@@ -46,18 +46,11 @@ def main() -> None:
         rows[LESION_STAGE_ROW] = json.loads(staged.read_text())
     rows[PROGRESSIVE_ROW] = summary
     table = demo_results_table(rows, *organs_and_lesions(manifest))
-    names = list(table)
-    lines = [f"Machine: {machine_line()}", "",
-             f"Demo {args.demo} (seed {seed}): the progressive pipeline (trained here in {seconds:.0f} s: "
-             f"{config.iterations} + {config.iterations} iterations, then {lesion_iterations} per lesion group) "
-             "beside the partial row. Held-out test CTs, DSC (0-1).", "",
-             "| class | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for name in table["partial"]:
-        lines.append(f"| {name} | " + " | ".join(f"{table[row][name]['dsc']:.3f}" for row in names) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.md").write_text(text)
+    write_demo_table(args.name, [
+        f"Machine: {machine_line()}", "",
+        f"Demo {args.demo} (seed {seed}): the progressive pipeline (trained here in {seconds:.0f} s: "
+        f"{config.iterations} + {config.iterations} iterations, then {lesion_iterations} per lesion group) "
+        "beside the partial row. Held-out test CTs, DSC (0-1)."], table)
     merge_summary(args.name, {"demo": str(args.demo), "seed": seed, "machine": machine_line(),
                               "progressive_train_s": seconds,
                               "dsc": {row: {k: v["dsc"] for k, v in cols.items()} for row, cols in table.items()}})

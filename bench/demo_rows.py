@@ -19,10 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, machine_line, merge_summary  # noqa: E402
+from _common import finished_demo, machine_line, merge_summary, write_demo_table  # noqa: E402
 
-from unimos.data.manifest import load_manifest  # noqa: E402
-from unimos.data.plan_spec import Plan  # noqa: E402
 from unimos.pipelines.demo import (  # noqa: E402
     DEMO_LOSSES,
     DEMO_METHODS,
@@ -35,19 +33,13 @@ from unimos.pipelines.run import resolved_precision_name, train_and_score  # noq
 from unimos.training.config import TrainConfig  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("demo", type=Path, help="a finished `unimos demo` folder (or one with its partial row)")
+def _rows_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows", nargs="+", choices=DEMO_METHODS, default=list(DEMO_METHODS))
     parser.add_argument("--tag", default="focal", help="suffix of the new rows' names (ROW_TAG)")
-    parser.add_argument("--name", default="demo_rows", help="key in bench/results/summary.json")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto")
-    args = parser.parse_args()
-    meta = json.loads((args.demo / "demo_meta.json").read_text())
-    manifest = load_manifest(args.demo / "data" / "manifest.yaml")
-    plan = Plan.model_validate(json.loads((args.demo / "plan_3mm.json").read_text()))
+
+
+def main() -> None:
+    args, meta, manifest, plan = finished_demo(__doc__.splitlines()[0], "demo_rows", _rows_arguments)
     seed, quick = int(meta["seed"]), bool(meta["quick"])
     summaries, seconds = {}, {}
     for row in args.rows:
@@ -62,19 +54,12 @@ def main() -> None:
     earlier = {row: json.loads(path.read_text()) for row in DEMO_METHODS
                if (path := args.demo / "evaluation" / row / "summary.json").exists()}
     table = demo_results_table({**earlier, **summaries}, *organs_and_lesions(manifest))
-    rows = list(table)
     recipe = ", ".join(f"{r}_{args.tag}: {DEMO_LOSSES[r]}" for r in args.rows)
-    lines = [f"Machine: {machine_line()}, precision {resolved_precision_name(args.precision, args.device)}", "",
-             f"Demo {args.demo} (seed {seed}, {demo_iterations(quick)} iterations per row): its earlier rows and "
-             f"the rows retrained with the current recipe ({recipe}; "
-             f"training s: {', '.join(f'{k} {v:.0f}' for k, v in seconds.items())}). Held-out test CTs, DSC (0-1).",
-             "", "| class | " + " | ".join(rows) + " |", "|---|" + "---:|" * len(rows)]
-    for cls in table[rows[0]]:
-        lines.append(f"| {cls} | " + " | ".join(f"{table[r][cls]['dsc']:.3f}" for r in rows) + " |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.md").write_text(text)
+    write_demo_table(args.name, [
+        f"Machine: {machine_line()}, precision {resolved_precision_name(args.precision, args.device)}", "",
+        f"Demo {args.demo} (seed {seed}, {demo_iterations(quick)} iterations per row): its earlier rows and the rows "
+        f"retrained with the current recipe ({recipe}; training s: "
+        f"{', '.join(f'{k} {v:.0f}' for k, v in seconds.items())}). Held-out test CTs, DSC (0-1)."], table)
     merge_summary(args.name, {"demo": str(args.demo), "seed": seed, "machine": machine_line(),
                               "losses": {f"{r}_{args.tag}": DEMO_LOSSES[r] for r in args.rows}, "train_s": seconds,
                               "dsc": {row: {k: v["dsc"] for k, v in cols.items()} for row, cols in table.items()}})
