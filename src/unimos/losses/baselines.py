@@ -42,7 +42,6 @@ class IgnoreLoss(CompoundLoss):
         return partial_cross_entropy(logits, naive, voxel_mask=known) + self.dice(logits, naive, voxel_mask=known)
 
 
-
 @register_loss("naive_focal_dice")
 class NaiveFocalDiceLoss(PartialFocalDiceLoss):
     """Focal CE + Dice reading every unannotated class as background: the naive baseline of `partial_focal_dice`."""
