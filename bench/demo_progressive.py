@@ -6,11 +6,12 @@ The demo folder needs its cache and OUT/evaluation/partial (a finished `unimos d
 progressive run is kept under OUT/runs/progressive (stage_1, stage_2, stage_3) and scored with `unimos evaluate`'s
 code as `unimos demo --progressive` scores it.
 
-Example: .venv/bin/python bench/demo_progressive.py /work/demo_seed0 --name demo_progressive_seed0
+Example: .venv/bin/python bench/demo_progressive.py /work/demo_seed0 --tag focal --name demo_progressive_seed0
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,35 +26,42 @@ from unimos.pipelines.demo import (  # noqa: E402
     PROGRESSIVE_ROW,
     demo_iterations,
     demo_results_table,
+    demo_row_config,
     organs_and_lesions,
 )
-from unimos.pipelines.run import train_and_score  # noqa: E402
-from unimos.training.config import TrainConfig  # noqa: E402
+from unimos.pipelines.run import resolved_precision_name, train_and_score  # noqa: E402
+
+
+def _tag_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tag", default="", help=(
+        "train the row as progressive_TAG and compare it with partial_TAG (rows of bench/demo_rows.py's --tag) "
+        "where the demo holds them: an earlier recipe's progressive row stays where it is"))
 
 
 def main() -> None:
-    args, meta, manifest, plan = finished_demo(__doc__.splitlines()[0], "demo_progressive")
+    args, meta, manifest, plan = finished_demo(__doc__.splitlines()[0], "demo_progressive", _tag_argument)
     seed, quick = int(meta["seed"]), bool(meta["quick"])
     lesion_iterations = LESION_STAGE_ITERATIONS["quick" if quick else "default"]
     iterations = int(meta.get("iterations_per_method") or demo_iterations(quick))  # what the demo's rows had
-    config = TrainConfig(method="partial", strategy="progressive", iterations=iterations, seed=seed,
-                         device=args.device, precision=args.precision, checkpoint_every=0, deep_supervision=True,
-                         strategy_options={"lesion_iterations": lesion_iterations})
-    summary, seconds = train_and_score(PROGRESSIVE_ROW, args.demo / "cache", plan, manifest, config, args.demo)
-    rows = {"partial": json.loads((args.demo / "evaluation" / "partial" / "summary.json").read_text())}
-    staged = args.demo / "evaluation" / LESION_STAGE_ROW / "summary.json"
-    if staged.is_file():
-        rows[LESION_STAGE_ROW] = json.loads(staged.read_text())
-    rows[PROGRESSIVE_ROW] = summary
+    config = demo_row_config(PROGRESSIVE_ROW, iterations, seed, quick, args.device, args.precision)
+    suffix = f"_{args.tag}" if args.tag else ""
+    row = PROGRESSIVE_ROW + suffix
+    summary, seconds = train_and_score(row, args.demo / "cache", plan, manifest, config, args.demo)
+    rows = {}
+    for earlier in ("partial", "partial" + suffix, LESION_STAGE_ROW, LESION_STAGE_ROW + suffix):
+        path = args.demo / "evaluation" / earlier / "summary.json"
+        if path.is_file():
+            rows[earlier] = json.loads(path.read_text())
+    rows[row] = summary
     table = demo_results_table(rows, *organs_and_lesions(manifest))
     write_demo_table(args.name, [
-        f"Machine: {machine_line()}", "",
-        f"Demo {args.demo} (seed {seed}): the progressive pipeline (trained here in {seconds:.0f} s: "
-        f"{config.iterations} + {config.iterations} iterations, then {lesion_iterations} per lesion group) "
-        "beside the partial row. Held-out test CTs, DSC (0-1)."], table)
-    merge_summary(args.name, {"demo": str(args.demo), "seed": seed, "machine": machine_line(),
-                              "progressive_train_s": seconds,
-                              "dsc": {row: {k: v["dsc"] for k, v in cols.items()} for row, cols in table.items()}})
+        f"Machine: {machine_line()}, precision {resolved_precision_name(args.precision, args.device)}", "",
+        f"Demo {args.demo} (seed {seed}): the progressive pipeline `{row}` (loss {config.method}; trained here in "
+        f"{seconds:.0f} s: {config.iterations} + {config.iterations} iterations, then {lesion_iterations} per lesion "
+        "group) beside the demo's partial rows. Held-out test CTs, DSC (0-1)."], table)
+    merge_summary(args.name, {"demo": str(args.demo), "seed": seed, "machine": machine_line(), "row": row,
+                              "loss": config.method, "progressive_train_s": seconds,
+                              "dsc": {r: {k: v["dsc"] for k, v in cols.items()} for r, cols in table.items()}})
 
 
 if __name__ == "__main__":

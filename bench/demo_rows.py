@@ -27,10 +27,10 @@ from unimos.pipelines.demo import (  # noqa: E402
     complete_label_cache,
     demo_iterations,
     demo_results_table,
+    demo_row_config,
     organs_and_lesions,
 )
 from unimos.pipelines.run import resolved_precision_name, train_and_score  # noqa: E402
-from unimos.training.config import TrainConfig  # noqa: E402
 
 
 def _rows_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +45,7 @@ def main() -> None:
     for row in args.rows:
         name = f"{row}_{args.tag}"
         cache = complete_label_cache(args.demo, plan) if row == "upper_bound" else args.demo / "cache"
-        config = TrainConfig(method=DEMO_LOSSES[row], iterations=demo_iterations(quick), seed=seed,
-                             device=args.device, precision=args.precision, checkpoint_every=0, deep_supervision=True)
+        config = demo_row_config(row, demo_iterations(quick), seed, quick, args.device, args.precision)
         clock = time.perf_counter()
         summaries[name], seconds[name] = train_and_score(name, cache, plan, manifest, config, args.demo)
         print(f"{name}: trained in {seconds[name]:.0f} s, scored in {time.perf_counter() - clock:.0f} s in all",

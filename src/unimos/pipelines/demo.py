@@ -66,6 +66,16 @@ def add_lesion_stage_row(out: Path, cache_dir: Path, plan: Plan, manifest: Manif
     return summary, seconds
 
 
+def demo_row_config(method: str, iterations: int, seed: int, quick: bool, device: str = "auto",
+                    precision: str = "auto") -> TrainConfig:
+    """How `unimos demo` trains one of its rows (DEMO_METHODS or PROGRESSIVE_ROW): its loss, strategy and options."""
+    progressive = method == PROGRESSIVE_ROW
+    options = {"lesion_iterations": LESION_STAGE_ITERATIONS["quick" if quick else "default"]} if progressive else {}
+    return TrainConfig(method=DEMO_LOSSES[method], strategy="progressive" if progressive else "supervised",
+                       iterations=iterations, seed=seed, device=device, precision=precision, checkpoint_every=0,
+                       deep_supervision=True, strategy_options=options)
+
+
 def demo_iterations(quick: bool) -> int:
     """The demo's training iterations per row: the same on every machine and in every precision."""
     return DEMO_ITERATIONS["quick" if quick else "default"]
@@ -169,12 +179,7 @@ def run_demo(out: str | Path, quick: bool = False, seed: int = 0, workers: int =
     summaries: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
     for method in (*DEMO_METHODS, PROGRESSIVE_ROW) if progressive else DEMO_METHODS:
-        loss = DEMO_LOSSES[method]
-        strategy = "progressive" if method == PROGRESSIVE_ROW else "supervised"
-        options = {"lesion_iterations": LESION_STAGE_ITERATIONS["quick" if quick else "default"]} \
-            if method == PROGRESSIVE_ROW else {}
-        config = TrainConfig(method=loss, strategy=strategy, iterations=budget, seed=seed, device=device,
-                             precision=precision, checkpoint_every=0, deep_supervision=True, strategy_options=options)
+        config = demo_row_config(method, budget, seed, quick, device, precision)
         cache = complete if method == "upper_bound" else prepared.cache_dir
         summaries[method], timings[f"train_{method}_s"] = train_and_score(
             method, cache, prepared.plan, prepared.manifest, config, out, step, train_progress)
