@@ -55,7 +55,7 @@ def main() -> None:
     rows[row] = summary
     table = demo_results_table(rows, *organs_and_lesions(manifest))
     write_demo_table(args.name, [
-        f"Machine: {machine_line()}, precision {resolved_precision_name(args.precision, args.device)}", "",
+        f"Machine: {machine_line()}; ran in {resolved_precision_name(args.precision, args.device)}", "",
         f"Demo {args.demo} (seed {seed}): the progressive pipeline `{row}` (loss {config.method}; trained here in "
         f"{seconds:.0f} s: {config.iterations} + {config.iterations} iterations, then {lesion_iterations} per lesion "
         "group) beside the demo's partial rows. Held-out test CTs, DSC (0-1)."], table)

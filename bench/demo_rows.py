@@ -55,7 +55,7 @@ def main() -> None:
     table = demo_results_table({**earlier, **summaries}, *organs_and_lesions(manifest))
     recipe = ", ".join(f"{r}_{args.tag}: {DEMO_LOSSES[r]}" for r in args.rows)
     write_demo_table(args.name, [
-        f"Machine: {machine_line()}, precision {resolved_precision_name(args.precision, args.device)}", "",
+        f"Machine: {machine_line()}; ran in {resolved_precision_name(args.precision, args.device)}", "",
         f"Demo {args.demo} (seed {seed}, {demo_iterations(quick)} iterations per row): its earlier rows and the rows "
         f"retrained with the current recipe ({recipe}; training s: "
         f"{', '.join(f'{k} {v:.0f}' for k, v in seconds.items())}). Held-out test CTs, DSC (0-1)."], table)
