@@ -18,7 +18,10 @@ adds its 10 `train` cases with liver, right/left kidney and spleen. Everything i
 - ct_mr_mdc: ct_mr_partial with the modality -> dataset -> class sampler (paper 002's sampling ablation);
 - mr_only_matched: mr_only trained on as many MR patches as ct_mr_partial's sampler draws from CHAOS (about a fifth
   of its patches: the 4 MR organs are 4 of 13 classes, each shared with the CT sources), so that the two compare per
-  MR patch seen, not per iteration.
+  MR patch seen, not per iteration;
+- ct_only_matched: ct_only trained on as many CT patches as ct_mr_partial draws from the BTCV sources (the rest of
+  its patches), so that a CT gap between ct_mr_partial and ct_only can be read as fewer CT patches (the shared
+  budget) or as negative transfer from MR.
 
 Each row's checkpoint is scored on the BTCV `validation` CTs (13 organs) and the CHAOS `validation` MRs (4 organs);
 every test case is normalised as its manifest's modality says (CT: clip + z-score of the plan, MR: per-volume
@@ -61,7 +64,7 @@ from btcv_partial import case_entry
 from unimos.utils.atomic import write_json_atomic, write_text_atomic
 
 DEFAULT_ITERATIONS = btcv_partial.DEFAULT_ITERATIONS
-ROWS = ("ct_mr_partial", "mr_only", "ct_only", "ct_mr_naive", "ct_mr_mdc", "mr_only_matched")
+ROWS = ("ct_mr_partial", "mr_only", "ct_only", "ct_mr_naive", "ct_mr_mdc", "mr_only_matched", "ct_only_matched")
 ROW_SETUP = {  # row -> (collection, loss, sampler)
     "ct_mr_partial": ("ct_mr", "partial", "cmd"),
     "ct_only": ("ct", "partial", "cmd"),
@@ -69,7 +72,9 @@ ROW_SETUP = {  # row -> (collection, loss, sampler)
     "ct_mr_naive": ("ct_mr", "naive", "cmd"),
     "ct_mr_mdc": ("ct_mr", "partial", "mdc"),
     "mr_only_matched": ("mr", "partial", "cmd"),
+    "ct_only_matched": ("ct", "partial", "cmd"),
 }
+MATCHED_ROWS = {"mr_only_matched": "MR", "ct_only_matched": "CT"}  # row -> the modality whose patches it matches
 FOREGROUND_FRACTION = 0.9  # TrainConfig's default
 TEST_SOURCES = {"CT": "btcv_validation", "MR": "chaos_validation"}
 
@@ -219,7 +224,9 @@ def goal_lines(results: dict[str, Any]) -> list[str]:
               ("BTCV CT: ct_mr_partial within 0.01 of ct_only or better", "ct_mr_partial", "ct_only", "CT", -0.01),
               ("BTCV CT: ct_mr_partial >= ct_mr_naive + 0.10", "ct_mr_partial", "ct_mr_naive", "CT", 0.10),
               ("(analysis) CHAOS MR per MR patch seen: ct_mr_partial >= mr_only_matched", "ct_mr_partial",
-               "mr_only_matched", "MR", 0.0)]
+               "mr_only_matched", "MR", 0.0),
+              ("(analysis) BTCV CT per CT patch seen: ct_mr_partial >= ct_only_matched", "ct_mr_partial",
+               "ct_only_matched", "CT", 0.0)]
     lines = ["| goal | measured | met |", "|---|---|---|"]
     for text, row, other, modality, margin in checks:
         a, b = mean(row, modality), mean(other, modality)
@@ -268,12 +275,14 @@ def main(argv: list[str] | None = None) -> int:
     for row in pending_rows(ROWS, args.rows, results, results_path):
         collection, method, sampler = ROW_SETUP[row]
         steps = iterations
-        if row == "mr_only_matched":
+        if row in MATCHED_ROWS:
             share = mr_patch_share(args.out / "cache" / "manifest_ct_mr", plans["ct_mr"], "cmd", args.seed,
                                    iterations * plans["ct_mr"].batch_size)
+            modality = MATCHED_ROWS[row]
+            share = share if modality == "MR" else 1.0 - share
             steps = max(1, round(iterations * share))
-            print(f"mr_only_matched: ct_mr_partial draws {share:.1%} of its patches from CHAOS: {steps} iterations",
-                  flush=True)
+            print(f"{row}: ct_mr_partial draws {share:.1%} of its patches from the {modality} sources: {steps} "
+                  "iterations", flush=True)
         config = TrainConfig(method=method, sampler=sampler, iterations=steps, seed=args.seed,
                              device=args.device, checkpoint_every=500, deep_supervision=True)
         scored = run_row(row, manifests[collection], plans[collection], args.out, config, organs["CT"],
@@ -306,8 +315,8 @@ def main(argv: list[str] | None = None) -> int:
               f"`{args.preset}`: {plans['ct_mr'].target_spacing_mm} mm, patch {plans['ct_mr'].patch_size}, batch "
               f"{plans['ct_mr'].batch_size}, DynUNet with deep supervision; {iterations} iterations per row (budget "
               f"{args.budget}"
-              + (f"; mr_only_matched {results['mr_only_matched']['iterations']}, the MR patches of ct_mr_partial"
-                 if "mr_only_matched" in results else "") + "); training minutes per row: "
+              + "".join(f"; {row} {results[row]['iterations']}, the {modality} patches of ct_mr_partial"
+                        for row, modality in MATCHED_ROWS.items() if row in results) + "); training minutes per row: "
               + ", ".join(f"{r} {v['train_s'] / 60:.1f}" for r, v in results.items())
               + f". Normalisation by the plan, per modality: {normalisation}; each test case is read with its "
               "manifest's modality tag, the model has no other modality input. CT: the 4 BTCV validation cases; "
