@@ -87,7 +87,8 @@ def test_demo_quick_runs_end_to_end_and_writes_the_results_table(quick_demo):
         assert abs(rows["mean"]["dsc"] - sum(rows[o]["dsc"] for o in organs) / len(organs)) < 1e-9
         assert abs(rows["lesion_mean"]["dsc"] - sum(rows[o]["dsc"] for o in lesions) / len(lesions)) < 1e-9
     meta = json.loads((out / "demo_meta.json").read_text())
-    assert meta["quick"] is True and meta["iterations_per_method"] == meta["recipe"]["iterations"] == QUICK_FIXTURE_ITERATIONS
+    assert meta["quick"] is True
+    assert meta["iterations_per_method"] == meta["recipe"]["iterations"] == QUICK_FIXTURE_ITERATIONS
     assert meta["recipe"]["batch_size"] == 2 and meta["recipe"]["network"] == "dynunet"
     assert meta["precision"] in ("float32", "bfloat16") and meta["cpu"]
     # paper 002's focal CE + merged Dice in every row; the naive row reads unannotated classes as background
@@ -207,3 +208,17 @@ def test_demo_ssl_default_rows_train_the_ceiling_on_the_complete_labels_and_the_
     assert calls["unimatch"] == (result.cache_dir, "unimatch") and calls["supervised"][0] == result.cache_dir
     assert result.cache_dir != tmp_path / "ssl" / "cache_complete"
     assert result.results["unimatch"]["seconds_per_iteration"] == 0.5  # 2 s over 4 iterations
+
+
+def test_demo_row_config_trains_each_row_with_its_demo_loss_and_the_progressive_row_with_its_lesion_stage():
+    from unimos.pipelines.demo import demo_row_config
+
+    partial = demo_row_config("partial", 700, seed=3, quick=False)
+    assert (partial.method, partial.strategy, partial.iterations, partial.seed) == (
+        "partial_focal_dice", "supervised", 700, 3)
+    assert partial.deep_supervision and partial.strategy_options == {}
+    assert demo_row_config("naive", 700, seed=3, quick=False).method == "naive_focal_dice"
+    progressive = demo_row_config("progressive", 40, seed=0, quick=True)
+    assert (progressive.method, progressive.strategy) == ("partial_focal_dice", "progressive")
+    assert progressive.strategy_options == {"lesion_iterations": 10}
+    assert demo_row_config("progressive", 700, seed=0, quick=False).strategy_options == {"lesion_iterations": 300}
