@@ -16,6 +16,7 @@ Example: .venv/bin/python bench/demo_class_ceiling.py /work/demo_seed0 --class g
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -47,7 +48,7 @@ def scarce_sources(sources: list[dict[str, Any]], name: str, keep: set[str], dat
     in `keep` (label copies under `labels_out`, absolute paths); the others unchanged, with absolute paths."""
     changed = []
     for source in sources:
-        source = json.loads(json.dumps(source))  # a deep copy: the parsed manifest is not modified
+        source = copy.deepcopy(source)  # the parsed manifest is not modified
         for case in source["cases"]:
             case["image"] = str(data / case["image"])
             case["label"] = str(data / case["label"])
