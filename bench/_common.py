@@ -210,6 +210,12 @@ def finished_demo(description: str, default_name: str,
     return args, meta, manifest, plan
 
 
+def scored_rows(demo: Path, rows: Any) -> dict[str, Any]:
+    """{row: DEMO/evaluation/ROW/summary.json} for the rows of `rows` that a demo folder has scored, in that order."""
+    return {row: json.loads(path.read_text()) for row in rows
+            if (path := Path(demo) / "evaluation" / row / "summary.json").is_file()}
+
+
 def write_demo_table(name: str, header: list[str], table: dict[str, dict[str, Any]]) -> str:
     """Header lines + a class x row table of DSC (`demo_results_table`'s layout), printed and written as
     RESULTS/NAME.md; the text."""

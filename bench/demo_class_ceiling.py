@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import finished_demo, machine_line, merge_summary, write_demo_table, write_kept_label  # noqa: E402
+from _common import (  # noqa: E402
+    finished_demo,
+    machine_line,
+    merge_summary,
+    scored_rows,
+    write_demo_table,
+    write_kept_label,
+)
 
 from unimos.pipelines.demo import (  # noqa: E402
     DEMO_METHODS,
@@ -95,8 +101,7 @@ def main() -> None:
     config = demo_row_config("upper_bound", demo_iterations(quick), seed, quick, args.device, args.precision)
     row = f"upper_bound_scarce_{name}"
     summary, seconds = train_and_score(row, folder / "cache", plan, scarce, config, args.demo)
-    earlier = {r: json.loads(path.read_text()) for base in DEMO_METHODS for r in (base, f"{base}_focal")
-               if (path := args.demo / "evaluation" / r / "summary.json").exists()}
+    earlier = scored_rows(args.demo, [r for base in DEMO_METHODS for r in (base, f"{base}_focal")])
     table = demo_results_table({**earlier, row: summary}, *organs_and_lesions(manifest))
     labeled = sum(1 for s in sources if s["name"] in keep for c in s["cases"] if c.get("split", "train") == "train")
     write_demo_table(args.name, [

@@ -12,16 +12,14 @@ Example: .venv/bin/python bench/demo_progressive.py /work/demo_seed0 --tag focal
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import finished_demo, machine_line, merge_summary, write_demo_table  # noqa: E402
+from _common import finished_demo, machine_line, merge_summary, scored_rows, write_demo_table  # noqa: E402
 
 from unimos.pipelines.demo import (  # noqa: E402
-    LESION_STAGE_ITERATIONS,
     LESION_STAGE_ROW,
     PROGRESSIVE_ROW,
     demo_iterations,
@@ -41,17 +39,14 @@ def _tag_argument(parser: argparse.ArgumentParser) -> None:
 def main() -> None:
     args, meta, manifest, plan = finished_demo(__doc__.splitlines()[0], "demo_progressive", _tag_argument)
     seed, quick = int(meta["seed"]), bool(meta["quick"])
-    lesion_iterations = LESION_STAGE_ITERATIONS["quick" if quick else "default"]
     iterations = int(meta.get("iterations_per_method") or demo_iterations(quick))  # what the demo's rows had
     config = demo_row_config(PROGRESSIVE_ROW, iterations, seed, quick, args.device, args.precision)
+    lesion_iterations = config.strategy_options["lesion_iterations"]
     suffix = f"_{args.tag}" if args.tag else ""
     row = PROGRESSIVE_ROW + suffix
     summary, seconds = train_and_score(row, args.demo / "cache", plan, manifest, config, args.demo)
-    rows = {}
-    for earlier in ("partial", "partial" + suffix, LESION_STAGE_ROW, LESION_STAGE_ROW + suffix):
-        path = args.demo / "evaluation" / earlier / "summary.json"
-        if path.is_file():
-            rows[earlier] = json.loads(path.read_text())
+    rows = scored_rows(args.demo, dict.fromkeys(("partial", "partial" + suffix, LESION_STAGE_ROW,
+                                                 LESION_STAGE_ROW + suffix)))
     rows[row] = summary
     table = demo_results_table(rows, *organs_and_lesions(manifest))
     write_demo_table(args.name, [

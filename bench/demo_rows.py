@@ -12,14 +12,13 @@ Example: .venv/bin/python bench/demo_rows.py /work/demo_seed0 --rows partial upp
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import finished_demo, machine_line, merge_summary, write_demo_table  # noqa: E402
+from _common import finished_demo, machine_line, merge_summary, scored_rows, write_demo_table  # noqa: E402
 
 from unimos.pipelines.demo import (  # noqa: E402
     DEMO_LOSSES,
@@ -50,8 +49,7 @@ def main() -> None:
         summaries[name], seconds[name] = train_and_score(name, cache, plan, manifest, config, args.demo)
         print(f"{name}: trained in {seconds[name]:.0f} s, scored in {time.perf_counter() - clock:.0f} s in all",
               flush=True)
-    earlier = {row: json.loads(path.read_text()) for row in DEMO_METHODS
-               if (path := args.demo / "evaluation" / row / "summary.json").exists()}
+    earlier = scored_rows(args.demo, DEMO_METHODS)
     table = demo_results_table({**earlier, **summaries}, *organs_and_lesions(manifest))
     recipe = ", ".join(f"{r}_{args.tag}: {DEMO_LOSSES[r]}" for r in args.rows)
     write_demo_table(args.name, [
