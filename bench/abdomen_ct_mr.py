@@ -132,14 +132,17 @@ def write_manifests(btcv: Path, chaos: Path, out: Path, seed: int) -> dict[str, 
     return {"manifests": paths, "sources": {**sources, "chaos_mr": list(mr_splits["train"])}}
 
 
-def mr_patch_share(cache: Path, plan: Any, sampler: str, seed: int, draws: int) -> float:
-    """The share of MR cases among `draws` patches of a sampler over the cached training cases (the draws of the
-    training loop's sampler, replayed with a generator of the same seed)."""
+def mr_patch_share(manifest: Any, out: Path, plan: Any, sampler: str, seed: int, draws: int) -> float:
+    """The share of MR cases among `draws` patches of a sampler over the manifest's training cases (the draws of the
+    training loop's sampler, replayed with a generator of the same seed). Preprocesses the manifest into its cache
+    under OUT/cache first, as its rows do (kept when it is there), so that a matched row may run on its own."""
     import numpy as np
 
-    from unimos.preprocess.cache import open_cache
+    from unimos.preprocess.cache import open_cache, preprocess_manifest
     from unimos.training.batches import PatchSource
 
+    cache = out / "cache" / Path(manifest.path).stem
+    preprocess_manifest(manifest, plan, cache)
     cases = [c for c in open_cache(cache, plan) if c.meta["split"] == "train" and c.meta["has_label"]]
     source = PatchSource(cases, plan.patch_size, sampler, FOREGROUND_FRACTION, seed=seed)
     rng = np.random.default_rng(seed)
@@ -276,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         collection, method, sampler = ROW_SETUP[row]
         steps = iterations
         if row in MATCHED_ROWS:
-            share = mr_patch_share(args.out / "cache" / "manifest_ct_mr", plans["ct_mr"], "cmd", args.seed,
+            share = mr_patch_share(manifests["ct_mr"], args.out, plans["ct_mr"], "cmd", args.seed,
                                    iterations * plans["ct_mr"].batch_size)
             modality = MATCHED_ROWS[row]
             share = share if modality == "MR" else 1.0 - share
