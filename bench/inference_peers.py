@@ -111,6 +111,11 @@ class Row:
     def median(self, key: str) -> float:
         return statistics.median(getattr(r, key) for r in self.runs)
 
+    @property
+    def precision(self) -> str:
+        """The arithmetic its runs' network used, as the tool reports it (float32 when it does not say)."""
+        return (self.runs[0].notes.get("windows", {}).get("precision") if self.runs else None) or "float32"
+
     def median_stages(self) -> dict[str, float]:
         names = list(self.runs[0].stages) if self.runs else []
         return {n: statistics.median(r.stages.get(n, 0.0) for r in self.runs) for n in names}
@@ -514,7 +519,7 @@ def table(rows: list[Row], title: str, repeats: int) -> str:
             continue
         case = row.median("case_seconds")
         windows = row.runs[0].notes.get("windows", {})
-        peer = same_arithmetic_peer(by_tool, windows.get("precision", "float32"))
+        peer = same_arithmetic_peer(by_tool, row.precision)
         ratio = f"{case / peer[1]:.2f} ({peer[0]})" if peer else "-"
         window_text = ", ".join(
             ([f"{windows['count']} x {'x'.join(map(str, windows.get('size', [])))}"] if "count" in windows else [])
@@ -548,7 +553,7 @@ def goal_lines(results: dict[str, list[Row]], small: str, large: str) -> list[st
             if not mine or not mine.runs:
                 continue
             case = mine.median("case_seconds")
-            precision = mine.runs[0].notes.get("windows", {}).get("precision", "float32")
+            precision = mine.precision
             peer = same_arithmetic_peer(rows, precision)
             if peer is None:
                 verdicts.append(f"{input_name}: {case:.1f} s ({precision}; no {precision} peer measured)")
