@@ -316,9 +316,9 @@ def demo_command(
     expected on an AMD EPYC with AVX-512 BF16 (a 1.4 times slower step; not yet measured there); 15.3-16.0 minutes
     on 2 cores of an Intel Xeon with AVX-512 but neither AMX nor AVX-512 BF16 (float32, 0.41-0.45 s a step); 32.3
     minutes on 2 cores of an AMD EPYC without AVX-512 (Zen 3: float32, 0.9 s a step; bfloat16 would be emulated, 48
-    times slower); the float32 machines agree within 0.013 on each of 3 seeds. --progressive adds about 6 minutes with AMX for its two whole-volume
-    stages, and 28 minutes on the Zen 3 AMD EPYC with its lesion stage; --lesion-stage 4-5 minutes there (3 networks
-    of 300 iterations). Times: bench/README.md, "The demo's recipe" and "The progressive pipeline finds the demo's
+    times slower); the float32 machines agree within 0.013 on each of 3 seeds. --progressive adds about 6 minutes
+    with AMX for its two whole-volume stages, and 28 minutes on the Zen 3 AMD EPYC with its lesion stage;
+    --lesion-stage 4-5 minutes there (3 networks of 300 iterations). Times: bench/README.md, "The demo's recipe" and "The progressive pipeline finds the demo's
     lesions".
 
     With --ssl: 1 labeled CT, 12 unlabeled CTs and 5 test CTs of the same phantom distribution; trains
