@@ -318,8 +318,8 @@ def demo_command(
     minutes on 2 cores of an AMD EPYC without AVX-512 (Zen 3: float32, 0.9 s a step; bfloat16 would be emulated, 48
     times slower); the float32 machines agree within 0.013 on each of 3 seeds. --progressive adds about 6 minutes
     with AMX for its two whole-volume stages, and 28 minutes on the Zen 3 AMD EPYC with its lesion stage;
-    --lesion-stage 4-5 minutes there (3 networks of 300 iterations). Times: bench/README.md, "The demo's recipe" and "The progressive pipeline finds the demo's
-    lesions".
+    --lesion-stage 4-5 minutes there (3 networks of 300 iterations). Times: bench/README.md, "The demo's current
+    recipe", "The demo's recipe" and "The progressive pipeline finds the demo's lesions".
 
     With --ssl: 1 labeled CT, 12 unlabeled CTs and 5 test CTs of the same phantom distribution; trains
     supervised-only, unimatch and `all_labeled` (the unlabeled CTs with their true labels: the ceiling of what they
