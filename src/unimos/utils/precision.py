@@ -4,8 +4,9 @@ On a CPU with AMX tiles (Intel Sapphire Rapids and later) oneDNN runs bfloat16 c
 a 3D U-Net training step or inference window takes about half the float32 time (bench/precision.py). A CPU with
 AVX-512 BF16 instructions but no AMX (AMD EPYC Zen 4 and later) is faster in bfloat16 too: 1.52x per demo training
 step and 2.15x per inference window on a 2-core AMD EPYC (bench/precision.py). Without either, the same autocast
-is emulated: a demo training step took 48x the float32 time on a 2-core AMD EPYC without AVX-512 (Zen 3), so `auto`
-keeps float32 there and an explicit `bfloat16` is warned about (`emulated_precision_warning`). Weights, optimiser
+is emulated: a demo training step took 48x the float32 time on a 2-core AMD EPYC without AVX-512 (Zen 3) and 2.8x
+on a 2-core Intel Xeon with AVX-512F but no AVX-512 BF16, so `auto` keeps float32 there and an explicit `bfloat16`
+is warned about (`emulated_precision_warning`). Weights, optimiser
 state, losses and the sliding-window sums stay float32 in every mode.
 """
 
@@ -71,7 +72,7 @@ def emulated_precision_warning(name: str, device: torch.device | str) -> str | N
     if name != "bfloat16" or torch.device(device).type != "cpu" or cpu_has_native_bfloat16():
         return None
     return ("this CPU has neither AMX nor AVX-512 BF16, so bfloat16 autocast is emulated: a demo training step took "
-            "48 times as long as in float32 on such a CPU (bench/README.md); use --precision auto or float32")
+            "2.8 to 48 times as long as in float32 on such CPUs (bench/README.md); use --precision auto or float32")
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
