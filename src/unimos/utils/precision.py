@@ -6,8 +6,8 @@ AVX-512 BF16 instructions but no AMX (AMD EPYC Zen 4 and later) is faster in bfl
 step and 2.15x per inference window on a 2-core AMD EPYC (bench/precision.py). Without either, the same autocast
 is emulated: a demo training step took 48x the float32 time on a 2-core AMD EPYC without AVX-512 (Zen 3) and 2.8x
 on a 2-core Intel Xeon with AVX-512F but no AVX-512 BF16, so `auto` keeps float32 there and an explicit `bfloat16`
-is warned about (`emulated_precision_warning`). Weights, optimiser
-state, losses and the sliding-window sums stay float32 in every mode.
+is warned about (`emulated_precision_warning`). Weights, optimiser state, losses and the sliding-window sums stay
+float32 in every mode.
 """
 
 from __future__ import annotations
